@@ -1,0 +1,3 @@
+from tillhook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The configuration: TOML into frozen pydantic models. The only module that reads files or
+the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tillhook import rules
+from tillhook.errors import ConfigError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """"500ms", "5s", "10m", "2h", "3d" -> seconds."""
+    if not isinstance(value, str):
+        raise ValueError('must be a duration string with a unit, like "500ms", "5s", "10m", "2h" or "3d"')
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise ValueError(f'{value!r} is not a duration; write a number and a unit, like "5s" or "10m"')
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str | None = None
+    port: int | None = None
+    unix_path: str | None = None
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.unix_path is not None:
+            return True
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host or "").is_loopback
+        except ValueError:
+            return False
+
+    def base_url(self) -> str:
+        if self.unix_path is not None:
+            return "http://localhost"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    if value.startswith("unix:"):
+        path = value.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise ValueError('a unix socket needs an absolute path, like "unix:/run/tillhook/tillhook.sock"')
+        return Listen(unix_path=path)
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{value!r} is not "host:port" (like "127.0.0.1:8787") or "unix:/path"')
+    return Listen(host=host, port=int(port))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    listen: str = "127.0.0.1:8787"
+    max_body_bytes: int = Field(default=262144, ge=1024, le=64 * 1024 * 1024)
+    shutdown_grace: Duration = 10.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> Listen:
+        return parse_listen(self.listen)
+
+
+class AuthConfig(_Section):
+    ingest_token: SecretStr | None = Field(default=None, min_length=16)
+    admin_token: SecretStr | None = Field(default=None, min_length=16)
+
+
+class StorageConfig(_Section):
+    path: str = "tillhook.db"
+    retention: Duration = 30 * 86400.0
+
+
+class DeliveryConfig(_Section):
+    timeout: Duration = 15.0
+    retry_schedule: list[Duration] = Field(
+        default=[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], min_length=1, max_length=50
+    )
+    give_up_after: Duration = 72 * 3600.0
+    max_in_flight: int = Field(default=256, ge=1, le=10000)
+    endpoint_max_in_flight: int = Field(default=4, ge=1, le=1000)
+    allow_http: bool = False
+    allow_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    response_body_limit: int = Field(default=2048, ge=0, le=1024 * 1024)
+
+
+class EndpointConfig(_Section):
+    name: Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
+    url: str
+    events: list[str] = ["*"]
+    secret: SecretStr | None = None
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: float | None = Field(default=None, gt=0)
+    ordered: bool = False
+    headers: dict[str, str] = {}
+
+    _events = field_validator("events")(classmethod(lambda cls, v: rules.check_patterns(v)))
+    _headers = field_validator("headers")(classmethod(lambda cls, v: rules.check_headers(v)))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            rules.check_secret(value.get_secret_value())
+        return value
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    storage: StorageConfig = StorageConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
+    endpoints: list[EndpointConfig] = []
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        problems = _cross_problems(
+            [e.model_dump() for e in self.endpoints],
+            allow_http=self.delivery.allow_http,
+            listen=self.server.listen,
+            has_tokens=bool(self.auth.ingest_token and self.auth.admin_token),
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def _cross_problems(endpoints: list[Any], allow_http: object, listen: object, has_tokens: bool) -> list[str]:
+    """Checks that span keys; written over plain values so they also run when fields fail."""
+    problems = []
+    seen: set[str] = set()
+    for index, endpoint in enumerate(endpoints):
+        if not isinstance(endpoint, dict):
+            continue
+        name, url = endpoint.get("name"), endpoint.get("url")
+        if isinstance(name, str) and name in seen:
+            problems.append(f"endpoints[{index}].name: {name!r} is used by another endpoint")
+        if isinstance(name, str):
+            seen.add(name)
+        if isinstance(url, str):
+            try:
+                rules.check_url(url, allow_http is True)
+            except ValueError as exc:
+                problems.append(f"endpoints[{index}].url: {exc}")
+    try:
+        loopback = parse_listen(listen).is_loopback if isinstance(listen, str) else True
+    except ValueError:
+        loopback = True  # reported by the field itself
+    if not loopback and not has_tokens:
+        problems.append(
+            f"server.listen: {listen!r} is not a loopback address, so auth.ingest_token"
+            " and auth.admin_token must both be set"
+        )
+    return problems
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    described = []
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if error["type"] == "extra_forbidden":
+            described.append(f"{path}: unknown key")
+            continue
+        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        for line in message.splitlines():
+            described.append(f"{path}: {line}" if path else line)
+    return described
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = _describe(exc)
+        errors += [p for p in _raw_cross_problems(raw) if p not in errors]
+        raise ConfigError(f"{source} has {len(errors)} error(s)", errors=errors) from None
+
+
+def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+    endpoints = raw.get("endpoints", [])
+    auth = section("auth")
+    return _cross_problems(
+        endpoints if isinstance(endpoints, list) else [],
+        allow_http=section("delivery").get("allow_http", False),
+        listen=section("server").get("listen", ServerConfig().listen),
+        has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token")),
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None = None) -> Config:
+    """The config at `path` (or the embedded defaults), with the database path resolved."""
+    env = dict(os.environ) if env is None else env
+    if path is None:
+        config = Config()
+    else:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        config = validate_config(raw, str(path))
+    return _resolve_paths(config, env)
+
+
+def _resolve_paths(config: Config, env: dict[str, str]) -> Config:
+    db_path = Path(config.storage.path)
+    state_dir = env.get("STATE_DIRECTORY")
+    if not db_path.is_absolute() and state_dir:
+        # systemd's StateDirectory= may list several; the first is ours.
+        db_path = Path(state_dir.split(":")[0]) / db_path
+    storage = config.storage.model_copy(update={"path": str(db_path)})
+    return config.model_copy(update={"storage": storage})
+
+
+def config_path_from(cli_value: str | None, env: dict[str, str] | None = None) -> str | None:
+    """--config, else $TILLHOOK_CONFIG; None means the embedded defaults."""
+    env = dict(os.environ) if env is None else env
+    return cli_value or env.get("TILLHOOK_CONFIG") or None

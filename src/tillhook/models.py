@@ -1,0 +1,154 @@
+"""Wire models (what crosses HTTP) and the frozen records passed between layers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+MAX_BATCH = 1000
+MAX_JSON_DEPTH = 32
+
+
+def _require_str(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string, like 2026-11-22T10:30:00Z")
+    return value
+
+
+def _rfc3339_utc(value: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an RFC 3339 date-time, like 2026-11-22T10:30:00Z"
+        ) from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise ValueError("must be an RFC 3339 date-time with a time zone, like 2026-11-22T10:30:00Z")
+    return format_time(parsed.timestamp())
+
+
+def format_time(unix_s: float) -> str:
+    """RFC 3339 in UTC with a Z, milliseconds only when there are some."""
+    moment = datetime.fromtimestamp(unix_s, UTC)
+    if moment.microsecond:
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+Rfc3339 = Annotated[str, BeforeValidator(_require_str), AfterValidator(_rfc3339_utc)]
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=128)]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class EventIn(BaseModel):
+    """One event as the POS posts it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: EventType
+    data: dict[str, Any]
+    id: IdempotencyKey | None = None
+    timestamp: Rfc3339 | None = None
+
+
+class AcceptedEvent(BaseModel):
+    """The reply for each accepted (or recognised duplicate) event."""
+
+    id: str
+    type: str
+    deliveries: int
+    duplicate: bool
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecret:
+    secret: str = field(repr=False)
+    expires_at: float | None = None  # unix s; None: the current secret
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secrets: tuple[SigningSecret, ...]
+    max_in_flight: int | None = None
+    rate_limit: float | None = None
+    ordered: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    enabled: bool = True
+    disabled_reason: str | None = None
+    config_managed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to store: its body bytes are final and are what gets signed."""
+
+    id: str
+    type: str
+    idempotency_key: str | None
+    body: bytes
+    created_at: float
+    endpoint_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    event_id: str
+    endpoint_id: str
+    attempts: int  # attempts made before this one
+    first_attempt_at: float | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one HTTP attempt produced; error is set when no status was received."""
+
+    started_at: float
+    duration_ms: float
+    status: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """An attempt and the delivery state it leads to, as the store writes them."""
+
+    delivery_id: int
+    endpoint_id: str
+    result: AttemptResult
+    state: DeliveryState
+    next_attempt_at: float | None
+    first_attempt_at: float
+    outcome: str
+    disable_endpoint: str | None = None  # reason, when the receiver said 410 Gone
+    release_backlog_at: float | None = field(default=None)

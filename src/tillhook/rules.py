@@ -1,0 +1,102 @@
+"""Pure checks of endpoint fields, shared by the config file and the admin API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets as _secrets
+from urllib.parse import urlsplit
+
+SECRET_PREFIX = "whsec_"
+ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "user-agent",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key inside a `whsec_` secret."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+
+
+def check_secret(secret: str) -> str:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("must start with whsec_ followed by base64 (leave it out to have one generated)")
+    try:
+        key = secret_key(secret)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"must hold 24 to 64 bytes of key after whsec_, not {len(key)}")
+    return secret
+
+
+def check_patterns(patterns: list[str]) -> list[str]:
+    if not patterns:
+        raise ValueError('must name at least one event pattern; use ["*"] for all events')
+    for pattern in patterns:
+        if pattern == "*":
+            continue
+        for segment in pattern.split("."):
+            if segment != "*" and not _SEGMENT.match(segment):
+                raise ValueError(
+                    f"{pattern!r} is not a pattern: dot-separated names of letters, digits, _ or -,"
+                    " where * matches one segment"
+                )
+    return patterns
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"{name!r} is set by tillhook itself and cannot be overridden")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"the value of {name!r} may not contain line breaks")
+    return headers
+
+
+def check_url(url: str, allow_http: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an absolute https:// URL with a host")
+    if parts.scheme == "http" and not allow_http:
+        raise ValueError("http:// is refused; use https://, or set delivery.allow_http = true for LAN receivers")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return url
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    """`*` alone matches every type; elsewhere `*` matches exactly one segment."""
+    if pattern == "*":
+        return True
+    want = pattern.split(".")
+    have = event_type.split(".")
+    if len(want) != len(have):
+        return False
+    return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
+
+
+def subscribes(patterns: tuple[str, ...], event_type: str) -> bool:
+    return any(pattern_matches(p, event_type) for p in patterns)

@@ -1,0 +1,22 @@
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/). Pure; stdlib only."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from tillhook.rules import secret_key
+
+
+def sign(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """One `v1,<base64>` signature over `{id}.{timestamp}.{body}`."""
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp_s, body)
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_header(secrets: Iterable[str], msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """Space-separated signatures, one per valid secret (two while a rotation overlaps)."""
+    return " ".join(sign(secret, msg_id, timestamp_s, body) for secret in secrets)

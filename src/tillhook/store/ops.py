@@ -1,0 +1,216 @@
+"""The write operations the group committer batches, and how one batch becomes one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
+from tillhook.store.sql_util import in_chunks, placeholders
+
+# SQLite caps compound SELECTs at 500 terms.
+_MAX_ENDPOINTS_PER_CLAIM = 200
+
+
+@dataclass(slots=True)
+class Ingest:
+    events: Sequence[NewEvent]
+
+
+@dataclass(slots=True)
+class Record:
+    records: Sequence[AttemptRecord]
+    now: float
+
+
+@dataclass(slots=True)
+class Claim:
+    quotas: dict[str, int]
+    now: float
+
+
+@dataclass(slots=True)
+class Call:
+    """Anything else; runs inside a savepoint so that its failure is its own."""
+
+    fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+WriteOp = Ingest | Record | Claim | Call
+
+
+@dataclass(slots=True)
+class _Seen:
+    id: str
+    type: str
+    deliveries: int
+
+
+@dataclass(slots=True)
+class BatchApplier:
+    conn: aiosqlite.Connection
+
+    async def __call__(self, ops: Sequence[WriteOp]) -> list[Any]:
+        results: list[Any] = [None] * len(ops)
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Outcomes first, so a claim in the same batch sees the slots they free.
+            await self._record([op for op in ops if isinstance(op, Record)])
+            ingests = [(i, op) for i, op in enumerate(ops) if isinstance(op, Ingest)]
+            for (index, _), accepted in zip(ingests, await self._ingest([op for _, op in ingests]), strict=True):
+                results[index] = accepted
+            for index, op in enumerate(ops):
+                if isinstance(op, Call):
+                    results[index] = await self._call(op)
+                elif isinstance(op, Claim):
+                    results[index] = await self._claim(op)
+            await self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                await self.conn.execute("ROLLBACK")
+            raise
+        return results
+
+    async def _call(self, op: Call) -> Any:
+        await self.conn.execute("SAVEPOINT op")
+        try:
+            result = await op.fn(self.conn)
+        except Exception as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+                raise  # the storage itself is in trouble: the whole batch fails
+            await self.conn.execute("ROLLBACK TO op")
+            await self.conn.execute("RELEASE op")
+            return exc
+        await self.conn.execute("RELEASE op")
+        return result
+
+    async def _ingest(self, ops: list[Ingest]) -> list[list[AcceptedEvent]]:
+        if not ops:
+            return []
+        seen = await self._known_keys([e.idempotency_key for op in ops for e in op.events if e.idempotency_key])
+        event_rows: list[tuple[Any, ...]] = []
+        delivery_rows: list[tuple[Any, ...]] = []
+        replies: list[list[AcceptedEvent]] = []
+        for op in ops:
+            reply = []
+            for event in op.events:
+                key = event.idempotency_key
+                if key is not None and key in seen:
+                    prior = seen[key]
+                    reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
+                    continue
+                if key is not None:
+                    seen[key] = _Seen(event.id, event.type, len(event.endpoint_ids))
+                event_rows.append((event.id, key, event.type, event.created_at, event.body))
+                state = DeliveryState.PENDING.value
+                delivery_rows.extend(
+                    (event.id, endpoint_id, state, event.created_at, event.created_at, event.created_at)
+                    for endpoint_id in event.endpoint_ids
+                )
+                reply.append(
+                    AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False)
+                )
+            replies.append(reply)
+        if event_rows:
+            await self.conn.executemany(
+                "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                event_rows,
+            )
+        if delivery_rows:
+            await self.conn.executemany(
+                "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                delivery_rows,
+            )
+        return replies
+
+    async def _known_keys(self, keys: list[str]) -> dict[str, _Seen]:
+        seen: dict[str, _Seen] = {}
+        for chunk in in_chunks(sorted(set(keys))):
+            sql = (
+                "SELECT e.idempotency_key, e.id, e.type, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)"
+                f" FROM events e WHERE e.idempotency_key IN ({placeholders(chunk)})"
+            )
+            for key, event_id, event_type, count in await self.conn.execute_fetchall(sql, chunk):
+                seen[key] = _Seen(event_id, event_type, count)
+        return seen
+
+    async def _record(self, ops: list[Record]) -> None:
+        if not ops:
+            return
+        attempts, updates, disables, releases = [], [], [], []
+        for op in ops:
+            for rec in op.records:
+                res = rec.result
+                attempts.append(
+                    (rec.delivery_id, res.started_at, res.duration_ms, res.status, res.error,
+                     res.response_excerpt, rec.outcome)
+                )
+                updates.append(
+                    (rec.state.value, rec.next_attempt_at, rec.first_attempt_at, res.started_at,
+                     res.status, res.error, op.now, rec.delivery_id)
+                )
+                if rec.disable_endpoint is not None:
+                    disables.append((rec.disable_endpoint, op.now, rec.endpoint_id))
+                if rec.release_backlog_at is not None:
+                    t = rec.release_backlog_at
+                    releases.append((t, op.now, rec.endpoint_id, t))
+        await self.conn.executemany(
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            attempts,
+        )
+        await self.conn.executemany(
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
+            " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?, last_status = ?,"
+            " last_error = ?, updated_at = ? WHERE id = ?",
+            updates,
+        )
+        if disables:
+            await self.conn.executemany(
+                "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?", disables
+            )
+        if releases:
+            await self.conn.executemany(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?"
+                " WHERE endpoint_id = ? AND state = 'pending' AND next_attempt_at > ?",
+                releases,
+            )
+
+    async def _claim(self, op: Claim) -> list[ClaimedDelivery]:
+        wanted = [(endpoint_id, n) for endpoint_id, n in op.quotas.items() if n > 0]
+        claimed: list[ClaimedDelivery] = []
+        for start in range(0, len(wanted), _MAX_ENDPOINTS_PER_CLAIM):
+            claimed.extend(await self._claim_some(wanted[start : start + _MAX_ENDPOINTS_PER_CLAIM], op.now))
+        return claimed
+
+    async def _claim_some(self, wanted: list[tuple[str, int]], now: float) -> list[ClaimedDelivery]:
+        per_endpoint = (
+            "SELECT id FROM (SELECT id FROM deliveries WHERE endpoint_id = ? AND state = 'pending'"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)"
+        )
+        params: list[Any] = [now]
+        for endpoint_id, n in wanted:
+            params.extend((endpoint_id, now, n))
+        rows = await self.conn.execute_fetchall(
+            "UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id IN ("
+            + " UNION ALL ".join([per_endpoint] * len(wanted))
+            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at",
+            params,
+        )
+        if not rows:
+            return []
+        bodies: dict[str, bytes] = {}
+        for chunk in in_chunks(sorted({row[1] for row in rows})):
+            sql = f"SELECT id, body FROM events WHERE id IN ({placeholders(chunk)})"
+            bodies.update(await self.conn.execute_fetchall(sql, chunk))
+        ordered = sorted(rows, key=lambda row: row[0])
+        return [
+            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4],
+                            body=bodies[r[1]])
+            for r in ordered
+        ]

@@ -1,0 +1,91 @@
+"""Schema migrations, keyed by PRAGMA user_version: entry N brings a database to version N+1."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from tillhook.errors import SchemaTooNew
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,              -- JSON array of patterns
+        secrets TEXT NOT NULL,             -- JSON array of {secret, expires_at}, current first
+        max_in_flight INTEGER,
+        rate_limit REAL,
+        ordered INTEGER NOT NULL DEFAULT 0,
+        headers TEXT NOT NULL DEFAULT '{}',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        disabled_reason TEXT,
+        config_managed INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,           -- order of acceptance
+        id TEXT NOT NULL UNIQUE,
+        idempotency_key TEXT UNIQUE,
+        type TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX events_by_time ON events(created_at);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,            -- also the order of acceptance per endpoint
+        event_id TEXT NOT NULL REFERENCES events(id),
+        endpoint_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        first_attempt_at REAL,
+        last_attempt_at REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    -- Claiming the next due deliveries of one endpoint must stay cheap with millions of
+    -- finished rows, so the index holds pending rows only.
+    CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX deliveries_by_event ON deliveries(event_id);
+    CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
+    CREATE INDEX deliveries_in_flight ON deliveries(state) WHERE state = 'delivering';
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+        started_at REAL NOT NULL,
+        duration_ms REAL NOT NULL,
+        status INTEGER,
+        error TEXT,
+        response_excerpt TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX attempts_by_delivery ON attempts(delivery_id);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema up to date; returns the version found before."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the database has schema version {found} but this tillhook knows only up to"
+            f" {SCHEMA_VERSION}: upgrade tillhook, or point storage.path at another file"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        await conn.executescript(
+            f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
+        )
+    return found

@@ -1,0 +1,242 @@
+"""The outbox on SQLite: domain verbs over one writer connection (group commit) and one
+reader connection (WAL lets reads run beside the writer)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from tillhook.errors import StoreError, StoreUnavailable
+from tillhook.models import (
+    AcceptedEvent,
+    AttemptRecord,
+    ClaimedDelivery,
+    Endpoint,
+    NewEvent,
+)
+from tillhook.store import endpoints_sql
+from tillhook.store.committer import GroupCommitter
+from tillhook.store.ops import BatchApplier, Call, Claim, Ingest, Record, WriteOp
+from tillhook.store.schema import migrate
+from tillhook.store.sql_util import placeholders
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    # Everything acknowledged must survive a power cut: fsync the WAL on every commit.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = OFF",
+)
+
+
+def describe_sqlite_error(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "full" in text:
+        return "the disk holding the database is full; free some space and retry"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only; check the file's permissions and the disk"
+    if "locked" in text or "busy" in text:
+        return "the database is locked by another process; retry shortly"
+    if "I/O" in text or "disk I/O" in text:
+        return "the disk holding the database reported an I/O error; retry, and check the disk"
+    return f"the database failed: {text}"
+
+
+class SqliteStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._committer: GroupCommitter[WriteOp] | None = None
+        self.writer_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if not self.path.parent.is_dir():
+            raise StoreError(f"the directory for the database, {self.path.parent}, does not exist")
+        try:
+            # The outbox holds secrets and customer data: owner-only from the first byte.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in _PRAGMAS:
+                await self._writer.execute(pragma)
+            await migrate(self._writer)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA query_only = 1")
+            await self._reader.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StoreError(
+                    f"{self.path} is not a tillhook database or is corrupt: restore it from a backup,"
+                    " or move it aside to start with an empty outbox"
+                ) from None
+            raise StoreError(f"cannot open {self.path}: {describe_sqlite_error(exc)}") from None
+        except OSError as exc:
+            await self.close()
+            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
+        except BaseException:
+            await self.close()
+            raise
+        self._committer = GroupCommitter(BatchApplier(self._writer))
+        self.writer_task = asyncio.create_task(self._committer.run(), name="tillhook-store-writer")
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+            if self.writer_task is not None:
+                await self.writer_task
+            self._committer = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def _write(self, op: WriteOp) -> Any:
+        if self._committer is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            return await self._committer.submit(op)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(describe_sqlite_error(exc)) from exc
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "the store is not open"
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(describe_sqlite_error(exc)) from exc
+
+    async def call(self, fn: Any) -> Any:
+        """Run `fn(conn)` inside the next write transaction; its own errors are raised here."""
+        result = await self._write(Call(fn))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @property
+    def last_commit_batch(self) -> int:
+        return self._committer.last_batch_size if self._committer else 0
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    async def enqueue(self, events: Sequence[NewEvent]) -> list[AcceptedEvent]:
+        """Store events and their deliveries; returns once they are on disk."""
+        result: list[AcceptedEvent] = await self._write(Ingest(events))
+        return result
+
+    async def claim_due(self, quotas: dict[str, int], now: float) -> list[ClaimedDelivery]:
+        """Mark up to quotas[endpoint] due pending deliveries `delivering`, oldest due first."""
+        if not any(n > 0 for n in quotas.values()):
+            return []
+        result: list[ClaimedDelivery] = await self._write(Claim(quotas, now))
+        return result
+
+    async def record_attempts(self, records: Sequence[AttemptRecord], now: float) -> None:
+        await self._write(Record(records, now))
+
+    async def requeue_in_flight(self, now: float) -> int:
+        """Deliveries left `delivering` by a crash go back to `pending`, due now."""
+
+        async def requeue(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?"
+                " WHERE state = 'delivering'",
+                (now, now),
+            )
+            return cursor.rowcount
+
+        count: int = await self.call(requeue)
+        return count
+
+    async def next_due_at(self, endpoint_ids: Sequence[str]) -> float | None:
+        if not endpoint_ids:
+            return None
+        # One indexed min() per endpoint: a min() over an IN list would walk every pending row.
+        inner = " UNION ALL ".join(
+            ["SELECT min(next_attempt_at) AS t FROM deliveries WHERE endpoint_id = ? AND state = 'pending'"]
+            * len(endpoint_ids)
+        )
+        rows = await self._read(f"SELECT min(t) FROM ({inner})", list(endpoint_ids))
+        return rows[0][0] if rows else None
+
+    async def check_writable(self) -> None:
+        async def touch(conn: aiosqlite.Connection) -> None:
+            await conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('health', 'ok')")
+
+        await self.call(touch)
+
+    # -- tokens and endpoints ------------------------------------------------------------
+
+    async def tokens(self, ingest: str | None, admin: str | None) -> tuple[str, str]:
+        """The configured tokens, else those kept in the database (made on first use)."""
+
+        async def ensure(conn: aiosqlite.Connection) -> dict[str, str]:
+            for key, prefix in (("ingest_token", "ing_"), ("admin_token", "adm_")):
+                await conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    (key, prefix + secrets.token_urlsafe(32)),
+                )
+            rows = await conn.execute_fetchall(
+                "SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token')"
+            )
+            return {key: value for key, value in rows}
+
+        stored: dict[str, str] = await self.call(ensure)
+        return ingest or stored["ingest_token"], admin or stored["admin_token"]
+
+    async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> list[str]:
+        """Create or update the config file's endpoints by name; returns the names of
+        config-managed endpoints no longer in the file (they are disabled, not deleted)."""
+        removed: list[str] = await self.call(lambda conn: endpoints_sql.apply_config(conn, endpoints, now))
+        return removed
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        rows = await self._read(f"SELECT {endpoints_sql.COLUMNS} FROM endpoints ORDER BY created_at, id")
+        return [endpoints_sql.to_endpoint(row) for row in rows]
+
+    # -- reads for the log ---------------------------------------------------------------
+
+    async def deliveries_of_event(self, event_id: str) -> list[dict[str, Any]]:
+        return await self._dicts(
+            "SELECT id, endpoint_id, state, attempts, next_attempt_at, last_status, last_error"
+            " FROM deliveries WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+
+    async def attempts_of_delivery(self, delivery_id: int) -> list[dict[str, Any]]:
+        return await self._dicts(
+            "SELECT started_at, duration_ms, status, error, response_excerpt, outcome"
+            " FROM attempts WHERE delivery_id = ? ORDER BY id",
+            (delivery_id,),
+        )
+
+    async def count_by_state(self) -> dict[str, int]:
+        rows = await self._read("SELECT state, count(*) FROM deliveries GROUP BY state")
+        return {state: count for state, count in rows}
+
+    async def event_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = await self._read(f"SELECT id FROM events WHERE id IN ({placeholders(chunk)})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    async def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        assert self._reader is not None, "the store is not open"
+        try:
+            async with self._reader.execute(sql, params) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(describe_sqlite_error(exc)) from exc
+
