@@ -43,3 +43,14 @@ class BlockedAddress(OSError):
 
     An OSError so that aiohttp reports it like any other failure to connect.
     """
+
+
+class InvalidInput(TillhookError):
+    """The request is not valid."""
+
+    def __init__(self, message: str, *, status: int = 422, slug: str = "invalid-input",
+                 errors: list[dict[str, str]] | None = None) -> None:
+        self.status = status
+        self.slug = slug
+        self.errors = errors
+        super().__init__(message)

@@ -1,0 +1,1 @@
+"""aiohttp handlers: thin (parse, call, reply)."""

@@ -1,0 +1,30 @@
+"""POST /v1/events: validate, store durably (sharing commits), then reply 202."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tillhook.api.problems import HttpProblem
+from tillhook.api.state import SERVICES
+from tillhook.envelope import parse_body, to_new_event
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+
+
+async def post_events(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    if not _is_json(request.content_type):
+        raise HttpProblem(
+            415, "unsupported-media-type",
+            f"send Content-Type: application/json (got {request.content_type or 'none'})",
+        )
+    raw = await request.read()
+    events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
+    now = services.clock.now()
+    new_events = [to_new_event(event, now, services.registry.subscribers) for event in events]
+    accepted = await services.store.enqueue(new_events)
+    services.dispatcher.wake({endpoint_id for e in new_events for endpoint_id in e.endpoint_ids})
+    replies = [a.model_dump() for a in accepted]
+    return web.json_response(replies if batch else replies[0], status=202)

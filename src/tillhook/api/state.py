@@ -1,0 +1,35 @@
+"""What handlers reach through the app: typed keys, no globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from tillhook.clock import Clock
+from tillhook.config import Config
+from tillhook.dispatcher import Dispatcher
+from tillhook.registry import EndpointRegistry
+from tillhook.store import SqliteStore
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    ingest: bytes
+    admin: bytes
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    clock: Clock
+    store: SqliteStore
+    registry: EndpointRegistry
+    dispatcher: Dispatcher
+    session: aiohttp.ClientSession
+    tokens: Tokens
+    started_monotonic: float
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,156 @@
+"""The composition root: build_app wires config, store, dispatcher and handlers; serve runs
+it until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from tillhook import __version__
+from tillhook.api.auth import auth_middleware
+from tillhook.api.health import get_healthz
+from tillhook.api.ingest import post_events
+from tillhook.api.problems import problems_middleware
+from tillhook.api.state import SERVICES, Services, Tokens
+from tillhook.clock import Clock, SystemClock
+from tillhook.config import Config, EndpointConfig
+from tillhook.delivery import Deliverer, make_session
+from tillhook.dispatcher import Dispatcher
+from tillhook.errors import TillhookError
+from tillhook.models import Endpoint, SigningSecret
+from tillhook.registry import EndpointRegistry
+from tillhook.retry import RetryPolicy
+from tillhook.store import SqliteStore
+from tillhook.targets import AddressPolicy
+
+log = structlog.get_logger("tillhook")
+
+
+def config_endpoint(spec: EndpointConfig) -> Endpoint:
+    secret = spec.secret.get_secret_value() if spec.secret else None
+    return Endpoint(
+        id="",
+        name=spec.name,
+        url=spec.url,
+        events=tuple(spec.events),
+        secrets=(SigningSecret(secret),) if secret else (),
+        max_in_flight=spec.max_in_flight,
+        rate_limit=spec.rate_limit,
+        ordered=spec.ordered,
+        headers=tuple(spec.headers.items()),
+        config_managed=True,
+    )
+
+
+def build_app(config: Config, *, clock: Clock | None = None, store: SqliteStore | None = None) -> web.Application:
+    clock = clock or SystemClock()
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[problems_middleware, auth_middleware],
+    )
+    app.router.add_post("/v1/events", post_events)
+    app.router.add_get("/healthz", get_healthz)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        the_store = store or SqliteStore(config.storage.path)
+        await the_store.open()
+        try:
+            services = await _start(config, clock, the_store)
+        except BaseException:
+            await the_store.close()
+            raise
+        app[SERVICES] = services
+        try:
+            yield
+        finally:
+            await services.dispatcher.stop(config.server.shutdown_grace)
+            await services.session.close()
+            await the_store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _start(config: Config, clock: Clock, store: SqliteStore) -> Services:
+    auth = config.auth
+    ingest, admin = await store.tokens(
+        auth.ingest_token.get_secret_value() if auth.ingest_token else None,
+        auth.admin_token.get_secret_value() if auth.admin_token else None,
+    )
+    removed = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
+    for name in removed:
+        log.warning("endpoint_removed_from_config", endpoint=name, action="disabled; its pending deliveries are kept")
+    registry = EndpointRegistry(await store.list_endpoints())
+    delivery = config.delivery
+    policy = AddressPolicy(delivery.allow_networks)
+    session = make_session(policy)
+    deliverer = Deliverer(
+        session, policy, clock,
+        timeout_s=delivery.timeout,
+        allow_http=delivery.allow_http,
+        response_body_limit=delivery.response_body_limit,
+    )
+    dispatcher = Dispatcher(
+        store, deliverer, registry,
+        RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after),
+        clock,
+        max_in_flight=delivery.max_in_flight,
+        endpoint_max_in_flight=delivery.endpoint_max_in_flight,
+    )
+    dispatcher.start()
+    return Services(
+        config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
+        tokens=Tokens(ingest.encode(), admin.encode()), started_monotonic=clock.monotonic(),
+    )
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT (0) or until a background task dies (1)."""
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_grace)
+    await runner.setup()
+    address = config.server.address
+    site: web.BaseSite
+    if address.unix_path is not None:
+        site = web.UnixSite(runner, address.unix_path)
+    else:
+        site = web.TCPSite(runner, address.host, address.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise TillhookError(f"cannot listen on {config.server.listen}: {exc.strerror or exc}") from None
+    services = app[SERVICES]
+    log.info(
+        "serve_started", version=__version__, listen=_bound(runner, config), database=str(services.store.path),
+        endpoints=len(services.registry.all()),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
+    stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
+    done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if stopper not in done:
+        died = next(iter(done))
+        log.critical("background_task_died", task=died.get_name(), error=repr(died.exception()))
+        code = 1
+    stopper.cancel()
+    log.info("serve_stopping", grace_s=config.server.shutdown_grace)
+    await runner.cleanup()
+    log.info("serve_stopped")
+    return code
+
+
+def _bound(runner: web.AppRunner, config: Config) -> str:
+    address = config.server.address
+    if address.unix_path is not None:
+        return f"unix:{address.unix_path}"
+    host, port = runner.addresses[0][:2]
+    return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"

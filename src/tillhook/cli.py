@@ -1,0 +1,143 @@
+"""The `tillhook` command. Exit codes: 0 ok, 1 runtime error, 2 usage or config error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+
+from tillhook import __version__
+from tillhook.config import Config, config_path_from, load_config
+from tillhook.errors import ConfigError, TillhookError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tillhook", description="Webhook delivery daemon for point-of-sale servers.")
+    parser.add_argument("--version", action="version", version=f"tillhook {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="PATH", help="config file (default: $TILLHOOK_CONFIG, else built-in defaults)")
+        return p
+
+    with_config(commands.add_parser("serve", help="run the daemon"))
+    check = commands.add_parser("check-config", help="validate a config file and name every error")
+    check.add_argument("path", metavar="PATH")
+    with_config(commands.add_parser("tokens", help="print the ingest and admin tokens"))
+    send = with_config(commands.add_parser("send", help="post one event to the running daemon"))
+    send.add_argument("type", metavar="TYPE", help="event type, like transaction.completed")
+    send.add_argument("data", metavar="JSON", nargs="?", default="{}", help="the event's data object (default: {})")
+    send.add_argument("--id", dest="key", metavar="KEY", help="idempotency key")
+    send.add_argument("--url", help="daemon URL (default: $TILLHOOK_URL, else from the config's listen address)")
+    send.add_argument("--token", help="ingest token (default: $TILLHOOK_TOKEN, else the config's or the database's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.path)
+        config = load_config(config_path_from(args.config))
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "tokens":
+            return _run(_tokens(config))
+        if args.command == "send":
+            return _run(_send(config, args))
+    except ConfigError as exc:
+        _error(exc.message, *exc.errors)
+        return EXIT_USAGE
+    except TillhookError as exc:
+        _error(exc.message)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _error(message: str, *details: str) -> None:
+    print(f"tillhook: {message}", file=sys.stderr)
+    for line in details:
+        print(f"  {line}", file=sys.stderr)
+
+
+def _run(coro: object) -> int:
+    result: int = asyncio.run(coro)  # type: ignore[arg-type]
+    return result
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _error(exc.message, *exc.errors)
+        return EXIT_USAGE
+    print(f"{path}: ok ({len(config.endpoints)} endpoint(s), database {config.storage.path})")
+    return EXIT_OK
+
+
+def _serve(config: Config) -> int:
+    from tillhook.app import serve
+    from tillhook.logs import setup_logging
+
+    setup_logging(config.log.level, config.log.format)
+    return _run(serve(config))
+
+
+async def _stored_tokens(config: Config) -> tuple[str, str]:
+    from tillhook.store import SqliteStore
+
+    auth = config.auth
+    if auth.ingest_token and auth.admin_token:
+        return auth.ingest_token.get_secret_value(), auth.admin_token.get_secret_value()
+    store = SqliteStore(config.storage.path)
+    await store.open()
+    try:
+        return await store.tokens(
+            auth.ingest_token.get_secret_value() if auth.ingest_token else None,
+            auth.admin_token.get_secret_value() if auth.admin_token else None,
+        )
+    finally:
+        await store.close()
+
+
+async def _tokens(config: Config) -> int:
+    ingest, admin = await _stored_tokens(config)
+    print(f"ingest: {ingest}")
+    print(f"admin:  {admin}")
+    return EXIT_OK
+
+
+async def _send(config: Config, args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        _error(f"JSON is not valid JSON: {exc}")
+        return EXIT_USAGE
+    token = args.token or os.environ.get("TILLHOOK_TOKEN") or (await _stored_tokens(config))[0]
+    address = config.server.address
+    url = (args.url or os.environ.get("TILLHOOK_URL") or address.base_url()).rstrip("/") + "/v1/events"
+    event: dict[str, object] = {"type": args.type, "data": data}
+    if args.key:
+        event["id"] = args.key
+    connector = aiohttp.UnixConnector(address.unix_path) if address.unix_path and not args.url else None
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.post(url, json=event, headers={"Authorization": f"Bearer {token}"}) as response:
+                body = await response.json(content_type=None)
+    except aiohttp.ClientError as exc:
+        _error(f"cannot reach tillhook at {url} ({exc}); is `tillhook serve` running?")
+        return EXIT_RUNTIME
+    if response.status != 202:
+        _error(f"{response.status}: {body.get('detail', body) if isinstance(body, dict) else body}")
+        return EXIT_RUNTIME
+    print(json.dumps(body))
+    return EXIT_OK

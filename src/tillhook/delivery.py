@@ -1,0 +1,127 @@
+"""Exactly one delivery attempt: POST the stored bytes, signed, and say what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from tillhook import __version__
+from tillhook.clock import Clock
+from tillhook.errors import BlockedAddress
+from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint
+from tillhook.retry import parse_retry_after
+from tillhook.signing import signature_header
+from tillhook.targets import AddressPolicy, GuardedResolver
+
+USER_AGENT = f"tillhook/{__version__}"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def make_session(policy: AddressPolicy) -> aiohttp.ClientSession:
+    """The one client session of the process; connection limits are the dispatcher's job."""
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=0, limit_per_host=0)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+
+
+class Deliverer:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        policy: AddressPolicy,
+        clock: Clock,
+        *,
+        timeout_s: float,
+        allow_http: bool,
+        response_body_limit: int,
+    ) -> None:
+        self._session = session
+        self._policy = policy
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        self._timeout_s = timeout_s
+        self._allow_http = allow_http
+        self._body_limit = response_body_limit
+
+    async def attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> AttemptResult:
+        started_at = self._clock.now()
+        started = self._clock.monotonic()
+
+        def ended(**outcome: object) -> AttemptResult:
+            duration_ms = (self._clock.monotonic() - started) * 1000.0
+            return AttemptResult(started_at=started_at, duration_ms=duration_ms, **outcome)  # type: ignore[arg-type]
+
+        refusal = self._refusal(endpoint.url)
+        if refusal is not None:
+            return ended(error=refusal)
+        timestamp_s = int(started_at)
+        live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > started_at]
+        headers = dict(endpoint.headers)
+        headers.update(
+            {
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                "webhook-id": delivery.event_id,
+                "webhook-timestamp": str(timestamp_s),
+                "webhook-signature": signature_header(live, delivery.event_id, timestamp_s, delivery.body),
+            }
+        )
+        try:
+            async with self._session.post(
+                endpoint.url,
+                data=delivery.body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                excerpt = await self._excerpt(response)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
+                return ended(status=response.status, response_excerpt=excerpt, retry_after_s=retry_after)
+        except TimeoutError:
+            return ended(error=f"timed out after {self._timeout_s:g}s")
+        except aiohttp.ClientError as exc:
+            return ended(error=describe_client_error(exc))
+
+    def _refusal(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not self._allow_http:
+            return "refused: http:// targets need delivery.allow_http = true"
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None  # a name: checked by the resolver once resolved
+        return self._policy.refusal(host)
+
+    async def _excerpt(self, response: aiohttp.ClientResponse) -> str | None:
+        if self._body_limit <= 0:
+            return None
+        try:
+            raw = await response.content.read(self._body_limit)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+        return raw.decode("utf-8", errors="replace")
+
+
+def describe_client_error(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, BlockedAddress):
+            return cause.strerror or str(cause)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return f"TLS certificate of {exc.host} not accepted: {exc.certificate_error}"
+        reason = cause.strerror if cause.strerror else str(cause)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"connection failed: {exc.strerror or exc}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL: {exc}"
+    return f"{type(exc).__name__}: {exc}"

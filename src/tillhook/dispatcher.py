@@ -1,0 +1,250 @@
+"""The delivery loop: wait for a wake, a due retry, a tick or a stop; claim only as many
+deliveries as there are free slots; run each attempt as a named task; record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from tillhook.clock import Clock
+from tillhook.delivery import Deliverer
+from tillhook.health import EndpointHealth
+from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.registry import EndpointRegistry
+from tillhook.retry import RetryPolicy, Verdict
+from tillhook.store import SqliteStore
+
+log = structlog.get_logger("tillhook.dispatcher")
+
+TICK_S = 1.0
+
+
+def share(wanted: dict[str, int], budget: int) -> dict[str, int]:
+    """Split `budget` slots over endpoints one at a time, so no endpoint starves the others."""
+    if sum(wanted.values()) <= budget:
+        return dict(wanted)
+    given = dict.fromkeys(wanted, 0)
+    while budget > 0:
+        progressed = False
+        for endpoint_id, n in wanted.items():
+            if budget > 0 and given[endpoint_id] < n:
+                given[endpoint_id] += 1
+                budget -= 1
+                progressed = True
+        if not progressed:
+            break
+    return {k: v for k, v in given.items() if v}
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: SqliteStore,
+        deliverer: Deliverer,
+        registry: EndpointRegistry,
+        policy: RetryPolicy,
+        clock: Clock,
+        *,
+        max_in_flight: int,
+        endpoint_max_in_flight: int,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._deliverer = deliverer
+        self._registry = registry
+        self._policy = policy
+        self._clock = clock
+        self._max_in_flight = max_in_flight
+        self._endpoint_max = endpoint_max_in_flight
+        self._rand = rand
+        self.health: defaultdict[str, EndpointHealth] = defaultdict(EndpointHealth)
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._recording: set[asyncio.Future[None]] = set()
+        self._maybe_due: set[str] = set()  # endpoints that may have due deliveries right now
+        self._next_retry_at: float | None = None
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.last_tick_monotonic = clock.monotonic()
+
+    # -- control -------------------------------------------------------------------------
+
+    def wake(self, endpoint_ids: Iterable[str] | None = None) -> None:
+        """New work may be due: for these endpoints, or for all when None."""
+        self._maybe_due.update(endpoint_ids if endpoint_ids is not None else self._registry_ids())
+        self._wakeup.set()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="tillhook-dispatcher")
+        return self._task
+
+    async def run(self) -> None:
+        requeued = await self._store.requeue_in_flight(self._clock.now())
+        if requeued:
+            log.warning("deliveries_requeued", count=requeued, reason="left in flight by an earlier stop")
+        next_tick = self._clock.monotonic()
+        while not self._stopping:
+            tick = self._clock.monotonic() >= next_tick
+            if self._next_retry_at is not None and self._clock.now() >= self._next_retry_at:
+                tick = True  # a retry scheduled by this process is due: look at every endpoint
+            if tick:
+                next_tick = self._clock.monotonic() + TICK_S
+                self._next_retry_at = None
+                self.last_tick_monotonic = self._clock.monotonic()
+            self._wakeup.clear()
+            await self.run_once(all_endpoints=tick)
+            await self._wait(next_tick)
+
+    async def _wait(self, next_tick: float) -> None:
+        timeout = next_tick - self._clock.monotonic()
+        if self._next_retry_at is not None:
+            timeout = min(timeout, self._next_retry_at - self._clock.now())
+        if timeout <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming, give attempts in flight `grace_s` to finish, then cancel the rest;
+        cancelled ones go back to pending."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        if self._attempts:
+            _, unfinished = await asyncio.wait(set(self._attempts), timeout=grace_s)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished)
+                log.warning("attempts_cancelled", count=len(unfinished), reason="shutdown_grace ran out")
+        if self._recording:
+            await asyncio.wait(set(self._recording))
+        await self._store.requeue_in_flight(self._clock.now())
+
+    async def wait_idle(self) -> None:
+        """Until every attempt started so far has finished and been recorded (for tests)."""
+        while self._attempts or self._recording:
+            await asyncio.wait(set(self._attempts) | set(self._recording))
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._in_flight.values())
+
+    # -- one step ------------------------------------------------------------------------
+
+    async def run_once(self, now: float | None = None, *, all_endpoints: bool = True) -> int:
+        """Claim what is due and free to run, and start those attempts; returns how many."""
+        now = self._clock.now() if now is None else now
+        candidates = self._registry.enabled()
+        if not all_endpoints:
+            candidates = [e for e in candidates if e.id in self._maybe_due]
+        wanted: dict[str, int] = {}
+        for endpoint in candidates:
+            limit = endpoint.max_in_flight or self._endpoint_max
+            free = self.health[endpoint.id].slots(limit, now) - self._in_flight[endpoint.id]
+            if free > 0:
+                wanted[endpoint.id] = free
+        quotas = share(wanted, self._max_in_flight - self.in_flight)
+        if not quotas:
+            return 0
+        claimed = await self._store.claim_due(quotas, now)
+        per_endpoint: defaultdict[str, int] = defaultdict(int)
+        for delivery in claimed:
+            per_endpoint[delivery.endpoint_id] += 1
+        for endpoint_id, quota in quotas.items():
+            if per_endpoint[endpoint_id] < quota:
+                self._maybe_due.discard(endpoint_id)  # drained for now; a wake or tick brings it back
+            else:
+                self._maybe_due.add(endpoint_id)
+        for delivery in claimed:
+            self._start(delivery)
+        return len(claimed)
+
+    def _start(self, delivery: ClaimedDelivery) -> None:
+        endpoint = self._registry.get(delivery.endpoint_id)
+        assert endpoint is not None, "claimed a delivery of an unknown endpoint"
+        self._in_flight[endpoint.id] += 1
+        task = asyncio.create_task(self._attempt(endpoint, delivery), name=f"tillhook-attempt-{delivery.id}")
+        self._attempts.add(task)
+        task.add_done_callback(self._attempt_done)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._attempts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt_crashed", error=repr(task.exception()))
+
+    async def _attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> None:
+        try:
+            result = await self._deliverer.attempt(endpoint, delivery)
+            record = self._decide(endpoint, delivery, result)
+            # The outcome must be written even if this task is cancelled at shutdown.
+            recording = asyncio.ensure_future(self._store.record_attempts([record], self._clock.now()))
+            self._recording.add(recording)
+            recording.add_done_callback(self._recording.discard)
+            await asyncio.shield(recording)
+        finally:
+            self._in_flight[endpoint.id] -= 1
+            if endpoint.id in self._maybe_due:
+                self._wakeup.set()
+
+    def _decide(self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult) -> AttemptRecord:
+        now = self._clock.now()
+        attempt_no = delivery.attempts + 1
+        first_at = delivery.first_attempt_at or result.started_at
+        decision = self._policy.decide(result, attempt_no, first_at, now, self._rand)
+        health = self.health[endpoint.id]
+        bound = log.bind(
+            event_id=delivery.event_id, endpoint=endpoint.name, delivery_id=delivery.id, attempt=attempt_no,
+            status=result.status, duration_ms=round(result.duration_ms, 1),
+        )
+        state, disable, release = DeliveryState.PENDING, None, None
+        if decision.verdict is Verdict.DELIVERED:
+            state = DeliveryState.DELIVERED
+            bound.info("delivery_succeeded")
+            if health.succeeded(now):
+                release = now
+                log.info("endpoint_recovered", endpoint=endpoint.name)
+        elif decision.verdict is Verdict.GONE:
+            disable = f"the receiver answered 410 Gone at attempt {attempt_no}"
+            self._registry.disable(endpoint.id, disable)
+            bound.warning("endpoint_gone", reason=disable)
+        else:
+            reason = result.error or f"HTTP {result.status}"
+            if health.failed(now, reason, self._policy):
+                log.warning("endpoint_backing_off", endpoint=endpoint.name, failures=health.consecutive_failures)
+            if decision.verdict is Verdict.FAILED:
+                state = DeliveryState.FAILED
+                bound.error("delivery_failed", error=result.error)
+            else:
+                bound.info("delivery_retry_scheduled", error=result.error, next_attempt_at=decision.next_attempt_at)
+                self._note_retry(decision.next_attempt_at)
+        return AttemptRecord(
+            delivery_id=delivery.id,
+            endpoint_id=endpoint.id,
+            result=result,
+            state=state,
+            next_attempt_at=decision.next_attempt_at,
+            first_attempt_at=first_at,
+            outcome=decision.verdict.value,
+            disable_endpoint=disable,
+            release_backlog_at=release,
+        )
+
+    def _note_retry(self, at: float | None) -> None:
+        if at is not None and (self._next_retry_at is None or at < self._next_retry_at):
+            self._next_retry_at = at
+
+    def _registry_ids(self) -> list[str]:
+        return [e.id for e in self._registry.all()]

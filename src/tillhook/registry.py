@@ -1,0 +1,48 @@
+"""The endpoints as the running daemon sees them: read on every ingest and every claim,
+so they live in memory and are replaced whenever the stored ones change."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tillhook.models import Endpoint
+from tillhook.rules import subscribes
+
+
+class EndpointRegistry:
+    def __init__(self, endpoints: list[Endpoint] | None = None) -> None:
+        self._by_id: dict[str, Endpoint] = {}
+        self._subscribers: dict[str, tuple[str, ...]] = {}
+        self.replace_all(endpoints or [])
+
+    def replace_all(self, endpoints: list[Endpoint]) -> None:
+        self._by_id = {e.id: e for e in endpoints}
+        self._subscribers.clear()
+
+    def put(self, endpoint: Endpoint) -> None:
+        self._by_id[endpoint.id] = endpoint
+        self._subscribers.clear()
+
+    def disable(self, endpoint_id: str, reason: str) -> Endpoint | None:
+        endpoint = self._by_id.get(endpoint_id)
+        if endpoint is None:
+            return None
+        self.put(replace(endpoint, enabled=False, disabled_reason=reason))
+        return self._by_id[endpoint_id]
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        return self._by_id.get(endpoint_id)
+
+    def all(self) -> list[Endpoint]:
+        return list(self._by_id.values())
+
+    def enabled(self) -> list[Endpoint]:
+        return [e for e in self._by_id.values() if e.enabled]
+
+    def subscribers(self, event_type: str) -> tuple[str, ...]:
+        """Ids of the enabled endpoints whose patterns match; cached per type."""
+        found = self._subscribers.get(event_type)
+        if found is None:
+            found = tuple(e.id for e in self._by_id.values() if e.enabled and subscribes(e.events, event_type))
+            self._subscribers[event_type] = found
+        return found

@@ -1,0 +1,74 @@
+"""Which addresses a delivery may connect to. The check runs on the addresses the resolver
+returns, which are the only ones aiohttp then connects to, so a name that resolves to a
+private address is caught however it is spelled."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from tillhook.errors import BlockedAddress
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressPolicy:
+    def __init__(self, allow_networks: Sequence[Network] = ()) -> None:
+        self.allow_networks = tuple(allow_networks)
+
+    def refusal(self, host: str) -> str | None:
+        """Why `host` (an IP address) is refused, or None when it may be used."""
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.allow_networks):
+            return None
+        kind = _kind(address)
+        if kind is None:
+            return None
+        return f"refused to connect to {address}: it is a {kind} address (list it in delivery.allow_networks to allow it)"
+
+
+def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "private"
+    return None
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves as usual, then drops every address the policy refuses."""
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [info for info in found if self._policy.refusal(info["host"]) is None]
+        if not allowed and found:
+            reason = self._policy.refusal(found[0]["host"]) or "refused"
+            raise BlockedAddress(errno.EACCES, f"{host} resolves to a refused address; {reason}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # pragma: no cover - pass-through for aiohttp extras
+        return getattr(self._inner, name)
