@@ -46,7 +46,15 @@ def config_endpoint(spec: EndpointConfig) -> Endpoint:
     )
 
 
-def build_app(config: Config, *, clock: Clock | None = None, store: SqliteStore | None = None) -> web.Application:
+def build_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    store: SqliteStore | None = None,
+    run_dispatcher: bool = True,
+) -> web.Application:
+    """The whole daemon as an aiohttp app. With run_dispatcher=False nothing is delivered
+    until the caller steps `Dispatcher.run_once` itself (tests with a fake clock)."""
     clock = clock or SystemClock()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -59,7 +67,7 @@ def build_app(config: Config, *, clock: Clock | None = None, store: SqliteStore 
         the_store = store or SqliteStore(config.storage.path)
         await the_store.open()
         try:
-            services = await _start(config, clock, the_store)
+            services = await _start(config, clock, the_store, run_dispatcher)
         except BaseException:
             await the_store.close()
             raise
@@ -75,7 +83,7 @@ def build_app(config: Config, *, clock: Clock | None = None, store: SqliteStore 
     return app
 
 
-async def _start(config: Config, clock: Clock, store: SqliteStore) -> Services:
+async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
     auth = config.auth
     ingest, admin = await store.tokens(
         auth.ingest_token.get_secret_value() if auth.ingest_token else None,
@@ -101,7 +109,8 @@ async def _start(config: Config, clock: Clock, store: SqliteStore) -> Services:
         max_in_flight=delivery.max_in_flight,
         endpoint_max_in_flight=delivery.endpoint_max_in_flight,
     )
-    dispatcher.start()
+    if run_dispatcher:
+        dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
         tokens=Tokens(ingest.encode(), admin.encode()), started_monotonic=clock.monotonic(),

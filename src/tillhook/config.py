@@ -26,6 +26,7 @@ from pydantic import (
 
 from tillhook import rules
 from tillhook.errors import ConfigError
+from tillhook.models import field_path
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -209,9 +210,7 @@ def _cross_problems(endpoints: list[Any], allow_http: object, listen: object, ha
 def _describe(exc: ValidationError) -> list[str]:
     described = []
     for error in exc.errors():
-        path = ""
-        for part in error["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path = field_path(error["loc"])
         if error["type"] == "extra_forbidden":
             described.append(f"{path}: unknown key")
             continue

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tillhook.errors import InvalidInput
-from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, NewEvent, format_time
+from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, NewEvent, field_path, format_time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -84,7 +84,7 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         try:
             event = EventIn.model_validate(item)
         except ValidationError as exc:
-            errors.extend({"field": prefix + _field(e["loc"]), "message": _message(e)} for e in exc.errors())
+            errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
             continue
         if idempotency_header is not None:
             if event.id is not None and event.id != idempotency_header:
@@ -99,13 +99,6 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise InvalidInput(f"the event is not valid: {summary}{more}", slug="invalid-event", errors=errors)
     return events
-
-
-def _field(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
 
 
 def _message(error: Any) -> str:

@@ -32,6 +32,14 @@ def _rfc3339_utc(value: str) -> str:
     return format_time(parsed.timestamp())
 
 
+def field_path(loc: tuple[int | str, ...] | list[int | str], prefix: str = "") -> str:
+    """A pydantic error location as people write it: `endpoints[0].url`, `[3].data`."""
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
 def format_time(unix_s: float) -> str:
     """RFC 3339 in UTC with a Z, milliseconds only when there are some."""
     moment = datetime.fromtimestamp(unix_s, UTC)

@@ -21,6 +21,8 @@ class GroupCommitter(Generic[Op]):
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._closed = False
         self.last_batch_size = 0
+        self.transactions = 0
+        self.ops_committed = 0
 
     async def submit(self, op: Op) -> Any:
         """Queue `op` and wait until the transaction holding it is committed."""
@@ -54,6 +56,8 @@ class GroupCommitter(Generic[Op]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        self.transactions += 1
+        self.ops_committed += len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue

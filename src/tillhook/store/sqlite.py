@@ -123,8 +123,11 @@ class SqliteStore:
         return result
 
     @property
-    def last_commit_batch(self) -> int:
-        return self._committer.last_batch_size if self._committer else 0
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, write operations they held) since open."""
+        if self._committer is None:
+            return 0, 0
+        return self._committer.transactions, self._committer.ops_committed
 
     # -- the outbox ----------------------------------------------------------------------
 
