@@ -176,7 +176,8 @@ class Dispatcher:
         endpoint = self._registry.get(delivery.endpoint_id)
         assert endpoint is not None, "claimed a delivery of an unknown endpoint"
         self._in_flight[endpoint.id] += 1
-        task = asyncio.create_task(self._attempt(endpoint, delivery), name=f"tillhook-attempt-{delivery.id}")
+        probe = self.health[endpoint.id].backing_off
+        task = asyncio.create_task(self._attempt(endpoint, delivery, probe), name=f"tillhook-attempt-{delivery.id}")
         self._attempts.add(task)
         task.add_done_callback(self._attempt_done)
 
@@ -185,10 +186,10 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("attempt_crashed", error=repr(task.exception()))
 
-    async def _attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> None:
+    async def _attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery, probe: bool) -> None:
         try:
             result = await self._deliverer.attempt(endpoint, delivery)
-            record = self._decide(endpoint, delivery, result)
+            record = self._decide(endpoint, delivery, result, probe)
             # The outcome must be written even if this task is cancelled at shutdown.
             recording = asyncio.ensure_future(self._store.record_attempts([record], self._clock.now()))
             self._recording.add(recording)
@@ -199,7 +200,9 @@ class Dispatcher:
             if endpoint.id in self._maybe_due:
                 self._wakeup.set()
 
-    def _decide(self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult) -> AttemptRecord:
+    def _decide(
+        self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult, probe: bool
+    ) -> AttemptRecord:
         now = self._clock.now()
         attempt_no = delivery.attempts + 1
         first_at = delivery.first_attempt_at or result.started_at
@@ -222,7 +225,7 @@ class Dispatcher:
             bound.warning("endpoint_gone", reason=disable)
         else:
             reason = result.error or f"HTTP {result.status}"
-            if health.failed(now, reason, self._policy):
+            if health.failed(now, reason, self._policy, probe=probe):
                 log.warning("endpoint_backing_off", endpoint=endpoint.name, failures=health.consecutive_failures)
             if decision.verdict is Verdict.FAILED:
                 state = DeliveryState.FAILED

@@ -36,15 +36,19 @@ class EndpointHealth:
         self.last_success_at = now
         return was_backing_off
 
-    def failed(self, now: float, reason: str, policy: RetryPolicy) -> bool:
-        """Returns True when this failure starts a back-off."""
+    def failed(self, now: float, reason: str, policy: RetryPolicy, *, probe: bool) -> bool:
+        """Returns True when this failure starts a back-off. Only a failed probe stretches the
+        wait; attempts already in flight when the back-off began do not."""
         was_backing_off = self.backing_off
         self.consecutive_failures += 1
         self.last_failure_at = now
         self.last_failure = reason
         if not self.backing_off:
             return False
-        if was_backing_off:
+        if not was_backing_off:
+            self.probe_not_before = now + policy.probe_interval_s(0)
+            return True
+        if probe:
             self.failed_probes += 1
-        self.probe_not_before = now + policy.probe_interval_s(self.failed_probes)
-        return not was_backing_off
+            self.probe_not_before = now + policy.probe_interval_s(self.failed_probes)
+        return False

@@ -1,0 +1,151 @@
+"""The delivery loop: limits, isolation of slow endpoints, back-off, stop and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from tests.integration.conftest import make_config
+from tests.support import status
+from tillhook.app import config_endpoint
+from tillhook.models import NewEvent
+from tillhook.store import SqliteStore
+
+
+def hang(receiver):
+    async def wait(request, n):
+        await receiver.release.wait()
+        return web.Response()
+
+    return wait
+
+
+def busy_for(seconds: float):
+    async def work(request, n):
+        await asyncio.sleep(seconds)  # the receiver's own work, not the test waiting
+        return web.Response()
+
+    return work
+
+
+async def post_many(h, n: int, event_type: str = "transaction.completed") -> list[str]:
+    code, reply, _ = await h.post_events([{"type": event_type, "data": {"n": i}} for i in range(n)])
+    assert code == 202
+    return [r["id"] for r in reply]
+
+
+async def test_endpoint_max_in_flight_is_honoured(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers()
+    receiver.behaviour = hang(receiver)
+    config = make_config(tmp_path, [{"name": "slow", "url": receiver.url, "max_in_flight": 2}])
+    h = await make_harness(config, clock=clock)
+    await post_many(h, 6)
+    assert await h.dispatcher.run_once() == 2
+    await receiver.wait_count(2)
+    assert await h.dispatcher.run_once() == 0  # no free slot
+    assert h.dispatcher.in_flight == 2
+    receiver.release.set()
+    await h.dispatcher.wait_idle()
+    assert await h.step() == 2
+
+
+async def test_global_max_in_flight_is_shared_between_endpoints(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers()
+    receiver.behaviour = hang(receiver)
+    endpoints = [{"name": f"e{i}", "url": receiver.url} for i in range(3)]
+    config = make_config(tmp_path, endpoints, delivery={"max_in_flight": 5, "endpoint_max_in_flight": 4})
+    h = await make_harness(config, clock=clock)
+    await post_many(h, 10)
+    assert await h.dispatcher.run_once() == 5
+    await receiver.wait_count(5)
+    per_endpoint = {e.id: h.dispatcher._in_flight[e.id] for e in h.services.registry.all()}  # noqa: SLF001
+    assert sorted(per_endpoint.values()) == [1, 2, 2]
+    receiver.release.set()
+    await h.dispatcher.wait_idle()
+
+
+async def test_a_dead_endpoint_never_delays_the_others(tmp_path, receivers, make_harness):
+    dead = await receivers()
+    dead.behaviour = hang(dead)
+    fast = await receivers()
+    config = make_config(
+        tmp_path,
+        [{"name": "dead", "url": dead.url, "max_in_flight": 2}, {"name": "fast", "url": fast.url}],
+        delivery={"timeout": "30s"},
+    )
+    h = await make_harness(config)  # real clock, dispatcher running
+    ids = await post_many(h, 100)
+    await fast.wait_for(lambda got: {r.event_id for r in got} == set(ids), timeout_s=20)
+    assert len(dead.received) == 2  # its two slots are stuck; nothing else of it runs
+    dead.release.set()
+
+
+async def test_backoff_probes_one_at_a_time_and_success_releases_the_backlog(
+    tmp_path, receivers, make_harness, clock
+):
+    receiver = await receivers(behaviour=status(500))
+    config = make_config(
+        tmp_path, [{"name": "flaky", "url": receiver.url}], delivery={"retry_schedule": ["10s", "1h"]}
+    )
+    h = await make_harness(config, clock=clock)
+    await post_many(h, 12)
+    assert await h.step() == 4
+    assert await h.step() == 4  # still under 5 failures in a row when claimed
+    health = h.dispatcher.health[h.endpoint_id("flaky")]
+    assert health.backing_off
+    assert await h.step() == 0  # in back-off: waits for the probe time
+    assert await h.step(advance_s=10) == 1  # one probe, though 4 are due
+    assert await h.step(advance_s=1) == 0
+    receiver.behaviour = status(200)
+    assert await h.step(advance_s=300) == 1  # the next probe (spaced up to 5 min) succeeds...
+    assert not health.backing_off
+    # ...and releases the backlog: deliveries scheduled an hour out are due now.
+    delivered = 1
+    for _ in range(5):
+        delivered += await h.step()
+    assert delivered == 12
+    assert await h.services.store.count_by_state() == {"delivered": 12}
+
+
+async def test_stop_waits_for_attempts_within_the_grace(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers(behaviour=busy_for(0.2))
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config, clock=clock)
+    (event_id,) = await post_many(h, 1)
+    assert await h.dispatcher.run_once() == 1
+    await receiver.wait_count(1)
+    await h.dispatcher.stop(grace_s=5)
+    (row,) = await h.services.store.deliveries_of_event(event_id)
+    assert row["state"] == "delivered"
+
+
+async def test_stop_cancels_past_the_grace_and_requeues(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers()
+    receiver.behaviour = hang(receiver)
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config, clock=clock)
+    (event_id,) = await post_many(h, 1)
+    await h.dispatcher.run_once()
+    await receiver.wait_count(1)
+    await h.dispatcher.stop(grace_s=0.1)
+    (row,) = await h.services.store.deliveries_of_event(event_id)
+    assert row["state"] == "pending" and row["attempts"] == 0
+
+
+async def test_deliveries_left_in_flight_by_a_crash_are_sent_after_restart(tmp_path, receivers, make_harness):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    store = SqliteStore(config.storage.path)
+    await store.open()
+    await store.apply_config_endpoints([config_endpoint(config.endpoints[0])], time.time())
+    (endpoint,) = await store.list_endpoints()
+    events = [
+        NewEvent(f"msg_{i}", "a.b", None, b"{}", time.time(), (endpoint.id,)) for i in range(3)
+    ]
+    await store.enqueue(events)
+    assert len(await store.claim_due({endpoint.id: 10}, time.time())) == 3
+    await store.close()  # the claims stay `delivering`, as a kill -9 would leave them
+    await make_harness(config)  # start with the loop running
+    await receiver.wait_for(lambda got: sorted(r.event_id for r in got) == ["msg_0", "msg_1", "msg_2"])
