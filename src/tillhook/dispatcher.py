@@ -14,6 +14,7 @@ from tillhook.clock import Clock
 from tillhook.delivery import Deliverer
 from tillhook.health import EndpointHealth
 from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.ratelimit import TokenBucket
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy, Verdict
 from tillhook.store import SqliteStore
@@ -65,6 +66,7 @@ class Dispatcher:
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._attempts: set[asyncio.Task[None]] = set()
         self._recording: set[asyncio.Future[None]] = set()
+        self._buckets: dict[str, TokenBucket] = {}
         self._maybe_due: set[str] = set()  # endpoints that may have due deliveries right now
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
@@ -152,14 +154,14 @@ class Dispatcher:
             candidates = [e for e in candidates if e.id in self._maybe_due]
         wanted: dict[str, int] = {}
         for endpoint in candidates:
-            limit = endpoint.max_in_flight or self._endpoint_max
-            free = self.health[endpoint.id].slots(limit, now) - self._in_flight[endpoint.id]
+            free = self._free_slots(endpoint, now)
             if free > 0:
                 wanted[endpoint.id] = free
         quotas = share(wanted, self._max_in_flight - self.in_flight)
         if not quotas:
             return 0
-        claimed = await self._store.claim_due(quotas, now)
+        ordered = frozenset(e.id for e in candidates if e.ordered and e.id in quotas)
+        claimed = await self._store.claim_due(quotas, now, ordered)
         per_endpoint: defaultdict[str, int] = defaultdict(int)
         for delivery in claimed:
             per_endpoint[delivery.endpoint_id] += 1
@@ -169,8 +171,24 @@ class Dispatcher:
             else:
                 self._maybe_due.add(endpoint_id)
         for delivery in claimed:
+            bucket = self._buckets.get(delivery.endpoint_id)
+            if bucket is not None:
+                bucket.take(1, now)
             self._start(delivery)
         return len(claimed)
+
+    def _free_slots(self, endpoint: Endpoint, now: float) -> int:
+        limit = 1 if endpoint.ordered else (endpoint.max_in_flight or self._endpoint_max)
+        free = self.health[endpoint.id].slots(limit, now) - self._in_flight[endpoint.id]
+        if endpoint.rate_limit is None or free <= 0:
+            return free
+        bucket = self._buckets.get(endpoint.id)
+        if bucket is None or bucket.rate != endpoint.rate_limit:
+            bucket = self._buckets[endpoint.id] = TokenBucket.full(endpoint.rate_limit, now)
+        tokens = bucket.available(now)
+        if tokens == 0:
+            self._note_retry(bucket.next_token_at(now))  # come back when the next token is there
+        return min(free, tokens)
 
     def _start(self, delivery: ClaimedDelivery) -> None:
         endpoint = self._registry.get(delivery.endpoint_id)

@@ -149,3 +149,35 @@ async def test_deliveries_left_in_flight_by_a_crash_are_sent_after_restart(tmp_p
     await store.close()  # the claims stay `delivering`, as a kill -9 would leave them
     await make_harness(config)  # start with the loop running
     await receiver.wait_for(lambda got: sorted(r.event_id for r in got) == ["msg_0", "msg_1", "msg_2"])
+
+
+async def test_an_ordered_endpoint_is_held_back_by_its_failing_head(tmp_path, receivers, make_harness, clock):
+    def fail_first_twice(request, n):
+        return status(500)(request, n) if n <= 2 else status(200)(request, n)
+
+    receiver = await receivers(behaviour=fail_first_twice)
+    config = make_config(tmp_path, [{"name": "ledger", "url": receiver.url, "ordered": True, "max_in_flight": 4}])
+    h = await make_harness(config, clock=clock)
+    ids = await post_many(h, 5)
+    assert await h.step() == 1  # one at a time
+    assert await h.step() == 0  # the head failed and is not due yet: nothing behind it goes
+    assert await h.step(advance_s=13) == 1  # the head again; fails again
+    for _ in range(20):
+        await h.step(advance_s=65)
+    assert receiver.event_ids() == [ids[0], ids[0], ids[0], *ids[1:]]
+
+
+async def test_rate_limit_spaces_attempts(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers()
+    config = make_config(
+        tmp_path,
+        [{"name": "limited", "url": receiver.url, "rate_limit": 2, "max_in_flight": 10},
+         {"name": "free", "url": receiver.url, "max_in_flight": 10}],
+    )
+    h = await make_harness(config, clock=clock)
+    await post_many(h, 10)
+    assert await h.step() == 2 + 10  # a burst of 2 for the limited one; the other runs freely
+    assert await h.step() == 0
+    assert await h.step(advance_s=0.5) == 1
+    assert await h.step(advance_s=1.0) == 2
+    assert await h.services.store.count_by_state() == {"delivered": 15, "pending": 5}

@@ -31,6 +31,7 @@ class Record:
 class Claim:
     quotas: dict[str, int]
     now: float
+    ordered: frozenset[str] = frozenset()  # endpoints that only ever get their head delivery
 
 
 @dataclass(slots=True)
@@ -185,20 +186,34 @@ class BatchApplier:
         wanted = [(endpoint_id, n) for endpoint_id, n in op.quotas.items() if n > 0]
         claimed: list[ClaimedDelivery] = []
         for start in range(0, len(wanted), _MAX_ENDPOINTS_PER_CLAIM):
-            claimed.extend(await self._claim_some(wanted[start : start + _MAX_ENDPOINTS_PER_CLAIM], op.now))
+            chunk = wanted[start : start + _MAX_ENDPOINTS_PER_CLAIM]
+            claimed.extend(await self._claim_some(chunk, op.ordered, op.now))
         return claimed
 
-    async def _claim_some(self, wanted: list[tuple[str, int]], now: float) -> list[ClaimedDelivery]:
-        per_endpoint = (
-            "SELECT id FROM (SELECT id FROM deliveries WHERE endpoint_id = ? AND state = 'pending'"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)"
-        )
+    async def _claim_some(
+        self, wanted: list[tuple[str, int]], ordered: frozenset[str], now: float
+    ) -> list[ClaimedDelivery]:
+        selects: list[str] = []
         params: list[Any] = [now]
         for endpoint_id, n in wanted:
-            params.extend((endpoint_id, now, n))
+            if endpoint_id in ordered:
+                # Only the oldest unfinished delivery may go, and only once it is due: a
+                # failing head holds back everything behind it.
+                selects.append(
+                    "SELECT id FROM (SELECT id, state, next_attempt_at FROM deliveries WHERE endpoint_id = ?"
+                    " AND state IN ('pending', 'delivering') ORDER BY id LIMIT 1)"
+                    " WHERE state = 'pending' AND next_attempt_at <= ?"
+                )
+                params.extend((endpoint_id, now))
+            else:
+                selects.append(
+                    "SELECT id FROM (SELECT id FROM deliveries WHERE endpoint_id = ? AND state = 'pending'"
+                    " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)"
+                )
+                params.extend((endpoint_id, now, n))
         rows = await self.conn.execute_fetchall(
             "UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id IN ("
-            + " UNION ALL ".join([per_endpoint] * len(wanted))
+            + " UNION ALL ".join(selects)
             + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at",
             params,
         )

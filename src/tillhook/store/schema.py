@@ -57,6 +57,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_event ON deliveries(event_id);
     CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
     CREATE INDEX deliveries_in_flight ON deliveries(state) WHERE state = 'delivering';
+    -- The head of an ordered endpoint: its oldest unfinished delivery.
+    CREATE INDEX deliveries_unfinished ON deliveries(endpoint_id, id) WHERE state IN ('pending', 'delivering');
     CREATE TABLE attempts (
         id INTEGER PRIMARY KEY,
         delivery_id INTEGER NOT NULL REFERENCES deliveries(id),

@@ -136,11 +136,14 @@ class SqliteStore:
         result: list[AcceptedEvent] = await self._write(Ingest(events))
         return result
 
-    async def claim_due(self, quotas: dict[str, int], now: float) -> list[ClaimedDelivery]:
-        """Mark up to quotas[endpoint] due pending deliveries `delivering`, oldest due first."""
+    async def claim_due(
+        self, quotas: dict[str, int], now: float, ordered: frozenset[str] = frozenset()
+    ) -> list[ClaimedDelivery]:
+        """Mark up to quotas[endpoint] due pending deliveries `delivering`, oldest due first;
+        for an `ordered` endpoint only its oldest unfinished delivery, when that one is due."""
         if not any(n > 0 for n in quotas.values()):
             return []
-        result: list[ClaimedDelivery] = await self._write(Claim(quotas, now))
+        result: list[ClaimedDelivery] = await self._write(Claim(quotas, now, ordered))
         return result
 
     async def record_attempts(self, records: Sequence[AttemptRecord], now: float) -> None:
