@@ -12,6 +12,7 @@ import structlog
 
 from tillhook.clock import Clock
 from tillhook.delivery import Deliverer
+from tillhook.errors import StoreUnavailable
 from tillhook.health import EndpointHealth
 from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
 from tillhook.ratelimit import TokenBucket
@@ -67,6 +68,7 @@ class Dispatcher:
         self._attempts: set[asyncio.Task[None]] = set()
         self._recording: set[asyncio.Future[None]] = set()
         self._buckets: dict[str, TokenBucket] = {}
+        self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
         self._maybe_due: set[str] = set()  # endpoints that may have due deliveries right now
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
@@ -103,7 +105,11 @@ class Dispatcher:
                 self._next_retry_at = None
                 self.last_tick_monotonic = self._clock.monotonic()
             self._wakeup.clear()
-            await self.run_once(all_endpoints=tick)
+            try:
+                await self.run_once(all_endpoints=tick)
+            except StoreUnavailable as exc:
+                # A full disk or a locked file: keep the loop alive and try again next tick.
+                log.error("storage_unavailable", error=exc.message)
             await self._wait(next_tick)
 
     async def _wait(self, next_tick: float) -> None:
@@ -133,7 +139,13 @@ class Dispatcher:
                 log.warning("attempts_cancelled", count=len(unfinished), reason="shutdown_grace ran out")
         if self._recording:
             await asyncio.wait(set(self._recording))
-        await self._store.requeue_in_flight(self._clock.now())
+        try:
+            if self._unrecorded:
+                await self._flush_unrecorded()
+            await self._store.requeue_in_flight(self._clock.now())
+        except StoreUnavailable as exc:
+            # Whatever is still `delivering` is requeued at the next start instead.
+            log.error("storage_unavailable", error=exc.message, at="shutdown")
 
     async def wait_idle(self) -> None:
         """Until every attempt started so far has finished and been recorded (for tests)."""
@@ -149,6 +161,8 @@ class Dispatcher:
     async def run_once(self, now: float | None = None, *, all_endpoints: bool = True) -> int:
         """Claim what is due and free to run, and start those attempts; returns how many."""
         now = self._clock.now() if now is None else now
+        if self._unrecorded:
+            await self._flush_unrecorded()
         candidates = self._registry.enabled()
         if not all_endpoints:
             candidates = [e for e in candidates if e.id in self._maybe_due]
@@ -209,7 +223,7 @@ class Dispatcher:
             result = await self._deliverer.attempt(endpoint, delivery)
             record = self._decide(endpoint, delivery, result, probe)
             # The outcome must be written even if this task is cancelled at shutdown.
-            recording = asyncio.ensure_future(self._store.record_attempts([record], self._clock.now()))
+            recording = asyncio.ensure_future(self._record(record))
             self._recording.add(recording)
             recording.add_done_callback(self._recording.discard)
             await asyncio.shield(recording)
@@ -217,6 +231,22 @@ class Dispatcher:
             self._in_flight[endpoint.id] -= 1
             if endpoint.id in self._maybe_due:
                 self._wakeup.set()
+
+    async def _record(self, record: AttemptRecord) -> None:
+        try:
+            await self._store.record_attempts([record], self._clock.now())
+        except StoreUnavailable as exc:
+            # The delivery stays `delivering` (never claimed twice) until the outcome is written.
+            log.error("storage_unavailable", error=exc.message, delivery_id=record.delivery_id)
+            self._unrecorded.append(record)
+
+    async def _flush_unrecorded(self) -> None:
+        records, self._unrecorded = self._unrecorded, []
+        try:
+            await self._store.record_attempts(records, self._clock.now())
+        except StoreUnavailable:
+            self._unrecorded = records + self._unrecorded
+            raise
 
     def _decide(
         self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult, probe: bool

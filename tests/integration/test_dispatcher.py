@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
 from tests.support import status
 from tillhook.app import config_endpoint
+from tillhook.errors import StoreUnavailable
 from tillhook.models import NewEvent
 from tillhook.store import SqliteStore
 
@@ -181,3 +183,28 @@ async def test_rate_limit_spaces_attempts(tmp_path, receivers, make_harness, clo
     assert await h.step(advance_s=0.5) == 1
     assert await h.step(advance_s=1.0) == 2
     assert await h.services.store.count_by_state() == {"delivered": 15, "pending": 5}
+
+
+async def test_outcomes_wait_out_a_full_disk(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers(behaviour=status(200, "y" * 2048))
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url, "max_in_flight": 20}])
+    h = await make_harness(config, clock=clock)
+    await post_many(h, 20)
+    store = h.services.store
+
+    async def cap(conn, pages=None):
+        async with conn.execute("PRAGMA page_count") as cursor:
+            (count,) = await cursor.fetchone()
+        await conn.execute(f"PRAGMA max_page_count = {pages or count}")
+
+    await store.call(cap)  # no room for the attempt log (2 KiB excerpts)
+    assert await h.step() == 20
+    assert len(receiver.received) == 20
+    stuck = await store.count_by_state()
+    assert stuck.get("delivering", 0) > 0  # outcomes not written: never claimed twice meanwhile
+    with pytest.raises(StoreUnavailable):
+        await h.step(advance_s=60)  # still full: the outcomes cannot be written yet
+    await store.call(lambda conn: cap(conn, pages=1_000_000))
+    await h.step(advance_s=60)
+    assert await store.count_by_state() == {"delivered": 20}
+    assert len(receiver.received) == 20  # nothing was sent twice
