@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
-from tests.support import FakeClock, reset_connection, status
+from tests.support import FakeClock, reset_connection, self_signed_cert, server_tls, status
 from tillhook.rules import new_secret
 
 
@@ -191,3 +191,16 @@ async def test_extra_endpoint_headers_are_sent(tmp_path, receivers, make_harness
     await one_event(h)
     await h.step()
     assert receiver.received[0].headers["x-api-key"] == "k-123"
+
+
+async def test_an_untrusted_tls_certificate_is_refused(tmp_path, receivers, make_harness, clock):
+    cert, key = self_signed_cert(tmp_path)
+    receiver = await receivers(ssl_context=server_tls(cert, key))
+    assert receiver.url.startswith("https://")
+    config = make_config(tmp_path, [{"name": "tls", "url": receiver.url}], delivery={"allow_http": False})
+    h = await make_harness(config, clock=clock)
+    event_id = await one_event(h)
+    await h.step()
+    assert receiver.received == []
+    row = await delivery_of(h, event_id)
+    assert row["state"] == "pending" and "certificate" in row["last_error"]
