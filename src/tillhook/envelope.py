@@ -3,44 +3,45 @@ Pure: no I/O, no clock of its own."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from tillhook.errors import InvalidInput
 from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, NewEvent, field_path, format_time
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+# RFC 4648 base32 spelled in Crockford's lower-case alphabet, which keeps the byte order.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
 
 
 def new_message_id(now_s: float) -> str:
-    """`msg_` and 26 Crockford base32 characters that sort by time of creation."""
-    value = ((int(now_s * 1000) & ((1 << 48) - 1)) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "msg_" + "".join(reversed(chars))
+    """`msg_` and 26 base32 characters: 48 bits of milliseconds, then 80 random bits, so ids
+    sort by time of creation."""
+    raw = (int(now_s * 1000) & 0xFFFF_FFFF_FFFF).to_bytes(6, "big") + os.urandom(10)
+    return "msg_" + base64.b32encode(raw)[:26].translate(_CROCKFORD).decode()
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _too_deep(document: Any) -> bool:
+    if not isinstance(document, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         node, level = stack.pop()
-        if isinstance(node, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node)
-    return deepest
+        if level > MAX_JSON_DEPTH:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, level + 1))
+    return False
 
 
 def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn], bool]:
@@ -55,7 +56,7 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event") from None
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
-    if _depth(document) > MAX_JSON_DEPTH:
+    if _too_deep(document):
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event")
     if isinstance(document, dict):
         items, batch = [document], False
@@ -111,21 +112,30 @@ def _message(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def to_new_event(
-    event: EventIn, now_s: float, subscribers: Callable[[str], tuple[str, ...]]
-) -> NewEvent:
+def _dumps(document: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def to_new_events(
+    events: list[EventIn], now_s: float, subscribers: Callable[[str], tuple[str, ...]]
+) -> list[NewEvent]:
     """Fix the body bytes now: they are stored, signed and sent exactly as built here."""
-    message_id = new_message_id(now_s)
-    body = json.dumps(
-        {"id": message_id, "type": event.type, "timestamp": event.timestamp or format_time(now_s), "data": event.data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
-    return NewEvent(
-        id=message_id,
-        type=event.type,
-        idempotency_key=event.id,
-        body=body,
-        created_at=now_s,
-        endpoint_ids=subscribers(event.type),
-    )
+    received = format_time(now_s)
+    built = []
+    for event in events:
+        message_id = new_message_id(now_s)
+        body = _dumps({"id": message_id, "type": event.type, "timestamp": event.timestamp or received, "data": event.data})
+        built.append(
+            NewEvent(
+                id=message_id,
+                type=event.type,
+                idempotency_key=event.id,
+                body=body,
+                created_at=now_s,
+                endpoint_ids=subscribers(event.type),
+            )
+        )
+    return built

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
-from tillhook.envelope import parse_body, to_new_event
+from tillhook.envelope import parse_body, to_new_events
 
 
 def _is_json(content_type: str) -> bool:
@@ -23,7 +23,7 @@ async def post_events(request: web.Request) -> web.Response:
     raw = await request.read()
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
-    new_events = [to_new_event(event, now, services.registry.subscribers) for event in events]
+    new_events = to_new_events(events, now, services.registry.subscribers)
     accepted = await services.store.enqueue(new_events)
     services.dispatcher.wake({endpoint_id for e in new_events for endpoint_id in e.endpoint_ids})
     replies = [a.model_dump() for a in accepted]

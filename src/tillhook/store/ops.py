@@ -54,9 +54,21 @@ class _Seen:
 @dataclass(slots=True)
 class BatchApplier:
     conn: aiosqlite.Connection
+    _synchronous_full: bool = True  # the connection is opened with synchronous = FULL
+
+    async def _durability(self, ops: Sequence[WriteOp]) -> None:
+        """FULL (fsync at commit) for any transaction holding an acknowledgement; NORMAL for
+        claims and attempt outcomes alone. Losing those to a power cut means at most a repeated
+        attempt; WAL keeps them across a process crash either way, and the next FULL commit
+        makes everything before it durable too."""
+        full = any(isinstance(op, Ingest | Call) for op in ops)
+        if full != self._synchronous_full:
+            await self.conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+            self._synchronous_full = full
 
     async def __call__(self, ops: Sequence[WriteOp]) -> list[Any]:
         results: list[Any] = [None] * len(ops)
+        await self._durability(ops)
         await self.conn.execute("BEGIN IMMEDIATE")
         try:
             # Outcomes first, so a claim in the same batch sees the slots they free.

@@ -36,7 +36,6 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL,
         body BLOB NOT NULL
     );
-    CREATE INDEX events_by_time ON events(created_at);
     CREATE TABLE deliveries (
         id INTEGER PRIMARY KEY,            -- also the order of acceptance per endpoint
         event_id TEXT NOT NULL REFERENCES events(id),
@@ -55,7 +54,6 @@ MIGRATIONS: tuple[str, ...] = (
     -- finished rows, so the index holds pending rows only.
     CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_at) WHERE state = 'pending';
     CREATE INDEX deliveries_by_event ON deliveries(event_id);
-    CREATE INDEX deliveries_by_endpoint ON deliveries(endpoint_id, id);
     CREATE INDEX deliveries_in_flight ON deliveries(state) WHERE state = 'delivering';
     -- The head of an ordered endpoint: its oldest unfinished delivery.
     CREATE INDEX deliveries_unfinished ON deliveries(endpoint_id, id) WHERE state IN ('pending', 'delivering');
