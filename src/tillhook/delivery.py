@@ -48,6 +48,7 @@ class Deliverer:
         self._timeout_s = timeout_s
         self._allow_http = allow_http
         self._body_limit = response_body_limit
+        self._refusals: dict[str, str | None] = {}
 
     async def attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> AttemptResult:
         started_at = self._clock.now()
@@ -89,6 +90,11 @@ class Deliverer:
             return ended(error=describe_client_error(exc))
 
     def _refusal(self, url: str) -> str | None:
+        if url not in self._refusals:
+            self._refusals[url] = self._check_url(url)
+        return self._refusals[url]
+
+    def _check_url(self, url: str) -> str | None:
         parts = urlsplit(url)
         if parts.scheme == "http" and not self._allow_http:
             return "refused: http:// targets need delivery.allow_http = true"

@@ -69,7 +69,9 @@ class Dispatcher:
         self._recording: set[asyncio.Future[None]] = set()
         self._buckets: dict[str, TokenBucket] = {}
         self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
-        self._maybe_due: set[str] = set()  # endpoints that may have due deliveries right now
+        # Endpoints that may have due deliveries right now: all of them until a claim says not.
+        self._maybe_due: set[str] = {e.id for e in registry.all()}
+        self.admitted = 0
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -204,10 +206,52 @@ class Dispatcher:
             self._note_retry(bucket.next_token_at(now))  # come back when the next token is there
         return min(free, tokens)
 
+    # -- admission: fresh deliveries that skip the claim -----------------------------------
+
+    def take(self, endpoint_id: str) -> bool:
+        """Reserve a slot for a delivery being stored right now, when its endpoint has one
+        free and no known due backlog, so that a new event never overtakes older due ones."""
+        endpoint = self._registry.get(endpoint_id)
+        if (
+            self._task is None
+            or self._stopping
+            or endpoint is None
+            or not endpoint.enabled
+            or endpoint.ordered
+            or endpoint_id in self._maybe_due
+            or self.in_flight >= self._max_in_flight
+        ):
+            return False
+        now = self._clock.now()
+        if self._free_slots(endpoint, now) <= 0:
+            return False
+        bucket = self._buckets.get(endpoint_id)
+        if bucket is not None:
+            bucket.take(1, now)
+        self._in_flight[endpoint_id] += 1
+        self.admitted += 1
+        return True
+
+    def committed(self, started: list[ClaimedDelivery], queued: set[str]) -> None:
+        for delivery in started:
+            self._launch(delivery)
+        if queued:
+            self.wake(queued)
+
+    def aborted(self, started: list[ClaimedDelivery]) -> None:
+        for delivery in started:
+            self._in_flight[delivery.endpoint_id] -= 1
+
     def _start(self, delivery: ClaimedDelivery) -> None:
+        self._in_flight[delivery.endpoint_id] += 1
+        self._launch(delivery)
+
+    def _launch(self, delivery: ClaimedDelivery) -> None:
+        """Run the attempt of a delivery whose slot is already counted."""
         endpoint = self._registry.get(delivery.endpoint_id)
-        assert endpoint is not None, "claimed a delivery of an unknown endpoint"
-        self._in_flight[endpoint.id] += 1
+        if endpoint is None:  # deleted meanwhile; the row stays `delivering` until the next start
+            self._in_flight[delivery.endpoint_id] -= 1
+            return
         probe = self.health[endpoint.id].backing_off
         task = asyncio.create_task(self._attempt(endpoint, delivery, probe), name=f"tillhook-attempt-{delivery.id}")
         self._attempts.add(task)
@@ -221,16 +265,17 @@ class Dispatcher:
     async def _attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery, probe: bool) -> None:
         try:
             result = await self._deliverer.attempt(endpoint, delivery)
-            record = self._decide(endpoint, delivery, result, probe)
-            # The outcome must be written even if this task is cancelled at shutdown.
-            recording = asyncio.ensure_future(self._record(record))
-            self._recording.add(recording)
-            recording.add_done_callback(self._recording.discard)
-            await asyncio.shield(recording)
         finally:
+            # The slot frees as soon as the receiver has answered; the delivery itself stays
+            # `delivering` in the store until its outcome is written, so nobody claims it twice.
             self._in_flight[endpoint.id] -= 1
             if endpoint.id in self._maybe_due:
                 self._wakeup.set()
+        record = self._decide(endpoint, delivery, result, probe)
+        # A task of its own, tracked until written, so a cancel at shutdown cannot lose it.
+        recording = asyncio.ensure_future(self._record(record))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
 
     async def _record(self, record: AttemptRecord) -> None:
         try:

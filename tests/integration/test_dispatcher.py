@@ -208,3 +208,23 @@ async def test_outcomes_wait_out_a_full_disk(tmp_path, receivers, make_harness, 
     await h.step(advance_s=60)
     assert await store.count_by_state() == {"delivered": 20}
     assert len(receiver.received) == 20  # nothing was sent twice
+
+
+async def test_a_fresh_event_starts_at_its_commit_without_a_claim(tmp_path, receivers, make_harness):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config)  # real clock, loop running
+    await h.dispatcher.run_once()  # the start-up claim finds nothing due: no known backlog
+    (event_id,) = await post_many(h, 1)
+    await receiver.wait_count(1)
+    assert receiver.event_ids() == [event_id]
+    assert h.dispatcher.admitted == 1
+
+
+async def test_a_known_backlog_is_not_overtaken_by_fresh_events(tmp_path, receivers, make_harness):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config)
+    endpoint_id = h.endpoint_id("a")
+    h.dispatcher.wake([endpoint_id])  # as after an ingest that left deliveries pending
+    assert not h.dispatcher.take(endpoint_id)

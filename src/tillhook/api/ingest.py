@@ -24,7 +24,6 @@ async def post_events(request: web.Request) -> web.Response:
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
     new_events = to_new_events(events, now, services.registry.subscribers)
-    accepted = await services.store.enqueue(new_events)
-    services.dispatcher.wake({endpoint_id for e in new_events for endpoint_id in e.endpoint_ids})
+    accepted = await services.store.enqueue(new_events, services.dispatcher)
     replies = [a.model_dump() for a in accepted]
     return web.json_response(replies if batch else replies[0], status=202)

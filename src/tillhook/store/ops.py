@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -16,9 +16,25 @@ from tillhook.store.sql_util import in_chunks, placeholders
 _MAX_ENDPOINTS_PER_CLAIM = 200
 
 
+class Admission(Protocol):
+    """Lets fresh deliveries start without a claim: while the ingest transaction is built,
+    `take` reserves a free slot for one; after the commit those start at once."""
+
+    def take(self, endpoint_id: str) -> bool: ...
+
+    def committed(self, started: list[ClaimedDelivery], queued: set[str]) -> None:
+        """`started` are stored as `delivering`; `queued` endpoints got pending deliveries."""
+
+    def aborted(self, started: list[ClaimedDelivery]) -> None:
+        """The transaction failed: give the reserved slots back."""
+
+
 @dataclass(slots=True)
 class Ingest:
     events: Sequence[NewEvent]
+    admission: Admission | None = None
+    started: list[ClaimedDelivery] = field(default_factory=list)
+    queued: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -54,22 +70,17 @@ class _Seen:
 @dataclass(slots=True)
 class BatchApplier:
     conn: aiosqlite.Connection
-    _synchronous_full: bool = True  # the connection is opened with synchronous = FULL
-
-    async def _durability(self, ops: Sequence[WriteOp]) -> None:
-        """FULL (fsync at commit) for any transaction holding an acknowledgement; NORMAL for
-        claims and attempt outcomes alone. Losing those to a power cut means at most a repeated
-        attempt; WAL keeps them across a process crash either way, and the next FULL commit
-        makes everything before it durable too."""
-        full = any(isinstance(op, Ingest | Call) for op in ops)
-        if full != self._synchronous_full:
-            await self.conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
-            self._synchronous_full = full
+    # Delivery ids are given here, so that admitted deliveries are known without a read-back;
+    # this connection is the only writer. Forgotten after a rollback or any other write.
+    _last_delivery_id: int | None = None
 
     async def __call__(self, ops: Sequence[WriteOp]) -> list[Any]:
+        """One transaction. The writer connection lets sqlite3 open it implicitly with the first
+        write, which saves a thread hop; a batch holding savepoints opens it explicitly, since
+        releasing a savepoint that opened the transaction would commit it."""
         results: list[Any] = [None] * len(ops)
-        await self._durability(ops)
-        await self.conn.execute("BEGIN IMMEDIATE")
+        if any(isinstance(op, Call) for op in ops):
+            await self.conn.execute("BEGIN")
         try:
             # Outcomes first, so a claim in the same batch sees the slots they free.
             await self._record([op for op in ops if isinstance(op, Record)])
@@ -78,14 +89,22 @@ class BatchApplier:
                 results[index] = accepted
             for index, op in enumerate(ops):
                 if isinstance(op, Call):
+                    self._last_delivery_id = None  # it may have written deliveries itself
                     results[index] = await self._call(op)
                 elif isinstance(op, Claim):
                     results[index] = await self._claim(op)
-            await self.conn.execute("COMMIT")
+            await self.conn.commit()
         except BaseException:
+            self._last_delivery_id = None
+            for op in ops:
+                if isinstance(op, Ingest) and op.admission is not None:
+                    op.admission.aborted(op.started)
             if self.conn.in_transaction:
-                await self.conn.execute("ROLLBACK")
+                await self.conn.rollback()
             raise
+        for op in ops:
+            if isinstance(op, Ingest) and op.admission is not None:
+                op.admission.committed(op.started, op.queued)
         return results
 
     async def _call(self, op: Call) -> Any:
@@ -108,6 +127,7 @@ class BatchApplier:
         event_rows: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []
         replies: list[list[AcceptedEvent]] = []
+        next_id = await self._next_delivery_id()
         for op in ops:
             reply = []
             for event in op.events:
@@ -119,11 +139,16 @@ class BatchApplier:
                 if key is not None:
                     seen[key] = _Seen(event.id, event.type, len(event.endpoint_ids))
                 event_rows.append((event.id, key, event.type, event.created_at, event.body))
-                state = DeliveryState.PENDING.value
-                delivery_rows.extend(
-                    (event.id, endpoint_id, state, event.created_at, event.created_at, event.created_at)
-                    for endpoint_id in event.endpoint_ids
-                )
+                for endpoint_id in event.endpoint_ids:
+                    state = DeliveryState.PENDING
+                    if op.admission is not None and op.admission.take(endpoint_id):
+                        state = DeliveryState.DELIVERING
+                        op.started.append(ClaimedDelivery(next_id, event.id, endpoint_id, 0, None, event.body))
+                    else:
+                        op.queued.add(endpoint_id)
+                    t = event.created_at
+                    delivery_rows.append((next_id, event.id, endpoint_id, state.value, t, t, t))
+                    next_id += 1
                 reply.append(
                     AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False)
                 )
@@ -135,11 +160,18 @@ class BatchApplier:
             )
         if delivery_rows:
             await self.conn.executemany(
-                "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO deliveries (id, event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 delivery_rows,
             )
+        self._last_delivery_id = next_id - 1
         return replies
+
+    async def _next_delivery_id(self) -> int:
+        if self._last_delivery_id is None:
+            rows = await self.conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM deliveries")
+            self._last_delivery_id = int(rows[0][0])
+        return self._last_delivery_id + 1
 
     async def _known_keys(self, keys: list[str]) -> dict[str, _Seen]:
         seen: dict[str, _Seen] = {}
@@ -226,18 +258,11 @@ class BatchApplier:
         rows = await self.conn.execute_fetchall(
             "UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id IN ("
             + " UNION ALL ".join(selects)
-            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at",
+            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at,"
+            " (SELECT body FROM events WHERE events.id = deliveries.event_id)",
             params,
         )
-        if not rows:
-            return []
-        bodies: dict[str, bytes] = {}
-        for chunk in in_chunks(sorted({row[1] for row in rows})):
-            sql = f"SELECT id, body FROM events WHERE id IN ({placeholders(chunk)})"
-            bodies.update(await self.conn.execute_fetchall(sql, chunk))
-        ordered = sorted(rows, key=lambda row: row[0])
         return [
-            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4],
-                            body=bodies[r[1]])
-            for r in ordered
+            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4], body=r[5])
+            for r in sorted(rows, key=lambda row: row[0])
         ]

@@ -23,7 +23,7 @@ from tillhook.models import (
 )
 from tillhook.store import endpoints_sql
 from tillhook.store.committer import GroupCommitter
-from tillhook.store.ops import BatchApplier, Call, Claim, Ingest, Record, WriteOp
+from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
 
@@ -65,7 +65,8 @@ class SqliteStore:
         try:
             # The outbox holds secrets and customer data: owner-only from the first byte.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            # isolation_level "": sqlite3 opens each transaction with the first write (see ops.py).
+            self._writer = await aiosqlite.connect(self.path, isolation_level="")
             for pragma in _PRAGMAS:
                 await self._writer.execute(pragma)
             await migrate(self._writer)
@@ -131,9 +132,10 @@ class SqliteStore:
 
     # -- the outbox ----------------------------------------------------------------------
 
-    async def enqueue(self, events: Sequence[NewEvent]) -> list[AcceptedEvent]:
-        """Store events and their deliveries; returns once they are on disk."""
-        result: list[AcceptedEvent] = await self._write(Ingest(events))
+    async def enqueue(self, events: Sequence[NewEvent], admission: Admission | None = None) -> list[AcceptedEvent]:
+        """Store events and their deliveries; returns once they are on disk. With `admission`,
+        deliveries it takes a slot for are stored `delivering` and handed to it after the commit."""
+        result: list[AcceptedEvent] = await self._write(Ingest(events, admission))
         return result
 
     async def claim_due(
