@@ -75,6 +75,9 @@ class Dispatcher:
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
         self._stopping = False
+        # Off until the start-up requeue is written: it would turn admitted deliveries back
+        # to pending, and they would be sent twice.
+        self._admitting = False
         self._task: asyncio.Task[None] | None = None
         self.last_tick_monotonic = clock.monotonic()
 
@@ -97,6 +100,7 @@ class Dispatcher:
         requeued = await self._store.requeue_in_flight(self._clock.now())
         if requeued:
             log.warning("deliveries_requeued", count=requeued, reason="left in flight by an earlier stop")
+        self._admitting = True
         next_tick = self._clock.monotonic()
         while not self._stopping:
             tick = self._clock.monotonic() >= next_tick
@@ -129,6 +133,7 @@ class Dispatcher:
         """Stop claiming, give attempts in flight `grace_s` to finish, then cancel the rest;
         cancelled ones go back to pending."""
         self._stopping = True
+        self._admitting = False
         self._wakeup.set()
         if self._task is not None:
             await self._task
@@ -213,8 +218,7 @@ class Dispatcher:
         free and no known due backlog, so that a new event never overtakes older due ones."""
         endpoint = self._registry.get(endpoint_id)
         if (
-            self._task is None
-            or self._stopping
+            not self._admitting
             or endpoint is None
             or not endpoint.enabled
             or endpoint.ordered
