@@ -12,9 +12,9 @@ from aiohttp import web
 
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
-from tillhook.api.health import get_healthz
-from tillhook.api.ingest import post_events
+from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
+from tillhook.api.routes import add_routes
 from tillhook.api.state import SERVICES, Services, Tokens
 from tillhook.clock import Clock, SystemClock
 from tillhook.config import Config, EndpointConfig
@@ -60,8 +60,8 @@ def build_app(
         client_max_size=config.server.max_body_bytes,
         middlewares=[problems_middleware, auth_middleware],
     )
-    app.router.add_post("/v1/events", post_events)
-    app.router.add_get("/healthz", get_healthz)
+    add_routes(app)
+    app.router.add_get("/openapi.json", get_openapi)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         the_store = store or SqliteStore(config.storage.path)

@@ -163,6 +163,9 @@ class Dispatcher:
     def in_flight(self) -> int:
         return sum(self._in_flight.values())
 
+    def in_flight_of(self, endpoint_id: str) -> int:
+        return self._in_flight.get(endpoint_id, 0)
+
     # -- one step ------------------------------------------------------------------------
 
     async def run_once(self, now: float | None = None, *, all_endpoints: bool = True) -> int:

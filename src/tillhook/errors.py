@@ -33,9 +33,17 @@ class SchemaTooNew(StoreError):
 class NotFound(TillhookError):
     """No such object."""
 
+    def __init__(self, message: str | None = None, *, slug: str = "not-found") -> None:
+        self.slug = slug
+        super().__init__(message)
+
 
 class Conflict(TillhookError):
     """The request conflicts with the current state."""
+
+    def __init__(self, message: str | None = None, *, slug: str = "conflict") -> None:
+        self.slug = slug
+        super().__init__(message)
 
 
 class BlockedAddress(OSError):

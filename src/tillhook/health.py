@@ -3,7 +3,8 @@ delivery at a time, spaced out, until a success releases its backlog."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from tillhook.retry import BACKOFF_AFTER_FAILURES, RetryPolicy
 
@@ -16,6 +17,9 @@ class EndpointHealth:
     last_success_at: float | None = None
     last_failure_at: float | None = None
     last_failure: str | None = None
+    # (minute, successes, failures) for the last hour: enough for a success rate without
+    # reading the attempt log, which may hold millions of rows.
+    recent: deque[list[int]] = field(default_factory=deque)
 
     @property
     def backing_off(self) -> bool:
@@ -34,6 +38,7 @@ class EndpointHealth:
         self.failed_probes = 0
         self.probe_not_before = 0.0
         self.last_success_at = now
+        self._count(now, success=True)
         return was_backing_off
 
     def failed(self, now: float, reason: str, policy: RetryPolicy, *, probe: bool) -> bool:
@@ -43,6 +48,7 @@ class EndpointHealth:
         self.consecutive_failures += 1
         self.last_failure_at = now
         self.last_failure = reason
+        self._count(now, success=False)
         if not self.backing_off:
             return False
         if not was_backing_off:
@@ -52,3 +58,20 @@ class EndpointHealth:
             self.failed_probes += 1
             self.probe_not_before = now + policy.probe_interval_s(self.failed_probes)
         return False
+
+    def last_hour(self, now: float) -> tuple[int, int]:
+        """(successes, failures) of the attempts that ended in the last hour."""
+        self._forget(now)
+        return sum(m[1] for m in self.recent), sum(m[2] for m in self.recent)
+
+    def _count(self, now: float, *, success: bool) -> None:
+        minute = int(now // 60)
+        if not self.recent or self.recent[-1][0] != minute:
+            self.recent.append([minute, 0, 0])
+            self._forget(now)
+        self.recent[-1][1 if success else 2] += 1
+
+    def _forget(self, now: float) -> None:
+        oldest = int(now // 60) - 59
+        while self.recent and self.recent[0][0] < oldest:
+            self.recent.popleft()

@@ -30,6 +30,13 @@ class EndpointRegistry:
         self.put(replace(endpoint, enabled=False, disabled_reason=reason))
         return self._by_id[endpoint_id]
 
+    def remove(self, endpoint_id: str) -> None:
+        self._by_id.pop(endpoint_id, None)
+        self._subscribers.clear()
+
+    def by_name(self, name: str) -> Endpoint | None:
+        return next((e for e in self._by_id.values() if e.name == name), None)
+
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)
 

@@ -79,9 +79,9 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
             503, "storage-unavailable", f"nothing was stored: {exc.message}", headers={"Retry-After": "5"}
         )
     except NotFound as exc:
-        return problem_response(404, "not-found", exc.message)
+        return problem_response(404, exc.slug, exc.message)
     except Conflict as exc:
-        return problem_response(409, "conflict", exc.message)
+        return problem_response(409, exc.slug, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -6,6 +6,7 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import aiosqlite
 
@@ -22,7 +23,7 @@ def new_endpoint_id() -> str:
     return "ep_" + secrets.token_hex(8)
 
 
-def to_endpoint(row: sqlite3.Row | tuple[object, ...]) -> Endpoint:
+def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
     (id_, name, url, events, secrets_json, max_in_flight, rate_limit, ordered, headers, enabled,
      disabled_reason, config_managed) = row
     return Endpoint(
@@ -31,8 +32,8 @@ def to_endpoint(row: sqlite3.Row | tuple[object, ...]) -> Endpoint:
         url=str(url),
         events=tuple(json.loads(str(events))),
         secrets=tuple(SigningSecret(s["secret"], s["expires_at"]) for s in json.loads(str(secrets_json))),
-        max_in_flight=int(max_in_flight) if max_in_flight is not None else None,  # type: ignore[call-overload]
-        rate_limit=float(rate_limit) if rate_limit is not None else None,  # type: ignore[arg-type]
+        max_in_flight=int(max_in_flight) if max_in_flight is not None else None,
+        rate_limit=float(rate_limit) if rate_limit is not None else None,
         ordered=bool(ordered),
         headers=tuple(json.loads(str(headers)).items()),
         enabled=bool(enabled),

@@ -69,6 +69,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX attempts_by_delivery ON attempts(delivery_id);
     """,
+    # 2: what the admin API reports per endpoint, kept across restarts; soft deletion, so
+    # that the delivery log still names the endpoint a delivery was for.
+    """
+    ALTER TABLE endpoints ADD COLUMN last_success_at REAL;
+    ALTER TABLE endpoints ADD COLUMN last_failure_at REAL;
+    ALTER TABLE endpoints ADD COLUMN last_failure_reason TEXT;
+    ALTER TABLE endpoints ADD COLUMN deleted_at REAL;
+    CREATE INDEX events_by_time ON events(created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,8 +22,10 @@ from tillhook.models import (
     NewEvent,
 )
 from tillhook.store import endpoints_sql
+from tillhook.store.admin import AdminVerbs
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp
+from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
 
@@ -49,7 +51,7 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
     return f"the database failed: {text}"
 
 
-class SqliteStore:
+class SqliteStore(AdminVerbs):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._writer: aiosqlite.Connection | None = None
@@ -73,6 +75,8 @@ class SqliteStore:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA query_only = 1")
             await self._reader.execute("PRAGMA busy_timeout = 5000")
+            for conn in (self._writer, self._reader):
+                await conn.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
         except sqlite3.DatabaseError as exc:
             await self.close()
             if "not a database" in str(exc) or "malformed" in str(exc):
@@ -208,7 +212,9 @@ class SqliteStore:
         return removed
 
     async def list_endpoints(self) -> list[Endpoint]:
-        rows = await self._read(f"SELECT {endpoints_sql.COLUMNS} FROM endpoints ORDER BY created_at, id")
+        rows = await self._read(
+            f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"
+        )
         return [endpoints_sql.to_endpoint(row) for row in rows]
 
     # -- reads for the log ---------------------------------------------------------------
@@ -219,17 +225,6 @@ class SqliteStore:
             " FROM deliveries WHERE event_id = ? ORDER BY id",
             (event_id,),
         )
-
-    async def attempts_of_delivery(self, delivery_id: int) -> list[dict[str, Any]]:
-        return await self._dicts(
-            "SELECT started_at, duration_ms, status, error, response_excerpt, outcome"
-            " FROM attempts WHERE delivery_id = ? ORDER BY id",
-            (delivery_id,),
-        )
-
-    async def count_by_state(self) -> dict[str, int]:
-        rows = await self._read("SELECT state, count(*) FROM deliveries GROUP BY state")
-        return {state: count for state, count in rows}
 
     async def event_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

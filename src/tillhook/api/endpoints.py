@@ -1,0 +1,212 @@
+"""/v1/endpoints: list, create, show, update, delete, enable/disable, rotate the secret,
+send a test event, replay past events."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tillhook import rules
+from tillhook.api.parsing import body_model, find_endpoint, invalid, parse_when
+from tillhook.api.schemas import (
+    EndpointIn,
+    EndpointOut,
+    EndpointPatch,
+    EndpointState,
+    EndpointWithSecret,
+    PingOut,
+    ReplayIn,
+    ReplayOut,
+    RotateIn,
+)
+from tillhook.api.state import SERVICES, Services
+from tillhook.config import parse_duration
+from tillhook.envelope import to_new_events
+from tillhook.errors import Conflict
+from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
+
+
+def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
+    if not endpoint.enabled:
+        return "disabled"
+    health = services.dispatcher.health.get(endpoint.id)
+    return "backing_off" if health is not None and health.backing_off else "healthy"
+
+
+def endpoint_out(services: Services, endpoint: Endpoint) -> EndpointOut:
+    expiring = [s.expires_at for s in endpoint.secrets if s.expires_at is not None]
+    now = services.clock.now()
+    live = [t for t in expiring if t > now]
+    return EndpointOut(
+        id=endpoint.id,
+        name=endpoint.name,
+        url=endpoint.url,
+        events=list(endpoint.events),
+        enabled=endpoint.enabled,
+        state=endpoint_state(services, endpoint),
+        disabled_reason=endpoint.disabled_reason,
+        max_in_flight=endpoint.max_in_flight,
+        rate_limit=endpoint.rate_limit,
+        ordered=endpoint.ordered,
+        headers=dict(endpoint.headers),
+        config_managed=endpoint.config_managed,
+        previous_secret_expires_at=format_time(max(live)) if live else None,
+    )
+
+
+def _with_secret(services: Services, endpoint: Endpoint) -> EndpointWithSecret:
+    current = next(s.secret for s in endpoint.secrets if s.expires_at is None)
+    return EndpointWithSecret(**endpoint_out(services, endpoint).model_dump(), secret=current)
+
+
+def _check_url(services: Services, url: str) -> None:
+    try:
+        rules.check_url(url, services.config.delivery.allow_http)
+    except ValueError as exc:
+        raise invalid([{"field": "url", "message": str(exc)}], "the body") from None
+
+
+def _settled(services: Services, endpoint: Endpoint) -> None:
+    """The running daemon sees the change at once."""
+    services.registry.put(endpoint)
+    services.dispatcher.wake([endpoint.id])
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    items = [endpoint_out(services, e).model_dump(mode="json") for e in services.registry.all()]
+    return web.json_response({"data": items, "next_cursor": None})
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    spec = await body_model(request, EndpointIn)
+    _check_url(services, spec.url)
+    endpoint = Endpoint(
+        id="",
+        name=spec.name,
+        url=spec.url,
+        events=tuple(spec.events),
+        secrets=(SigningSecret(spec.secret or rules.new_secret()),),
+        max_in_flight=spec.max_in_flight,
+        rate_limit=spec.rate_limit,
+        ordered=spec.ordered,
+        headers=tuple(spec.headers.items()),
+        enabled=spec.enabled,
+    )
+    created = await services.store.create_endpoint(endpoint, services.clock.now())
+    _settled(services, created)
+    return web.json_response(
+        _with_secret(services, created).model_dump(mode="json"),
+        status=201,
+        headers={"Location": f"/v1/endpoints/{created.id}"},
+    )
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    return web.json_response(endpoint_out(services, endpoint).model_dump(mode="json"))
+
+
+async def patch_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    patch = await body_model(request, EndpointPatch)
+    changes = patch.model_dump(exclude_unset=True)
+    for required in ("name", "url", "events", "headers", "ordered"):
+        if required in changes and changes[required] is None:
+            raise invalid([{"field": required, "message": "may not be null"}], "the body")
+    if "url" in changes:
+        _check_url(services, changes["url"])
+    updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
+    _settled(services, updated)
+    return web.json_response(endpoint_out(services, updated).model_dump(mode="json"))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    await services.store.delete_endpoint(endpoint.id, services.clock.now())
+    services.registry.remove(endpoint.id)
+    return web.Response(status=204)
+
+
+async def enable_endpoint(request: web.Request) -> web.Response:
+    return await _set_enabled(request, True)
+
+
+async def disable_endpoint(request: web.Request) -> web.Response:
+    return await _set_enabled(request, False)
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    changed = await services.store.set_endpoint_enabled(
+        endpoint.id, enabled, "disabled through the admin API", services.clock.now()
+    )
+    if enabled:
+        # A fresh start: whatever made it fail before is presumably fixed.
+        services.dispatcher.health.pop(endpoint.id, None)
+    _settled(services, changed)
+    return web.json_response(endpoint_out(services, changed).model_dump(mode="json"))
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    spec = await body_model(request, RotateIn, empty_ok=True)
+    grace_s = _grace(spec.grace)
+    pinned = next((e for e in services.config.endpoints if e.name == endpoint.name and e.secret), None)
+    if endpoint.config_managed and pinned is not None:
+        raise Conflict(
+            f"the secret of endpoint {endpoint.name!r} is set in the config file: change it there",
+            slug="config-managed",
+        )
+    now = services.clock.now()
+    new_secret = spec.secret or rules.new_secret()
+    rotated = await services.store.rotate_secret(endpoint.id, new_secret, now + grace_s, now)
+    _settled(services, rotated)
+    return web.json_response(_with_secret(services, rotated).model_dump(mode="json"))
+
+
+def _grace(value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        grace_s = parse_duration(value)
+    except ValueError as exc:
+        raise invalid([{"field": "grace", "message": str(exc)}], "the body") from None
+    if grace_s > 30 * 86400:
+        raise invalid([{"field": "grace", "message": "may be at most 30d"}], "the body")
+    return grace_s
+
+
+async def test_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    if not endpoint.enabled:
+        raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it first", slug="endpoint-disabled")
+    now = services.clock.now()
+    ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
+    (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
+    await services.store.enqueue([event], services.dispatcher)
+    (delivery,) = await services.store.deliveries_of_event(event.id)
+    return web.json_response(PingOut(event_id=event.id, delivery_id=delivery["id"]).model_dump(), status=202)
+
+
+async def replay_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    spec = await body_model(request, ReplayIn)
+    now = services.clock.now()
+    since = parse_when(spec.since, now, "since")
+    until = parse_when(spec.until, now, "until") if spec.until is not None else now
+    if until <= since:
+        raise invalid([{"field": "until", "message": "must be later than since"}], "the body")
+    # Events received at `now` count too.
+    created = await services.store.replay(endpoint, since, until if spec.until else now + 0.001, spec.only_failed, now)
+    services.dispatcher.wake([endpoint.id])
+    reply = ReplayOut(endpoint_id=endpoint.id, deliveries=created)
+    return web.json_response(reply.model_dump(), status=202)
+

@@ -1,0 +1,98 @@
+"""Turning requests into validated models, with every bad field named in a 422."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from tillhook.config import parse_duration
+from tillhook.errors import InvalidInput, NotFound
+from tillhook.models import Endpoint, field_path
+from tillhook.registry import EndpointRegistry
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "is required"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def invalid(errors: list[dict[str, str]], what: str = "the request") -> InvalidInput:
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return InvalidInput(f"{what} is not valid: {summary}", errors=errors)
+
+
+def validate(model: type[M], data: Any, what: str, prefix: str = "") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(
+            [{"field": field_path(e["loc"], prefix) or "body", "message": _message(e)} for e in exc.errors()], what
+        ) from None
+
+
+async def body_model(request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
+    raw = await request.read()
+    if not raw.strip() and empty_ok:
+        return validate(model, {}, "the body")
+    if request.content_type != "application/json":
+        raise InvalidInput(
+            f"send Content-Type: application/json (got {request.content_type or 'none'})",
+            status=415, slug="unsupported-media-type",
+        )
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object", slug="invalid-input")
+    return validate(model, data, "the body")
+
+
+def query_model(request: web.Request, model: type[M]) -> M:
+    repeated = [key for key in request.query if len(request.query.getall(key)) > 1]
+    if repeated:
+        raise invalid([{"field": key, "message": "give it once"} for key in repeated], "the query")
+    return validate(model, dict(request.query), "the query")
+
+
+def parse_when(value: str, now: float, field: str) -> float:
+    """An RFC 3339 date-time, or a duration meaning that long ago ("2h")."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise invalid(
+            [{"field": field, "message": "must be an RFC 3339 date-time like 2026-11-22T10:30:00Z, or a duration ago like 2h"}],
+            "the request",
+        )
+    return moment.timestamp()
+
+
+def parse_cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 19:
+        raise invalid([{"field": "cursor", "message": "is not a cursor from an earlier page's next_cursor"}], "the query")
+    return int(value)
+
+
+def find_endpoint(registry: EndpointRegistry, ref: str) -> Endpoint:
+    """By id, else by name."""
+    endpoint = registry.get(ref) or registry.by_name(ref)
+    if endpoint is None:
+        raise NotFound(f"there is no endpoint with the id or name {ref!r}; GET /v1/endpoints lists them")
+    return endpoint

@@ -1,0 +1,227 @@
+"""Wire models of the admin API: the handlers parse and reply with these, and /openapi.json
+is generated from them, so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, field_validator
+
+from tillhook import rules
+from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn
+
+T = TypeVar("T")
+
+EndpointName = Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
+Timestamp = Annotated[str, Field(description="RFC 3339 date-time in UTC", examples=["2026-11-22T10:30:00Z"])]
+EndpointState = Literal["healthy", "backing_off", "disabled"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _patterns(value: list[str] | None) -> list[str] | None:
+    return None if value is None else rules.check_patterns(value)
+
+
+def _headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    return None if value is None else rules.check_headers(value)
+
+
+class EndpointIn(_In):
+    """A new endpoint. The URL is checked against `delivery.allow_http` too."""
+
+    name: EndpointName
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default=["*"], max_length=100)
+    secret: str | None = Field(default=None, description="whsec_ + base64; generated when absent")
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: float | None = Field(default=None, gt=0, le=100000, description="attempts per second")
+    ordered: bool = False
+    headers: dict[str, str] = Field(default={}, max_length=50)
+    enabled: bool = True
+
+    _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
+    _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return None if value is None else rules.check_secret(value)
+
+
+class EndpointPatch(_In):
+    """Fields to change; absent ones stay. The secret changes only by rotation."""
+
+    name: EndpointName | None = None
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[str] | None = Field(default=None, max_length=100)
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: float | None = Field(default=None, gt=0, le=100000)
+    ordered: bool | None = None
+    headers: dict[str, str] | None = Field(default=None, max_length=50)
+
+    _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
+    _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
+
+
+class EndpointOut(BaseModel):
+    id: str
+    name: str
+    url: str
+    events: list[str]
+    enabled: bool
+    state: EndpointState
+    disabled_reason: str | None
+    max_in_flight: int | None = Field(description="null: delivery.endpoint_max_in_flight")
+    rate_limit: float | None
+    ordered: bool
+    headers: dict[str, str]
+    config_managed: bool = Field(description="from the config file: edit it there, not here")
+    previous_secret_expires_at: Timestamp | None = Field(
+        description="while a rotated-out secret still signs beside the current one"
+    )
+
+
+class EndpointWithSecret(EndpointOut):
+    secret: str = Field(description="shown only in this reply; keep it for the receiver")
+
+
+class RotateIn(_In):
+    grace: str = Field(default="24h", description='how long the old secret keeps signing, like "24h"; "0s" ends it now')
+    secret: str | None = Field(default=None, description="the new secret; generated when absent")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return None if value is None else rules.check_secret(value)
+
+
+class ReplayIn(_In):
+    since: str = Field(description='RFC 3339 date-time, or a duration ago like "2h"')
+    until: str | None = Field(default=None, description="RFC 3339 date-time or duration ago; default now")
+    only_failed: bool = Field(
+        default=True, description="true: only events whose delivery here failed; false: every matching event"
+    )
+
+
+class ReplayOut(BaseModel):
+    endpoint_id: str
+    deliveries: int = Field(description="new deliveries created")
+
+
+class PingOut(BaseModel):
+    event_id: str
+    delivery_id: int
+
+
+class AttemptOut(BaseModel):
+    number: int
+    started_at: Timestamp
+    duration_ms: float
+    status: int | None = Field(description="HTTP status, when the receiver answered")
+    error: str | None = Field(description="why no status was received, or why it counts as failed")
+    response_excerpt: str | None
+    outcome: str
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    endpoint: str = Field(description="the endpoint's name")
+    state: DeliveryState
+    attempts: int
+    created_at: Timestamp
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    last_status: int | None
+    last_error: str | None
+
+
+class DeliveryDetail(DeliveryOut):
+    first_attempt_at: Timestamp | None
+    attempt_log: list[AttemptOut]
+
+
+class EventOut(BaseModel):
+    id: str
+    type: str
+    idempotency_key: str | None
+    received_at: Timestamp
+
+
+class EventDetail(EventOut):
+    payload: dict[str, Any] = Field(description="the body delivered: id, type, timestamp and data")
+    deliveries: list[DeliveryOut]
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page; null at the end")
+
+
+class DeliveryQuery(_In):
+    endpoint: str | None = Field(default=None, description="endpoint id or name")
+    state: DeliveryState | None = None
+    type: str | None = Field(default=None, description="event type or pattern, like sale.*")
+    event: str | None = Field(default=None, description="event id")
+    since: str | None = Field(default=None, description="RFC 3339 date-time, or a duration ago like 2h")
+    until: str | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class EventQuery(_In):
+    type: str | None = Field(default=None, description="event type or pattern, like sale.*")
+    since: str | None = Field(default=None, description="RFC 3339 date-time, or a duration ago like 2h")
+    until: str | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class EndpointStatus(BaseModel):
+    id: str
+    name: str
+    state: EndpointState
+    disabled_reason: str | None
+    in_flight: int
+    pending: int
+    oldest_pending_age_s: float | None
+    consecutive_failures: int
+    last_success_at: Timestamp | None
+    last_failure_at: Timestamp | None
+    last_failure_reason: str | None
+    attempts_last_hour: int = Field(description="attempts that ended in the last hour (since start, if later)")
+    success_rate_last_hour: float | None = Field(description="0..1; null without attempts")
+
+
+class DatabaseStatus(BaseModel):
+    path: str
+    size_bytes: int = Field(description="the database file and its write-ahead log")
+
+
+class StatusOut(BaseModel):
+    version: str
+    started_at: Timestamp
+    uptime_s: float
+    database: DatabaseStatus
+    deliveries: dict[str, int] = Field(description="count by state")
+    backlog: int = Field(description="deliveries pending or in flight")
+    oldest_pending_age_s: float | None
+    in_flight: int
+    endpoints: list[EndpointStatus]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class IngestBody(RootModel[EventIn | Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]]):
+    """One event, or an array of up to 1000 (all or nothing)."""
+
+
+class IngestReply(RootModel[AcceptedEvent | list[AcceptedEvent]]):
+    """One reply per event, in the order sent; an array when an array was sent."""

@@ -1,0 +1,68 @@
+"""GET /v1/status: what a shop checks first when something seems off."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tillhook import __version__
+from tillhook.api.endpoints import endpoint_state
+from tillhook.api.schemas import DatabaseStatus, EndpointStatus, StatusOut
+from tillhook.api.state import SERVICES, Services
+from tillhook.models import DeliveryState, format_time
+
+
+def _database_size(services: Services) -> int:
+    path = services.store.path
+    total = 0
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += candidate.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+async def get_status(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    store, dispatcher = services.store, services.dispatcher
+    now = services.clock.now()
+    counts = await store.count_by_state()
+    pending = await store.pending_by_endpoint()
+    stats = await store.endpoint_stats()
+    endpoints = []
+    for endpoint in services.registry.all():
+        waiting, oldest = pending.get(endpoint.id, (0, None))
+        last_success, last_failure, reason = stats.get(endpoint.id, (None, None, None))
+        health = dispatcher.health.get(endpoint.id)
+        ok, failed = health.last_hour(now) if health is not None else (0, 0)
+        endpoints.append(
+            EndpointStatus(
+                id=endpoint.id,
+                name=endpoint.name,
+                state=endpoint_state(services, endpoint),
+                disabled_reason=endpoint.disabled_reason,
+                in_flight=dispatcher.in_flight_of(endpoint.id),
+                pending=waiting,
+                oldest_pending_age_s=round(now - oldest, 3) if oldest is not None else None,
+                consecutive_failures=health.consecutive_failures if health is not None else 0,
+                last_success_at=format_time(last_success) if last_success else None,
+                last_failure_at=format_time(last_failure) if last_failure else None,
+                last_failure_reason=reason,
+                attempts_last_hour=ok + failed,
+                success_rate_last_hour=round(ok / (ok + failed), 4) if ok + failed else None,
+            )
+        )
+    oldest_all = min((t for _, t in pending.values()), default=None)
+    uptime_s = services.clock.monotonic() - services.started_monotonic
+    reply = StatusOut(
+        version=__version__,
+        started_at=format_time(now - uptime_s),
+        uptime_s=round(uptime_s, 3),
+        database=DatabaseStatus(path=str(store.path), size_bytes=_database_size(services)),
+        deliveries={state.value: counts.get(state.value, 0) for state in DeliveryState},
+        backlog=counts.get("pending", 0) + counts.get("delivering", 0),
+        oldest_pending_age_s=round(now - oldest_all, 3) if oldest_all is not None else None,
+        in_flight=dispatcher.in_flight,
+        endpoints=endpoints,
+    )
+    return web.json_response(reply.model_dump(mode="json"))

@@ -1,0 +1,122 @@
+"""The admin API's verbs on the outbox, as a part of `SqliteStore`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from tillhook.errors import Conflict, NotFound
+from tillhook.models import Endpoint
+from tillhook.store import admin_sql, log_sql
+from tillhook.store.log_sql import LogFilter
+
+
+class AdminVerbs:
+    """Mixed into SqliteStore, which provides these three."""
+
+    async def call(self, fn: Any) -> Any:
+        raise NotImplementedError
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    async def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    async def create_endpoint(self, endpoint: Endpoint, now: float) -> Endpoint:
+        try:
+            created: Endpoint = await self.call(lambda conn: admin_sql.insert_endpoint(conn, endpoint, now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an endpoint named {endpoint.name!r} exists already", slug="name-taken") from None
+        return created
+
+    async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
+        try:
+            updated: Endpoint = await self.call(lambda conn: admin_sql.update_endpoint(conn, endpoint_id, changes, now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an endpoint named {changes.get('name')!r} exists already", slug="name-taken") from None
+        return updated
+
+    async def delete_endpoint(self, endpoint_id: str, now: float) -> int:
+        cancelled: int = await self.call(lambda conn: admin_sql.delete_endpoint(conn, endpoint_id, now))
+        return cancelled
+
+    async def set_endpoint_enabled(
+        self, endpoint_id: str, enabled: bool, reason: str | None, now: float
+    ) -> Endpoint:
+        changed: Endpoint = await self.call(
+            lambda conn: admin_sql.set_enabled(conn, endpoint_id, enabled, reason, now)
+        )
+        return changed
+
+    async def rotate_secret(
+        self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float
+    ) -> Endpoint:
+        rotated: Endpoint = await self.call(
+            lambda conn: admin_sql.rotate_secret(conn, endpoint_id, new_secret, old_expires_at, now)
+        )
+        return rotated
+
+    async def replay(
+        self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float
+    ) -> int:
+        count: int = await self.call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
+        return count
+
+    async def retry_delivery(self, delivery_id: int, now: float) -> str:
+        endpoint_id: str = await self.call(lambda conn: admin_sql.retry_delivery(conn, delivery_id, now))
+        return endpoint_id
+
+    # -- the log -------------------------------------------------------------------------
+
+    async def list_deliveries(self, f: LogFilter) -> list[dict[str, Any]]:
+        return await self._dicts(*log_sql.deliveries_query(f))
+
+    async def get_delivery(self, delivery_id: int) -> dict[str, Any]:
+        rows = await self._dicts(*log_sql.delivery_query(delivery_id))
+        if not rows:
+            raise NotFound(f"there is no delivery {delivery_id}")
+        return rows[0]
+
+    async def attempts_of_delivery(self, delivery_id: int) -> list[dict[str, Any]]:
+        return await self._dicts(log_sql.ATTEMPTS_OF_DELIVERY, (delivery_id,))
+
+    async def list_events(self, f: LogFilter) -> list[dict[str, Any]]:
+        return await self._dicts(*log_sql.events_query(f))
+
+    async def get_event(self, event_id: str) -> tuple[dict[str, Any], bytes]:
+        rows = await self._dicts(f"SELECT {log_sql.EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))
+        if not rows:
+            raise NotFound(f"there is no event {event_id}")
+        row = rows[0]
+        return row, bytes(row.pop("body"))
+
+    # -- status --------------------------------------------------------------------------
+
+    async def count_by_state(self) -> dict[str, int]:
+        rows = await self._read(log_sql.COUNT_BY_STATE)
+        return {state: count for state, count in rows}
+
+    async def pending_by_endpoint(self) -> dict[str, tuple[int, float]]:
+        """endpoint id -> (pending deliveries, when the oldest of them was created)."""
+        rows = await self._read(log_sql.PENDING_BY_ENDPOINT)
+        oldest_ids = [row[2] for row in rows]
+        created = await self._created_at(oldest_ids)
+        return {row[0]: (row[1], created[row[2]]) for row in rows}
+
+    async def endpoint_stats(self) -> dict[str, tuple[float | None, float | None, str | None]]:
+        rows = await self._read(log_sql.ENDPOINT_STATS)
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def _created_at(self, delivery_ids: Sequence[int]) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for start in range(0, len(delivery_ids), 500):
+            chunk = list(delivery_ids[start : start + 500])
+            rows = await self._read(
+                f"SELECT id, created_at FROM deliveries WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            found.update({row[0]: row[1] for row in rows})
+        return found

@@ -1,0 +1,166 @@
+"""The admin API's writes: endpoint changes, replays and manual retries. Each function runs
+inside one write transaction of the group committer (see `SqliteStore.call`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiosqlite
+
+from tillhook.errors import Conflict, NotFound
+from tillhook.models import Endpoint, SigningSecret
+from tillhook.store import endpoints_sql
+
+_UNFINISHED = "('pending', 'delivering')"
+
+
+async def fetch_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> Endpoint:
+    rows = await conn.execute_fetchall(
+        f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE id = ? AND deleted_at IS NULL", (endpoint_id,)
+    )
+    if not rows:
+        raise NotFound(f"there is no endpoint {endpoint_id}")
+    return endpoints_sql.to_endpoint(next(iter(rows)))
+
+
+async def insert_endpoint(conn: aiosqlite.Connection, endpoint: Endpoint, now: float) -> Endpoint:
+    endpoint_id = endpoints_sql.new_endpoint_id()
+    await conn.execute(
+        f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?)",
+        (endpoint_id, endpoint.name, endpoint.url, json.dumps(list(endpoint.events)),
+         endpoints_sql.secrets_json(endpoint.secrets), endpoint.max_in_flight, endpoint.rate_limit,
+         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled), now, now),
+    )
+    return await fetch_endpoint(conn, endpoint_id)
+
+
+_COLUMN_OF = {
+    "name": "name", "url": "url", "events": "events", "max_in_flight": "max_in_flight",
+    "rate_limit": "rate_limit", "ordered": "ordered", "headers": "headers",
+}
+
+
+async def update_endpoint(conn: aiosqlite.Connection, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
+    await _editable(conn, endpoint_id)
+    if changes:
+        values = [json.dumps(v) if k in ("events", "headers") else v for k, v in changes.items()]
+        assignments = ", ".join(f"{_COLUMN_OF[k]} = ?" for k in changes)
+        await conn.execute(
+            f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, endpoint_id)
+        )
+    return await fetch_endpoint(conn, endpoint_id)
+
+
+async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str, now: float) -> int:
+    """Cancels its unfinished deliveries (kept in the log) and frees its name; returns how
+    many were cancelled."""
+    await _editable(conn, endpoint_id)
+    cursor = await conn.execute(
+        f"UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, updated_at = ?,"
+        f" last_error = coalesce(last_error, 'endpoint deleted')"
+        f" WHERE endpoint_id = ? AND state IN {_UNFINISHED}",
+        (now, endpoint_id),
+    )
+    # Names of live endpoints cannot hold spaces, so the renamed one never collides.
+    await conn.execute(
+        "UPDATE endpoints SET deleted_at = ?, enabled = 0, disabled_reason = 'deleted', updated_at = ?,"
+        " name = name || ' (deleted ' || id || ')' WHERE id = ?",
+        (now, now, endpoint_id),
+    )
+    return cursor.rowcount
+
+
+async def set_enabled(
+    conn: aiosqlite.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float
+) -> Endpoint:
+    await fetch_endpoint(conn, endpoint_id)
+    await conn.execute(
+        "UPDATE endpoints SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+        (int(enabled), None if enabled else reason, now, endpoint_id),
+    )
+    return await fetch_endpoint(conn, endpoint_id)
+
+
+async def rotate_secret(
+    conn: aiosqlite.Connection, endpoint_id: str, new_secret: str, old_expires_at: float, now: float
+) -> Endpoint:
+    """The new secret becomes current; the old current one and any still-valid older ones keep
+    signing until their expiry, so receivers can switch without losing a delivery."""
+    endpoint = await fetch_endpoint(conn, endpoint_id)
+    kept: list[SigningSecret] = [SigningSecret(new_secret)]
+    for secret in endpoint.secrets:
+        expires = old_expires_at if secret.expires_at is None else min(secret.expires_at, old_expires_at)
+        if expires > now and secret.secret != new_secret:
+            kept.append(SigningSecret(secret.secret, expires))
+    await conn.execute(
+        "UPDATE endpoints SET secrets = ?, updated_at = ? WHERE id = ?",
+        (endpoints_sql.secrets_json(kept), now, endpoint_id),
+    )
+    return await fetch_endpoint(conn, endpoint_id)
+
+
+async def replay(
+    conn: aiosqlite.Connection,
+    endpoint: Endpoint,
+    since: float,
+    until: float,
+    only_failed: bool,
+    now: float,
+) -> int:
+    """New pending deliveries to `endpoint` for the matching events received in [since, until),
+    oldest first; events with a delivery still under way there are skipped."""
+    condition = ""
+    if only_failed:
+        condition = (
+            " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = e.id AND f.endpoint_id = :ep"
+            " AND f.state = 'failed')"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = :ep"
+            " AND g.state = 'delivered')"
+        )
+    cursor = await conn.execute(
+        "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
+        " SELECT e.id, :ep, 'pending', :now, :now, :now FROM events e"
+        " WHERE e.created_at >= :since AND e.created_at < :until AND tillhook_subscribes(:patterns, e.type)"
+        f" AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = :ep"
+        f" AND u.state IN {_UNFINISHED}){condition}"
+        " ORDER BY e.seq",
+        {"ep": endpoint.id, "now": now, "since": since, "until": until, "patterns": json.dumps(endpoint.events)},
+    )
+    return cursor.rowcount
+
+
+async def retry_delivery(conn: aiosqlite.Connection, delivery_id: int, now: float) -> str:
+    """Due now, whatever its state; a finished one gets a fresh `give_up_after` window.
+    Returns its endpoint's id."""
+    rows = list(await conn.execute_fetchall(
+        "SELECT d.state, d.endpoint_id, ep.deleted_at, ep.enabled FROM deliveries d"
+        " LEFT JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?",
+        (delivery_id,),
+    ))
+    if not rows:
+        raise NotFound(f"there is no delivery {delivery_id}")
+    state, endpoint_id, deleted_at, enabled = rows[0]
+    if state == "delivering":
+        raise Conflict(f"delivery {delivery_id} has an attempt in flight right now; wait for its outcome")
+    if deleted_at is not None or enabled is None:
+        raise Conflict(f"the endpoint of delivery {delivery_id} was deleted; replay the event to another endpoint")
+    if not enabled:
+        raise Conflict(f"the endpoint of delivery {delivery_id} is disabled; enable it first")
+    await conn.execute(
+        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
+        " first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END WHERE id = ?",
+        (now, now, delivery_id),
+    )
+    return str(endpoint_id)
+
+
+async def _editable(conn: aiosqlite.Connection, endpoint_id: str) -> Endpoint:
+    endpoint = await fetch_endpoint(conn, endpoint_id)
+    if endpoint.config_managed:
+        raise Conflict(
+            f"endpoint {endpoint.name!r} comes from the config file: change it there and restart tillhook",
+            slug="config-managed",
+        )
+    return endpoint
