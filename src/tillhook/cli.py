@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import aiohttp
 
 from tillhook import __version__
+from tillhook.cli_admin import ApiError, add_commands
+from tillhook.cli_admin import run as run_admin
 from tillhook.config import Config, config_path_from, load_config
 from tillhook.errors import ConfigError, TillhookError
 
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--id", dest="key", metavar="KEY", help="idempotency key")
     send.add_argument("--url", help="daemon URL (default: $TILLHOOK_URL, else from the config's listen address)")
     send.add_argument("--token", help="ingest token (default: $TILLHOOK_TOKEN, else the config's or the database's)")
+    add_commands(commands, with_config)
     return parser
 
 
@@ -52,9 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_tokens(config))
         if args.command == "send":
             return _run(_send(config, args))
+        if args.command in ("status", "endpoints", "deliveries"):
+            return _run(_admin(config, args))
     except ConfigError as exc:
         _error(exc.message, *exc.errors)
         return EXIT_USAGE
+    except ApiError as exc:
+        _error(exc.message)
+        return EXIT_USAGE if exc.status in (400, 404, 409, 415, 422) else EXIT_RUNTIME
     except TillhookError as exc:
         _error(exc.message)
         return EXIT_RUNTIME
@@ -114,6 +122,11 @@ async def _tokens(config: Config) -> int:
     print(f"ingest: {ingest}")
     print(f"admin:  {admin}")
     return EXIT_OK
+
+
+async def _admin(config: Config, args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("TILLHOOK_ADMIN_TOKEN") or (await _stored_tokens(config))[1]
+    return await run_admin(config, args, token)
 
 
 async def _send(config: Config, args: argparse.Namespace) -> int:
