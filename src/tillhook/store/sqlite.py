@@ -110,6 +110,8 @@ class SqliteStore(AdminVerbs):
             raise StoreUnavailable("the store is not open")
         try:
             return await self._committer.submit(op)
+        except sqlite3.IntegrityError:
+            raise  # a constraint said no to this op alone: the caller turns it into a conflict
         except sqlite3.Error as exc:
             raise StoreUnavailable(describe_sqlite_error(exc)) from exc
 

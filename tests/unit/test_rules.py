@@ -1,0 +1,235 @@
+"""Endpoint field rules shared by the config file and the admin API."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from tillhook.config import EndpointConfig
+from tillhook.rules import (
+    ENDPOINT_NAME_PATTERN,
+    RESERVED_HEADERS,
+    SECRET_PREFIX,
+    check_headers,
+    check_patterns,
+    check_secret,
+    check_url,
+    new_secret,
+    pattern_matches,
+    secret_key,
+    subscribes,
+)
+
+
+def secret_of(n_bytes: int) -> str:
+    return SECRET_PREFIX + base64.b64encode(bytes(range(n_bytes))).decode()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event_type", "matches"),
+    [
+        ("*", "a", True),  # "*" alone: everything, however many segments
+        ("*", "transaction.completed", True),
+        ("*", "a.b.c.d.e", True),
+        ("transaction.completed", "transaction.completed", True),
+        ("transaction.completed", "transaction.refunded", False),
+        ("transaction.completed", "Transaction.completed", False),  # case matters
+        ("transaction.*", "transaction.completed", True),
+        ("transaction.*", "transaction", False),  # "*" is exactly one segment, never zero
+        ("transaction.*", "transaction.card.completed", False),  # nor two
+        ("transaction.*", "transactions.completed", False),
+        ("transaction.*", "xtransaction.completed", False),
+        ("*.completed", "transaction.completed", True),
+        ("*.completed", "order.completed", True),
+        ("*.completed", "completed", False),
+        ("*.completed", "a.b.completed", False),
+        ("*.*", "a.b", True),
+        ("*.*", "a", False),
+        ("*.*", "a.b.c", False),
+        ("a.*.c", "a.b.c", True),
+        ("a.*.c", "a.c", False),
+        ("a.*.c", "a.b.x.c", False),
+        ("customer.created", "customer.created.v2", False),  # no prefix matching
+        ("customer", "customer.created", False),
+    ],
+)
+def test_pattern_matches(pattern: str, event_type: str, matches: bool) -> None:
+    assert check_patterns([pattern]) == [pattern]  # every row is a valid pattern
+    assert pattern_matches(pattern, event_type) is matches
+
+
+@pytest.mark.parametrize(
+    ("patterns", "event_type", "matches"),
+    [
+        (("transaction.*", "customer.created"), "customer.created", True),
+        (("transaction.*", "customer.created"), "transaction.voided", True),
+        (("transaction.*", "customer.created"), "customer.deleted", False),
+        (("*",), "tillhook.ping", True),
+        ((), "anything", False),
+    ],
+)
+def test_subscribes_to_any_of(patterns: tuple[str, ...], event_type: str, matches: bool) -> None:
+    assert subscribes(patterns, event_type) is matches
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [["*"], ["a"], ["a.b", "c.*"], ["*.*.*"], ["A-Z_09.x-y"], ["transaction.*", "customer.created"]],
+)
+def test_good_patterns(patterns: list[str]) -> None:
+    assert check_patterns(patterns) == patterns
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        [],  # nothing subscribed is a mistake; ["*"] is how to say everything
+        [""],
+        ["a."],
+        [".a"],
+        ["a..b"],
+        ["a b"],
+        ["**"],
+        ["a*"],
+        ["transaction.*ed"],
+        ["a.#"],
+        ["a", "b/c"],  # one bad pattern spoils the list
+        ["é"],
+    ],
+)
+def test_bad_patterns(patterns: list[str]) -> None:
+    with pytest.raises(ValueError):
+        check_patterns(patterns)
+
+
+@pytest.mark.parametrize("n_bytes", [24, 32, 48, 64])
+def test_secrets_of_24_to_64_bytes(n_bytes: int) -> None:
+    secret = secret_of(n_bytes)
+    assert check_secret(secret) == secret
+    assert len(secret_key(secret)) == n_bytes
+
+
+@pytest.mark.parametrize(
+    ("secret", "said"),
+    [
+        (secret_of(23), "not 23"),
+        (secret_of(65), "not 65"),
+        ("whsec_", "not 0"),
+        (secret_of(32).removeprefix(SECRET_PREFIX), "whsec_"),  # the prefix is required
+        ("WHSEC_" + secret_of(32).removeprefix(SECRET_PREFIX), "whsec_"),
+        ("whsk_" + secret_of(32).removeprefix(SECRET_PREFIX), "whsec_"),
+        (secret_of(32).rstrip("="), "base64"),  # 32 bytes need one "=" of padding
+        ("whsec_" + "!" * 44, "base64"),
+        ("whsec_" + base64.urlsafe_b64encode(b"\xff" * 32).decode(), "base64"),  # url-safe alphabet is not it
+        ("whsec_ " + secret_of(32).removeprefix(SECRET_PREFIX), "base64"),
+    ],
+)
+def test_bad_secrets(secret: str, said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
+        check_secret(secret)
+
+
+def test_new_secret_round_trips() -> None:
+    seen = set()
+    for _ in range(200):
+        secret = new_secret()
+        assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", secret), secret
+        assert check_secret(secret) == secret
+        assert len(secret_key(secret)) == 32  # the contract: 32 random bytes
+        seen.add(secret)
+    assert len(seen) == 200
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_HEADERS))
+@pytest.mark.parametrize("spell", [str, str.upper, str.title])
+def test_reserved_headers_are_refused_in_any_case(name: str, spell: object) -> None:
+    header = spell(name)  # type: ignore[operator]
+    with pytest.raises(ValueError, match="set by tillhook itself"):
+        check_headers({"x-api-key": "k", header: "v"})
+
+
+def test_reserved_headers_cover_what_tillhook_sets() -> None:
+    assert {"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"} <= RESERVED_HEADERS
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"x-api-key": "k"}, {"X-Api-Key": "k", "Authorization": "Bearer t"}, {"x-empty": ""}, {"x!#$%&'*+.^_`|~": "v"}],
+)
+def test_good_headers(headers: dict[str, str]) -> None:
+    assert check_headers(headers) == headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({"": "v"}, "not a valid HTTP header name"),
+        ({"x api": "v"}, "not a valid HTTP header name"),
+        ({"x:api": "v"}, "not a valid HTTP header name"),
+        ({"x-é": "v"}, "not a valid HTTP header name"),
+        ({"x-a": "one\r\nx-b: injected"}, "line breaks"),  # header injection
+        ({"x-a": "one\nx-b: injected"}, "line breaks"),
+        ({"x-a": "one\r"}, "line breaks"),
+    ],
+)
+def test_bad_headers(headers: dict[str, str], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        check_headers(headers)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://a.example", "https://a.example/hooks?x=1", "https://a.example:8443/h", "https://10.0.0.5/h",
+     "https://[2001:db8::1]/h", "HTTPS://A.EXAMPLE/h"],
+)
+@pytest.mark.parametrize("allow_http", [False, True])
+def test_https_urls_are_always_fine(url: str, allow_http: bool) -> None:
+    assert check_url(url, allow_http) == url
+
+
+@pytest.mark.parametrize("url", ["http://a.example/h", "http://192.168.1.5:8080/h", "HTTP://a.example"])
+def test_http_urls_need_allow_http(url: str) -> None:
+    with pytest.raises(ValueError, match="allow_http"):
+        check_url(url, allow_http=False)
+    assert check_url(url, allow_http=True) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://", "with a host"),
+        ("https:///path", "with a host"),
+        ("//a.example/h", "with a host"),
+        ("a.example/h", "with a host"),
+        ("ftp://a.example/h", "with a host"),
+        ("ws://a.example/h", "with a host"),
+        ("file:///etc/passwd", "with a host"),
+        ("https://a.example:99999/h", "invalid port"),
+        ("https://a.example:port/h", "invalid port"),
+    ],
+)
+@pytest.mark.parametrize("allow_http", [False, True])
+def test_bad_urls(url: str, said: str, allow_http: bool) -> None:
+    with pytest.raises(ValueError, match=said):
+        check_url(url, allow_http)
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("loyalty", True), ("a", True), ("A.b_c-9", True), ("9lives", True), ("x" * 64, True), ("x" * 65, False),
+     ("", False), ("-a", False), (".a", False), ("a b", False), ("a/b", False), ("é", False), ("a\n", False)],
+)
+def test_endpoint_names(name: str, ok: bool) -> None:
+    # Names are checked by pydantic (Rust regex, where "$" is the very end) in both the config
+    # file and the API; the config model is the one reachable without a server.
+    try:
+        EndpointConfig(name=name, url="https://a.example")
+    except ValidationError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted is ok
+    assert ENDPOINT_NAME_PATTERN.startswith("^") and ENDPOINT_NAME_PATTERN.endswith("$")
