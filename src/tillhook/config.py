@@ -17,6 +17,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
+    StrictBool,
     SecretStr,
     StringConstraints,
     ValidationError,
@@ -118,6 +120,20 @@ class StorageConfig(_Section):
     retention: Duration = 30 * 86400.0
 
 
+def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('must be a CIDR string, like "192.168.1.0/24"')
+    try:
+        return ipaddress.ip_network(value.strip())
+    except ValueError as exc:
+        raise ValueError(f'{value!r} is not a network in CIDR form, like "192.168.1.0/24" ({exc})') from None
+
+
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, PlainValidator(_network)]
+
+
 class DeliveryConfig(_Section):
     timeout: Duration = 15.0
     retry_schedule: list[Duration] = Field(
@@ -126,8 +142,8 @@ class DeliveryConfig(_Section):
     give_up_after: Duration = 72 * 3600.0
     max_in_flight: int = Field(default=256, ge=1, le=10000)
     endpoint_max_in_flight: int = Field(default=4, ge=1, le=1000)
-    allow_http: bool = False
-    allow_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    allow_http: StrictBool = False  # TOML has booleans; "true" in quotes is a mistake worth naming
+    allow_networks: list[Network] = []
     response_body_limit: int = Field(default=2048, ge=0, le=1024 * 1024)
 
 

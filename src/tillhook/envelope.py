@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # Beyond a double: it would reach the receiver as null, so say so now.
+        raise InvalidInput(f"the number {text[:40]} is too large to deliver exactly", slug="invalid-event")
+    return value
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _too_deep(document: Any) -> bool:
     if not isinstance(document, dict | list):
         return False
@@ -51,13 +68,18 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"the body is not valid UTF-8 (byte {exc.start})", status=400, slug="malformed-body") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event") from None
     except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
     if _too_deep(document):
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event")
+    if "\\u" in text and _has_lone_surrogate(document):
+        raise InvalidInput(
+            "the body holds a lone UTF-16 surrogate escape (like \\ud800), which is not valid Unicode",
+            slug="invalid-event",
+        )
     if isinstance(document, dict):
         items, batch = [document], False
     elif isinstance(document, list):

@@ -22,7 +22,7 @@ def _require_str(value: object) -> object:
 
 def _rfc3339_utc(value: str) -> str:
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise ValueError(
             "must be an RFC 3339 date-time, like 2026-11-22T10:30:00Z"

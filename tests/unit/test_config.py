@@ -257,12 +257,6 @@ def test_bad_allow_networks_are_named(network: str) -> None:
     assert errors and all(e.startswith("delivery.allow_networks[1]") for e in errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG config.py:130 (IPv4Network | IPv6Network union): pydantic reports one error per union "
-    "member, with its internal validator names in the key path",
-)
 @pytest.mark.parametrize("network", ["not-a-cidr", "192.168.1.5/24"])
 def test_a_bad_allow_network_is_one_error_with_a_plain_path(network: str) -> None:
     errors = errors_of({"delivery": {"allow_networks": [network]}})
@@ -286,12 +280,6 @@ def test_http_endpoint_needs_allow_http(url: str) -> None:
     assert config.endpoints[0].url == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG config.py:195+241: the model accepts allow_http = \"true\" (lax bool), but the raw cross "
-    "check used when another field fails tests `is True`, so a spurious http:// error appears",
-)
 def test_a_string_allow_http_is_judged_the_same_with_or_without_other_errors() -> None:
     endpoints = [{"name": "lan", "url": "http://lan.example"}]
     alone = _errors_or_none({"delivery": {"allow_http": "true"}, "endpoints": endpoints})
