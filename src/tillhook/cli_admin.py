@@ -24,7 +24,8 @@ class ApiError(TillhookError):
 
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
-        super().__init__(f"{detail} (HTTP {status})")
+        first, newline, rest = detail.partition("\n")
+        super().__init__(f"{first} (HTTP {status}){newline}{rest}")
 
 
 def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
@@ -130,8 +131,9 @@ class Client:
         data = json.loads(text) if text else None
         if response.status >= 400:
             detail = data.get("detail", text) if isinstance(data, dict) else text
-            for error in (data or {}).get("errors") or [] if isinstance(data, dict) else []:
-                detail += f"\n  {error.get('field')}: {error.get('message')}"
+            errors = data.get("errors") if isinstance(data, dict) else None
+            if errors:
+                detail = "the daemon refused it:" + "".join(f"\n  {e.get('field')}: {e.get('message')}" for e in errors)
             raise ApiError(response.status, detail)
         return data
 
@@ -166,7 +168,7 @@ async def run(config: Config, args: argparse.Namespace, token: str) -> int:
         body = {"since": args.since, "until": args.until, "only_failed": not args.all}
         body = {k: v for k, v in body.items() if v is not None}
         return _show(args, await call("POST", f"{ep}/replay", body),
-                     lambda d: print(f"{d['deliveries']} deliveries queued for {args.endpoint}"))
+                     lambda d: print(f"{_count(d['deliveries'], 'delivery', 'deliveries')} queued for {args.endpoint}"))
     if command == "deliveries list":
         query = {k: getattr(args, k) for k in ("endpoint", "state", "type", "event", "since", "until", "limit", "cursor")}
         return _show(args, await call("GET", "/v1/deliveries", query=query), _print_deliveries)
@@ -175,6 +177,10 @@ async def run(config: Config, args: argparse.Namespace, token: str) -> int:
     if command == "deliveries retry":
         return _show(args, await call("POST", f"{dl}/retry"), _print_record)
     raise AssertionError(f"unhandled command {command}")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _quote(value: str) -> str:

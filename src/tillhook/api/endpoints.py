@@ -58,11 +58,8 @@ def _with_secret(services: Services, endpoint: Endpoint) -> EndpointWithSecret:
     return EndpointWithSecret(**endpoint_out(services, endpoint).model_dump(), secret=current)
 
 
-def _check_url(services: Services, url: str) -> None:
-    try:
-        rules.check_url(url, services.config.delivery.allow_http)
-    except ValueError as exc:
-        raise invalid([{"field": "url", "message": str(exc)}], "the body") from None
+def _context(services: Services) -> dict[str, bool]:
+    return {"allow_http": services.config.delivery.allow_http}
 
 
 def _settled(services: Services, endpoint: Endpoint) -> None:
@@ -79,8 +76,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    spec = await body_model(request, EndpointIn)
-    _check_url(services, spec.url)
+    spec = await body_model(request, EndpointIn, context=_context(services))
     endpoint = Endpoint(
         id="",
         name=spec.name,
@@ -111,13 +107,11 @@ async def get_endpoint(request: web.Request) -> web.Response:
 async def patch_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    patch = await body_model(request, EndpointPatch)
+    patch = await body_model(request, EndpointPatch, context=_context(services))
     changes = patch.model_dump(exclude_unset=True)
     for required in ("name", "url", "events", "headers", "ordered"):
         if required in changes and changes[required] is None:
             raise invalid([{"field": required, "message": "may not be null"}], "the body")
-    if "url" in changes:
-        _check_url(services, changes["url"])
     updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
     _settled(services, updated)
     return web.json_response(endpoint_out(services, updated).model_dump(mode="json"))

@@ -17,11 +17,18 @@ from tillhook.registry import EndpointRegistry
 M = TypeVar("M", bound=BaseModel)
 
 
+_PATTERN_HINTS = {
+    "name": "must be 1 to 64 letters, digits, _ . or -, starting with a letter or digit",
+}
+
+
 def _message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":
         return "is required"
+    if error["type"] == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERN_HINTS:
+        return _PATTERN_HINTS[str(error["loc"][-1])]
     return str(error["msg"]).removeprefix("Value error, ")
 
 
@@ -30,19 +37,21 @@ def invalid(errors: list[dict[str, str]], what: str = "the request") -> InvalidI
     return InvalidInput(f"{what} is not valid: {summary}", errors=errors)
 
 
-def validate(model: type[M], data: Any, what: str, prefix: str = "") -> M:
+def validate(model: type[M], data: Any, what: str, prefix: str = "", context: dict[str, Any] | None = None) -> M:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise invalid(
             [{"field": field_path(e["loc"], prefix) or "body", "message": _message(e)} for e in exc.errors()], what
         ) from None
 
 
-async def body_model(request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
+async def body_model(
+    request: web.Request, model: type[M], *, empty_ok: bool = False, context: dict[str, Any] | None = None
+) -> M:
     raw = await request.read()
     if not raw.strip() and empty_ok:
-        return validate(model, {}, "the body")
+        return validate(model, {}, "the body", context=context)
     if request.content_type != "application/json":
         raise InvalidInput(
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
@@ -54,7 +63,7 @@ async def body_model(request: web.Request, model: type[M], *, empty_ok: bool = F
         raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", slug="invalid-input")
-    return validate(model, data, "the body")
+    return validate(model, data, "the body", context=context)
 
 
 def query_model(request: web.Request, model: type[M]) -> M:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, ValidationInfo, field_validator
 
 from tillhook import rules
 from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn
@@ -29,6 +29,12 @@ def _headers(value: dict[str, str] | None) -> dict[str, str] | None:
     return None if value is None else rules.check_headers(value)
 
 
+def _url(value: str | None, info: ValidationInfo) -> str | None:
+    """The handler passes delivery.allow_http as validation context."""
+    allow_http = bool((info.context or {}).get("allow_http"))
+    return None if value is None else rules.check_url(value, allow_http)
+
+
 class EndpointIn(_In):
     """A new endpoint. The URL is checked against `delivery.allow_http` too."""
 
@@ -44,6 +50,7 @@ class EndpointIn(_In):
 
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
+    _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
 
     @field_validator("secret")
     @classmethod
@@ -64,6 +71,7 @@ class EndpointPatch(_In):
 
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
+    _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
 
 
 class EndpointOut(BaseModel):
