@@ -24,6 +24,7 @@ from tillhook.errors import TillhookError
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy
+from tillhook.sdnotify import Notifier
 from tillhook.store import SqliteStore
 from tillhook.targets import AddressPolicy
 
@@ -134,6 +135,8 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         raise TillhookError(f"cannot listen on {config.server.listen}: {exc.strerror or exc}") from None
     services = app[SERVICES]
+    notifier = Notifier()
+    notifier.send("READY=1", f"STATUS=delivering; listening on {_bound(runner, config)}")
     log.info(
         "serve_started", version=__version__, listen=_bound(runner, config), database=str(services.store.path),
         endpoints=len(services.registry.all()),
@@ -143,6 +146,10 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
+    watchdog = asyncio.create_task(
+        notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
+        name="tillhook-watchdog",
+    )
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -151,8 +158,10 @@ async def serve(config: Config) -> int:
         log.critical("background_task_died", task=died.get_name(), error=repr(died.exception()))
         code = 1
     stopper.cancel()
+    notifier.send("STOPPING=1", "STATUS=draining deliveries in flight")
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     await runner.cleanup()
+    watchdog.cancel()
     log.info("serve_stopped")
     return code
 
