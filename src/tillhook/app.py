@@ -21,6 +21,7 @@ from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import Dispatcher
 from tillhook.errors import TillhookError
+from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy
@@ -110,11 +111,14 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         max_in_flight=delivery.max_in_flight,
         endpoint_max_in_flight=delivery.endpoint_max_in_flight,
     )
+    metrics = Metrics()
+    dispatcher.on_attempt = metrics.attempted
+    store.on_commit = metrics.committed
     if run_dispatcher:
         dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
-        tokens=Tokens(ingest.encode(), admin.encode()), started_monotonic=clock.monotonic(),
+        tokens=Tokens(ingest.encode(), admin.encode()), started_monotonic=clock.monotonic(), metrics=metrics,
     )
 
 

@@ -72,6 +72,7 @@ class Dispatcher:
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
         self._maybe_due: set[str] = {e.id for e in registry.all()}
         self.admitted = 0
+        self.on_attempt: Callable[[str, str, float], None] | None = None  # endpoint, outcome, seconds
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -333,6 +334,8 @@ class Dispatcher:
             else:
                 bound.info("delivery_retry_scheduled", error=result.error, next_attempt_at=decision.next_attempt_at)
                 self._note_retry(decision.next_attempt_at)
+        if self.on_attempt is not None:
+            self.on_attempt(endpoint.name, decision.verdict.value, result.duration_ms / 1000)
         return AttemptRecord(
             delivery_id=delivery.id,
             endpoint_id=endpoint.id,

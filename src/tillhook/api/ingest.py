@@ -25,5 +25,9 @@ async def post_events(request: web.Request) -> web.Response:
     now = services.clock.now()
     new_events = to_new_events(events, now, services.registry.subscribers)
     accepted = await services.store.enqueue(new_events, services.dispatcher)
+    counter = services.metrics.events_ingested
+    for event in accepted:
+        if not event.duplicate:
+            counter.labels(event.type).inc()
     replies = [a.model_dump() for a in accepted]
     return web.json_response(replies if batch else replies[0], status=202)

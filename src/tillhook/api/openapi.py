@@ -96,6 +96,8 @@ def _operation(route: Route, refs: Any, components: dict[str, Any]) -> dict[str,
     ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
     if route.reply is not None:
         ok["content"] = {"application/json": {"schema": refs[(route.reply, "serialization")]}}
+    elif route.text_reply is not None:
+        ok["content"] = {route.text_reply: {"schema": {"type": "string"}}}
     responses[str(route.status)] = ok
     errors = set(route.errors) | ({400, 415, 422} if route.body is not None else set())
     if not route.public:

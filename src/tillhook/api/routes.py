@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
-from tillhook.api import endpoints, log, status
+from tillhook.api import endpoints, log, metrics, status
 from tillhook.api.health import get_healthz
 from tillhook.api.ingest import post_events
 from tillhook.api.schemas import (
@@ -50,6 +50,7 @@ class Route:
     errors: tuple[int, ...] = ()
     public: bool = False
     body_optional: bool = False
+    text_reply: str | None = None  # a media type, for replies that are not JSON
 
 
 _ONE = (404,)
@@ -60,6 +61,8 @@ ROUTES: tuple[Route, ...] = (
           200, HealthOut, errors=(503,), public=True),
     Route("POST", "/v1/events", post_events, "Accept events (ingest token or admin token)", "ingest",
           202, IngestReply, body=IngestBody, errors=(400, 413, 415, 422, 503)),
+    Route("GET", "/metrics", metrics.get_metrics, "Prometheus metrics (text format 0.0.4)", "operations",
+          200, None, text_reply="text/plain"),
     Route("GET", "/v1/status", status.get_status, "Version, uptime, backlog and per-endpoint health", "operations",
           200, StatusOut),
     Route("GET", "/v1/endpoints", endpoints.list_endpoints, "List endpoints", "endpoints", 200, Page[EndpointOut]),

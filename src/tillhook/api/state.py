@@ -10,6 +10,7 @@ from aiohttp import web
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
+from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.store import SqliteStore
 
@@ -30,6 +31,7 @@ class Services:
     session: aiohttp.ClientSession
     tokens: Tokens
     started_monotonic: float
+    metrics: Metrics
 
 
 SERVICES = web.AppKey("services", Services)

@@ -11,7 +11,7 @@ from tillhook.api.state import SERVICES, Services
 from tillhook.models import DeliveryState, format_time
 
 
-def _database_size(services: Services) -> int:
+def database_size(services: Services) -> int:
     path = services.store.path
     total = 0
     for candidate in (path, path.with_name(path.name + "-wal")):
@@ -58,7 +58,7 @@ async def get_status(request: web.Request) -> web.Response:
         version=__version__,
         started_at=format_time(now - uptime_s),
         uptime_s=round(uptime_s, 3),
-        database=DatabaseStatus(path=str(store.path), size_bytes=_database_size(services)),
+        database=DatabaseStatus(path=str(store.path), size_bytes=database_size(services)),
         deliveries={state.value: counts.get(state.value, 0) for state in DeliveryState},
         backlog=counts.get("pending", 0) + counts.get("delivering", 0),
         oldest_pending_age_s=round(now - oldest_all, 3) if oldest_all is not None else None,

@@ -16,8 +16,13 @@ MAX_OPS_PER_TRANSACTION = 512
 
 
 class GroupCommitter(Generic[Op]):
-    def __init__(self, apply_batch: Callable[[Sequence[Op]], Awaitable[Sequence[Any]]]) -> None:
+    def __init__(
+        self,
+        apply_batch: Callable[[Sequence[Op]], Awaitable[Sequence[Any]]],
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
         self._apply_batch = apply_batch
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._closed = False
         self.last_batch_size = 0
@@ -58,6 +63,8 @@ class GroupCommitter(Generic[Op]):
             return
         self.transactions += 1
         self.ops_committed += len(batch)
+        if self._on_commit is not None:
+            self._on_commit(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue

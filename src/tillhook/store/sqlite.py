@@ -7,7 +7,7 @@ import asyncio
 import os
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class SqliteStore(AdminVerbs):
         self._reader: aiosqlite.Connection | None = None
         self._committer: GroupCommitter[WriteOp] | None = None
         self.writer_task: asyncio.Task[None] | None = None
+        self.on_commit: Callable[[int], None] | None = None  # told how many writes each commit held
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -91,8 +92,12 @@ class SqliteStore(AdminVerbs):
         except BaseException:
             await self.close()
             raise
-        self._committer = GroupCommitter(BatchApplier(self._writer))
+        self._committer = GroupCommitter(BatchApplier(self._writer), self._committed)
         self.writer_task = asyncio.create_task(self._committer.run(), name="tillhook-store-writer")
+
+    def _committed(self, ops: int) -> None:
+        if self.on_commit is not None:
+            self.on_commit(ops)
 
     async def close(self) -> None:
         if self._committer is not None:

@@ -1,0 +1,33 @@
+"""GET /metrics: the Prometheus text format."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tillhook.api.endpoints import endpoint_state
+from tillhook.api.state import SERVICES
+from tillhook.api.status import database_size
+from tillhook.models import DeliveryState
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    m, now = services.metrics, services.clock.now()
+    counts = await services.store.count_by_state()
+    for state in DeliveryState:
+        m.deliveries.labels(state.value).set(counts.get(state.value, 0))
+    pending = await services.store.pending_by_endpoint()
+    # Rebuilt each time, so that deleted or renamed endpoints leave no stale series.
+    for gauge in (m.backlog, m.oldest_pending_age, m.in_flight, m.endpoint_state):
+        gauge.clear()
+    for endpoint in services.registry.all():
+        waiting, oldest = pending.get(endpoint.id, (0, None))
+        m.backlog.labels(endpoint.name).set(waiting)
+        m.oldest_pending_age.labels(endpoint.name).set(now - oldest if oldest is not None else 0)
+        m.in_flight.labels(endpoint.name).set(services.dispatcher.in_flight_of(endpoint.id))
+        current = endpoint_state(services, endpoint)
+        for name in ("healthy", "backing_off", "disabled"):
+            m.endpoint_state.labels(endpoint.name, name).set(1 if name == current else 0)
+    m.database_size.set(database_size(services))
+    return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
