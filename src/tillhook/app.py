@@ -24,6 +24,7 @@ from tillhook.errors import TillhookError
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.registry import EndpointRegistry
+from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.store import SqliteStore
@@ -150,12 +151,15 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
+    retention = asyncio.create_task(
+        Retention(services.store, services.clock, config.storage.retention).run(), name="tillhook-retention"
+    )
     watchdog = asyncio.create_task(
         notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         name="tillhook-watchdog",
     )
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
-    done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait([stopper, retention, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
         died = next(iter(done))
@@ -164,6 +168,7 @@ async def serve(config: Config) -> int:
     stopper.cancel()
     notifier.send("STOPPING=1", "STATUS=draining deliveries in flight")
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
+    retention.cancel()
     await runner.cleanup()
     watchdog.cancel()
     log.info("serve_stopped")

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and name every error")
     check.add_argument("path", metavar="PATH")
     with_config(commands.add_parser("tokens", help="print the ingest and admin tokens"))
+    backup = with_config(commands.add_parser("backup", help="copy the live database consistently to PATH"))
+    backup.add_argument("path", metavar="PATH", help="the new file (must not exist)")
     send = with_config(commands.add_parser("send", help="post one event to the running daemon"))
     send.add_argument("type", metavar="TYPE", help="event type, like transaction.completed")
     send.add_argument("data", metavar="JSON", nargs="?", default="{}", help="the event's data object (default: {})")
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config)
         if args.command == "tokens":
             return _run(_tokens(config))
+        if args.command == "backup":
+            return _backup(config, args.path)
         if args.command == "send":
             return _run(_send(config, args))
         if args.command in ("status", "endpoints", "deliveries"):
@@ -115,6 +119,17 @@ async def _stored_tokens(config: Config) -> tuple[str, str]:
         )
     finally:
         await store.close()
+
+
+def _backup(config: Config, path: str) -> int:
+    from pathlib import Path
+
+    from tillhook.store.backup import backup
+
+    target = Path(path).absolute()
+    events = backup(Path(config.storage.path), target)
+    print(f"backed up {config.storage.path} to {target} ({events} events, {target.stat().st_size} bytes)")
+    return EXIT_OK
 
 
 async def _tokens(config: Config) -> int:

@@ -21,7 +21,7 @@ from tillhook.models import (
     Endpoint,
     NewEvent,
 )
-from tillhook.store import endpoints_sql
+from tillhook.store import endpoints_sql, retention_sql
 from tillhook.store.admin import AdminVerbs
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp
@@ -34,6 +34,8 @@ _PRAGMAS = (
     # Everything acknowledged must survive a power cut: fsync the WAL on every commit.
     "PRAGMA synchronous = FULL",
     "PRAGMA busy_timeout = 5000",
+    # After a burst, give the disk back: the write-ahead log is cut to this at checkpoints.
+    "PRAGMA journal_size_limit = 67108864",
     "PRAGMA foreign_keys = OFF",
 )
 
@@ -186,6 +188,11 @@ class SqliteStore(AdminVerbs):
         )
         rows = await self._read(f"SELECT min(t) FROM ({inner})", list(endpoint_ids))
         return rows[0][0] if rows else None
+
+    async def purge_before(self, cutoff: float, limit: int = 500) -> int:
+        """One small batch of the history older than `cutoff` (finished deliveries only)."""
+        purged: int = await self.call(lambda conn: retention_sql.purge_batch(conn, cutoff, limit))
+        return purged
 
     async def check_writable(self) -> None:
         async def touch(conn: aiosqlite.Connection) -> None:
