@@ -44,11 +44,16 @@ class Notifier:
         """Ping at half the watchdog interval, but only while the loop has ticked within it."""
         if self.watchdog_s is None:
             return
-        interval_s = self.watchdog_s / 2
         while True:
-            silent_s = monotonic() - last_tick_monotonic()
-            if silent_s < self.watchdog_s:
-                self.send("WATCHDOG=1")
-            else:
-                log.error("delivery_loop_stuck", silent_s=round(silent_s, 1), action="no watchdog ping")
-            await asyncio.sleep(interval_s)
+            self.ping_if_alive(monotonic() - last_tick_monotonic())
+            await asyncio.sleep(self.watchdog_s / 2)
+
+    def ping_if_alive(self, silent_s: float) -> bool:
+        """WATCHDOG=1 if the loop ticked within the watchdog interval; else nothing, so that
+        systemd restarts the service."""
+        if self.watchdog_s is None:
+            return False
+        if silent_s < self.watchdog_s:
+            return self.send("WATCHDOG=1")
+        log.error("delivery_loop_stuck", silent_s=round(silent_s, 1), action="no watchdog ping")
+        return False
