@@ -334,6 +334,10 @@ class Dispatcher:
             else:
                 bound.info("delivery_retry_scheduled", error=result.error, next_attempt_at=decision.next_attempt_at)
                 self._note_retry(decision.next_attempt_at)
+                if result.retry_after_s is not None and result.status in (429, 503) and decision.next_attempt_at:
+                    # The receiver asked for a pause: nothing goes to it until then.
+                    health.paused_until = max(health.paused_until, decision.next_attempt_at)
+                    log.warning("endpoint_paused", endpoint=endpoint.name, until=decision.next_attempt_at)
         if self.on_attempt is not None:
             self.on_attempt(endpoint.name, decision.verdict.value, result.duration_ms / 1000)
         return AttemptRecord(

@@ -17,6 +17,8 @@ class EndpointHealth:
     last_success_at: float | None = None
     last_failure_at: float | None = None
     last_failure: str | None = None
+    # A 429/503 with Retry-After holds back the whole endpoint, not only that delivery.
+    paused_until: float = 0.0
     # (minute, successes, failures) for the last hour: enough for a success rate without
     # reading the attempt log, which may hold millions of rows.
     recent: deque[list[int]] = field(default_factory=deque)
@@ -27,6 +29,8 @@ class EndpointHealth:
 
     def slots(self, limit: int, now: float) -> int:
         """How many attempts may run at once now: the limit, one probe, or none while waiting."""
+        if now < self.paused_until:
+            return 0
         if not self.backing_off:
             return limit
         return 1 if now >= self.probe_not_before else 0

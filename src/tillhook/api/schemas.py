@@ -204,6 +204,13 @@ class EndpointStatus(BaseModel):
     last_failure_reason: str | None
     attempts_last_hour: int = Field(description="attempts that ended in the last hour (since start, if later)")
     success_rate_last_hour: float | None = Field(description="0..1; null without attempts")
+    ordered: bool
+    blocked_by: str | None = Field(
+        description="ordered endpoints: the event whose failing delivery holds back the ones behind it"
+    )
+    blocked_reason: str | None = Field(description="why that delivery last failed")
+    rate_limit: float | None
+    paused_until: Timestamp | None = Field(description="the receiver asked for a pause (429/503 Retry-After)")
 
 
 class DatabaseStatus(BaseModel):

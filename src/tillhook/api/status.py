@@ -29,12 +29,17 @@ async def get_status(request: web.Request) -> web.Response:
     counts = await store.count_by_state()
     pending = await store.pending_by_endpoint()
     stats = await store.endpoint_stats()
+    heads = await store.ordered_heads([e.id for e in services.registry.all() if e.ordered])
     endpoints = []
     for endpoint in services.registry.all():
         waiting, oldest = pending.get(endpoint.id, (0, None))
         last_success, last_failure, reason = stats.get(endpoint.id, (None, None, None))
         health = dispatcher.health.get(endpoint.id)
         ok, failed = health.last_hour(now) if health is not None else (0, 0)
+        head = heads.get(endpoint.id)
+        # Held back: its head has failed at least once and waits for its next try.
+        blocked = head if head is not None and head["state"] == "pending" and head["attempts"] > 0 else None
+        paused = health.paused_until if health is not None and health.paused_until > now else None
         endpoints.append(
             EndpointStatus(
                 id=endpoint.id,
@@ -50,6 +55,11 @@ async def get_status(request: web.Request) -> web.Response:
                 last_failure_reason=reason,
                 attempts_last_hour=ok + failed,
                 success_rate_last_hour=round(ok / (ok + failed), 4) if ok + failed else None,
+                ordered=endpoint.ordered,
+                blocked_by=blocked["event_id"] if blocked else None,
+                blocked_reason=(blocked["last_error"] or f"HTTP {blocked['last_status']}") if blocked else None,
+                rate_limit=endpoint.rate_limit,
+                paused_until=format_time(paused) if paused else None,
             )
         )
     oldest_all = min((t for _, t in pending.values()), default=None)

@@ -107,6 +107,15 @@ class AdminVerbs:
         created = await self._created_at(oldest_ids)
         return {row[0]: (row[1], created[row[2]]) for row in rows}
 
+    async def ordered_heads(self, endpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The oldest unfinished delivery of each endpoint: what an ordered endpoint waits on."""
+        heads: dict[str, dict[str, Any]] = {}
+        for endpoint_id in endpoint_ids:
+            rows = await self._dicts(log_sql.ORDERED_HEAD, (endpoint_id,))
+            if rows:
+                heads[endpoint_id] = rows[0]
+        return heads
+
     async def endpoint_stats(self) -> dict[str, tuple[float | None, float | None, str | None]]:
         rows = await self._read(log_sql.ENDPOINT_STATS)
         return {row[0]: (row[1], row[2], row[3]) for row in rows}

@@ -111,3 +111,7 @@ COUNT_BY_STATE = "SELECT state, count(*) FROM deliveries GROUP BY state"
 ENDPOINT_STATS = (
     "SELECT id, last_success_at, last_failure_at, last_failure_reason FROM endpoints WHERE deleted_at IS NULL"
 )
+ORDERED_HEAD = (
+    "SELECT id, event_id, state, attempts, next_attempt_at, last_error, last_status FROM deliveries"
+    " WHERE endpoint_id = ? AND state IN ('pending', 'delivering') ORDER BY id LIMIT 1"
+)
