@@ -88,6 +88,10 @@ class Deliverer:
             return ended(error=f"timed out after {self._timeout_s:g}s")
         except aiohttp.ClientError as exc:
             return ended(error=describe_client_error(exc))
+        except (ValueError, OSError, UnicodeError) as exc:
+            # Whatever else aiohttp refuses to send counts as a failed attempt, recorded and
+            # retried, instead of leaving the delivery stuck in flight.
+            return ended(error=f"the request could not be sent: {exc}")
 
     def _refusal(self, url: str) -> str | None:
         if url not in self._refusals:

@@ -10,8 +10,11 @@ from urllib.parse import urlsplit
 
 SECRET_PREFIX = "whsec_"
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# \Z, not $: in Python's re, $ also matches before a final newline.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+\Z")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+# Header values: visible characters, spaces and tabs (RFC 9110 field-value); no controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 RESERVED_HEADERS = frozenset(
     {
         "content-type",
@@ -69,8 +72,8 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"{name!r} is not a valid HTTP header name")
         if name.lower() in RESERVED_HEADERS:
             raise ValueError(f"{name!r} is set by tillhook itself and cannot be overridden")
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"the value of {name!r} may not contain line breaks")
+        if _CONTROL.search(value):
+            raise ValueError(f"the value of {name!r} may not contain line breaks or other control characters")
     return headers
 
 

@@ -28,8 +28,11 @@ class AddressPolicy:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            # An IPv4 address wrapped in IPv6 (mapped, or 6to4) is judged as that IPv4 address.
+            wrapped = address.ipv4_mapped or address.sixtofour
+            if wrapped is not None:
+                address = wrapped
         if any(address in network for network in self.allow_networks):
             return None
         kind = _kind(address)
@@ -41,6 +44,8 @@ class AddressPolicy:
 def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if address.is_loopback:
         return "loopback"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "site-local"
     if address.is_link_local:
         return "link-local"
     if address.is_multicast:

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from tillhook import cli
-from tillhook.config import Config, Listen, load_config, parse_duration, parse_listen, validate_config
+from tillhook.config import (
+    Config,
+    Listen,
+    load_config,
+    parse_duration,
+    parse_listen,
+    validate_config,
+)
 from tillhook.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +111,7 @@ def test_a_full_file_is_read(tmp_path: Path) -> None:
 def test_config_is_frozen() -> None:
     config = load_config(None, env={})
     with pytest.raises(ValueError):
-        config.server.listen = "0.0.0.0:1"  # type: ignore[misc]
+        config.server.listen = "0.0.0.0:1"
 
 
 @pytest.mark.parametrize(
@@ -280,11 +287,15 @@ def test_http_endpoint_needs_allow_http(url: str) -> None:
     assert config.endpoints[0].url == url
 
 
-def test_a_string_allow_http_is_judged_the_same_with_or_without_other_errors() -> None:
+@pytest.mark.parametrize("value", ["true", "yes", 1])
+def test_allow_http_must_be_a_real_boolean(value: object) -> None:
+    # TOML has booleans; a quoted "true" is a mistake, and must be judged the same whether or
+    # not another key is wrong too.
     endpoints = [{"name": "lan", "url": "http://lan.example"}]
-    alone = _errors_or_none({"delivery": {"allow_http": "true"}, "endpoints": endpoints})
-    with_other = errors_of({"delivery": {"allow_http": "true", "timeout": "x"}, "endpoints": endpoints})
-    assert [e for e in with_other if not e.startswith("delivery.timeout:")] == (alone or [])
+    alone = _errors_or_none({"delivery": {"allow_http": value}, "endpoints": endpoints})
+    assert alone is not None and any(e.startswith("delivery.allow_http:") for e in alone)
+    with_other = errors_of({"delivery": {"allow_http": value, "timeout": "x"}, "endpoints": endpoints})
+    assert [e for e in with_other if not e.startswith("delivery.timeout:")] == alone
 
 
 def _errors_or_none(raw: dict[str, Any]) -> list[str] | None:

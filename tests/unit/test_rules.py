@@ -180,6 +180,23 @@ def test_bad_headers(headers: dict[str, str], said: str) -> None:
         check_headers(headers)
 
 
+@pytest.mark.parametrize("value", ["a\x00b", "a\x01", "\x1b[31m", "a\x7fb", "a\x0bb"])
+def test_control_characters_in_header_values_are_refused(value: str) -> None:
+    with pytest.raises(ValueError):
+        check_headers({"x-a": value})
+
+
+@pytest.mark.parametrize(("check", "value"), [("header", "x-a\n"), ("pattern", "order\n"), ("pattern", "order.completed\n")])
+def test_a_trailing_newline_is_refused(check: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        check_headers({value: "v"}) if check == "header" else check_patterns([value])
+
+
+def test_a_tab_and_non_ascii_text_are_valid_header_values() -> None:
+    # RFC 9110 field values may hold HTAB and obs-text; aiohttp sends both.
+    assert check_headers({"x-a": "a\tb", "x-b": "café €"}) == {"x-a": "a\tb", "x-b": "café €"}
+
+
 @pytest.mark.parametrize(
     "url",
     ["https://a.example", "https://a.example/hooks?x=1", "https://a.example:8443/h", "https://10.0.0.5/h",

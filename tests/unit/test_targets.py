@@ -222,9 +222,8 @@ async def local_server() -> AsyncIterator[int]:
 
 async def get_via(policy: AddressPolicy, url: str) -> str:
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy))
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url) as response:
-            return await response.text()
+    async with aiohttp.ClientSession(connector=connector) as session, session.get(url) as response:
+        return await response.text()
 
 
 async def test_a_session_cannot_reach_localhost_by_name(local_server: int) -> None:
@@ -235,3 +234,16 @@ async def test_a_session_cannot_reach_localhost_by_name(local_server: int) -> No
 
 async def test_a_session_reaches_localhost_when_allowed(local_server: int) -> None:
     assert await get_via(AddressPolicy([net("127.0.0.0/8")]), f"http://localhost:{local_server}/") == "reached"
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [("2002:7f00:1::", "loopback"), ("2002:0a00:0001::", "private"), ("fec0::1", "site-local")],
+)
+def test_ipv4_wrapped_in_6to4_and_site_local_ipv6_are_refused(address: str, kind: str) -> None:
+    refusal = AddressPolicy().refusal(address)
+    assert refusal is not None and kind in refusal
+
+
+def test_6to4_of_a_public_address_is_allowed() -> None:
+    assert AddressPolicy().refusal("2002:0808:0808::") is None
