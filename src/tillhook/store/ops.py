@@ -269,14 +269,25 @@ class BatchApplier:
                     " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)"
                 )
                 params.extend((endpoint_id, now, n))
-        rows = await self.conn.execute_fetchall(
+        rows = list(await self.conn.execute_fetchall(
             "UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id IN ("
             + " UNION ALL ".join(selects)
-            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at,"
-            " (SELECT body FROM events WHERE events.id = deliveries.event_id)",
+            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at",
             params,
-        )
+        ))
+        if not rows:
+            return []
+        # The bodies in a statement of their own: a subquery inside RETURNING is not planned
+        # with the index on events.id (SQLite 3.40 scans events once per claimed row).
+        event_ids = sorted({r[1] for r in rows})
+        bodies: dict[str, bytes] = {}
+        for chunk in in_chunks(event_ids):
+            found = await self.conn.execute_fetchall(
+                f"SELECT id, body FROM events WHERE id IN ({placeholders(chunk)})", chunk
+            )
+            bodies.update((row[0], row[1]) for row in found)
         return [
-            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4], body=r[5])
+            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4],
+                            body=bodies[r[1]])
             for r in sorted(rows, key=lambda row: row[0])
         ]
