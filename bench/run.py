@@ -1,0 +1,887 @@
+"""tillhook's benchmarks: the real daemon, as a subprocess, against a ceiling measured in the
+same run.
+
+    .venv/bin/python bench/run.py [--runs N] [--quick] [--readme PATH] [--keep]
+
+Figures (each the median of N runs, with the spread min-max):
+  1. ingest, one event per request, 50 clients: accepted events/s vs a bare aiohttp server
+     that answers 202 without storing anything, hit by the same load generator;
+  2. ingest, batches of 100: events/s vs plain sqlite3 (WAL, synchronous=FULL) inserting
+     similar rows 100 per transaction;
+  3. delivery to a fast receiver, 4 endpoints subscribed to everything: deliveries/s vs a
+     bare aiohttp client posting the same kind of bodies to the same receiver at the
+     daemon's effective concurrency;
+  4. end-to-end latency (POS post -> receiver arrival), idle and at a steady 200 events/s
+     over 3 endpoints, next to the floor: the same poster posting straight to the receiver.
+
+Load generators and receivers are separate processes (bench/worker.py). A full run writes
+the table into bench/README.md; --quick is a smoke check that only prints it (unless
+--readme is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import itertools
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORKER = str(BENCH_DIR / "worker.py")
+INGEST_TOKEN = "bench-ingest-token-0123456789abcdef"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DAEMON_CMD = [sys.executable, "-m", "tillhook"]  # what `serve --config PATH` is appended to
+
+_started: list[subprocess.Popen[Any]] = []
+
+
+def _cleanup() -> None:
+    """Stop every process this script started (by its own Popen handle) that still runs."""
+    for proc in _started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+atexit.register(_cleanup)
+
+
+def say(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def http_json(url: str, method: str = "GET", token: str | None = None, timeout: float = 10) -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+# -- helper processes ------------------------------------------------------------------------
+
+
+def run_worker(role: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run a one-shot worker to completion; its last stdout line is its result."""
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, role, json.dumps(args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    _started.append(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"worker {role} did not finish within {timeout:.0f}s; stderr: {err[-2000:]}") from None
+    lines = [line for line in out.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {role} failed (exit {proc.returncode}); stderr: {err[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+class Server:
+    """A worker that serves (bare-server, receiver) until stopped."""
+
+    def __init__(self, role: str, args: dict[str, Any] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, role, json.dumps(args or {})],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+        )
+        _started.append(self.proc)
+        assert self.proc.stdout is not None
+        line = _readline_within(self.proc.stdout, 20)
+        if not line:
+            self.stop()
+            raise RuntimeError(f"{role} did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.listen = json.loads(line)["listen"]
+        self.base = f"http://{self.listen}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _readline_within(stream: Any, seconds: float) -> str:
+    box: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: box.put(stream.readline()), daemon=True).start()
+    try:
+        return box.get(timeout=seconds)
+    except queue.Empty:
+        return ""
+
+
+class Receiver(Server):
+    def __init__(self) -> None:
+        super().__init__("receiver", {"lifetime": 1800})
+
+    def reset(self) -> None:
+        http_json(f"{self.base}/_reset", "POST")
+
+    def stats(self, latencies: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(f"{self.base}/_stats" + ("?latencies=1" if latencies else ""))
+        return result
+
+    def wait_for(self, count: int, seconds: float, quiet_s: float = 0.0) -> dict[str, Any]:
+        """Poll until `count` arrivals (then `quiet_s` more, to see late duplicates) or `seconds`."""
+        deadline = time.monotonic() + seconds
+        stats = self.stats()
+        while stats["count"] < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stats = self.stats()
+        if quiet_s:
+            time.sleep(quiet_s)
+            stats = self.stats()
+        return stats
+
+
+class Daemon:
+    """The real `tillhook serve`, configured by a TOML file in its own directory."""
+
+    def __init__(
+        self, workdir: Path, endpoints: list[dict[str, Any]] | None = None, delivery: dict[str, Any] | None = None
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.config_path = workdir / "tillhook.toml"
+        self.config_path.write_text(self._toml(workdir / "tillhook.db", endpoints or [], delivery or {}))
+        self.lines: list[str] = []
+        self.problems: list[str] = []  # log lines at warning level or above, and unparsable ones
+        self.counts: dict[str, int] = {}
+        self._started_q: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [*DAEMON_CMD, "serve", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=workdir,
+        )
+        _started.append(self.proc)
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        try:
+            listen = self._started_q.get(timeout=30)
+        except queue.Empty:
+            listen = None
+        if listen is None:
+            self.stop()
+            raise RuntimeError("the daemon did not log serve_started within 30s:\n" + "\n".join(self.lines[-20:]))
+        self.listen = listen
+        self.base = f"http://{listen}"
+        self.exit_code: int | None = None
+
+    @staticmethod
+    def _toml(db: Path, endpoints: list[dict[str, Any]], delivery: dict[str, Any]) -> str:
+        text = f"""
+[server]
+listen = "127.0.0.1:0"
+
+[auth]
+ingest_token = "{INGEST_TOKEN}"
+admin_token = "{ADMIN_TOKEN}"
+
+[storage]
+path = "{db}"
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"""
+        for key, value in delivery.items():  # extra [delivery] keys, for experiments
+            text += f"{key} = {json.dumps(value)}\n"
+        text += """
+[log]
+format = "json"
+"""
+        for endpoint in endpoints:
+            text += f"""
+[[endpoints]]
+name = "{endpoint['name']}"
+url = "{endpoint['url']}"
+events = {json.dumps(endpoint.get('events', ['*']))}
+"""
+        return text
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        announced = False
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if len(self.lines) < 200:
+                self.lines.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                self.problems.append(line)
+                continue
+            name = str(record.get("event"))
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if record.get("level") in ("warning", "error", "critical") and len(self.problems) < 200:
+                self.problems.append(line)
+            if not announced and name == "serve_started":
+                announced = True
+                self._started_q.put(str(record["listen"]))
+        if not announced:
+            self._started_q.put(None)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(f"{self.base}/v1/status", token=ADMIN_TOKEN)
+        return result
+
+    def wait_drained(self, expected_delivered: int, seconds: float) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        status = self.status()
+        while (status["backlog"] or status["deliveries"]["delivered"] < expected_delivered) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+            status = self.status()
+        return status
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.problems.append("did not exit within 30s of SIGTERM; killed")
+                self.proc.kill()
+                self.proc.wait(5)
+        self._drain.join(5)
+        self.exit_code = self.proc.returncode
+        if self.exit_code != 0:
+            self.problems.append(f"exit code {self.exit_code}")
+
+
+# -- the figures -----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, runs: int, quick: bool, tmp: Path) -> None:
+        self.runs, self.quick, self.tmp = runs, quick, tmp
+        self.observations: list[str] = []  # what the daemon did wrong, verbatim
+        self.harness_notes: list[str] = []  # what the measuring side did not do as planned
+        self.raw: dict[str, list[dict[str, Any]]] = {}
+        from tillhook.config import DeliveryConfig  # the daemon's own defaults
+
+        defaults = DeliveryConfig()
+        self.max_in_flight = defaults.max_in_flight
+        self.endpoint_max_in_flight = defaults.endpoint_max_in_flight
+
+    def note(self, text: str) -> None:
+        say("  !! " + text)
+        self.observations.append(text)
+
+    def harness(self, text: str) -> None:
+        say("  (harness) " + text)
+        self.harness_notes.append(text)
+
+    def _daemon_done(self, daemon: Daemon, label: str) -> None:
+        daemon.stop()
+        for line in daemon.problems[:10]:
+            self.note(f"{label}: daemon said: {line[:400]}")
+        if len(daemon.problems) > 10:
+            self.note(f"{label}: daemon logged {len(daemon.problems)} problem lines in all")
+
+    def _problem(self, label: str, text: str) -> None:
+        """A daemon problem, or a harness one when the label names a ceiling or floor."""
+        (self.harness if "(bare" in label or "(floor" in label else self.note)(text)
+
+    def _check_stored(self, label: str, daemon: Daemon, result: dict[str, Any], per_request: int) -> None:
+        """After the daemon has stopped: every event answered 202 must be in its database."""
+        acknowledged = result.get("statuses", {}).get("202", 0) * per_request
+        conn = sqlite3.connect(f"file:{daemon.workdir / 'tillhook.db'}?mode=ro", uri=True)
+        try:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        finally:
+            conn.close()
+        result["stored"] = stored
+        if stored < acknowledged or (stored > acknowledged and not result.get("errors")):
+            self.note(f"{label}: {acknowledged} events acknowledged with 202 but {stored} in the database")
+
+    def _check_statuses(self, label: str, result: dict[str, Any], ok: str) -> None:
+        bad = {k: v for k, v in result.get("statuses", {}).items() if k != ok}
+        if bad or result.get("errors"):
+            self._problem(label, f"{label}: non-{ok} replies {bad}, client errors {result.get('errors') or {}}")
+
+    # 1 --------------------------------------------------------------------------------------
+    def ingest_single(self, run: int) -> dict[str, Any]:
+        warmup, duration = (0.5, 2.0) if self.quick else (1.0, 4.0)
+        load = {"concurrency": 50, "warmup": warmup, "duration": duration, "token": INGEST_TOKEN}
+        out: dict[str, Any] = {}
+        order = ["daemon", "bare"] if run % 2 == 0 else ["bare", "daemon"]
+        for which in order:
+            if which == "daemon":
+                daemon = Daemon(self.tmp / f"single-{run}")
+                cpu0 = cpu_seconds(daemon.pid)
+                result = run_worker("loadgen", {**load, "url": f"{daemon.base}/v1/events", "prefix": f"s{run}"},
+                                    timeout=warmup + duration + 90)
+                result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
+                self._daemon_done(daemon, "ingest single")
+                self._check_stored("ingest single", daemon, result, 1)
+                self._check_statuses("ingest single (daemon)", result, "202")
+                out["value"], out["daemon"] = result["events_per_s"], result
+            else:
+                bare = Server("bare-server")
+                cpu0 = cpu_seconds(bare.proc.pid)
+                result = run_worker("loadgen", {**load, "url": f"{bare.base}/v1/events"}, timeout=warmup + duration + 90)
+                result["server_cpu_s"] = cpu_seconds(bare.proc.pid) - cpu0
+                bare.stop()
+                self._check_statuses("ingest single (bare)", result, "202")
+                out["ceiling"], out["bare"] = result["events_per_s"], result
+        return out
+
+    # 2 --------------------------------------------------------------------------------------
+    def ingest_batch(self, run: int) -> dict[str, Any]:
+        warmup, duration = (0.5, 2.0) if self.quick else (1.0, 4.0)
+        rows = 10_000 if self.quick else 50_000
+        out: dict[str, Any] = {}
+        order = ["daemon", "sqlite"] if run % 2 == 0 else ["sqlite", "daemon"]
+        for which in order:
+            if which == "daemon":
+                daemon = Daemon(self.tmp / f"batch-{run}")
+                cpu0 = cpu_seconds(daemon.pid)
+                result = run_worker(
+                    "loadgen",
+                    {"concurrency": 4, "batch": 100, "warmup": warmup, "duration": duration,
+                     "token": INGEST_TOKEN, "url": f"{daemon.base}/v1/events", "prefix": f"b{run}"},
+                    timeout=warmup + duration + 90,
+                )
+                result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
+                self._daemon_done(daemon, "ingest batch")
+                self._check_stored("ingest batch", daemon, result, 100)
+                self._check_statuses("ingest batch (daemon)", result, "202")
+                out["value"], out["daemon"] = result["events_per_s"], result
+            else:
+                path = self.tmp / f"plain-{run}.db"
+                result = run_worker("sqlite", {"path": str(path), "per_txn": 100, "events": rows,
+                                               "max_seconds": 60, "tag": f"r{run}"}, timeout=120)
+                out["ceiling"], out["sqlite"] = result["events_per_s"], result
+        return out
+
+    # 3 --------------------------------------------------------------------------------------
+    def delivery(self, run: int, receiver: Receiver) -> dict[str, Any]:
+        events = 1_000 if self.quick else 5_000
+        names = [f"d{i}" for i in range(4)]
+        deliveries = events * len(names)
+        per_endpoint = min(self.endpoint_max_in_flight, self.max_in_flight // len(names))
+        out: dict[str, Any] = {"in_flight": per_endpoint * len(names)}
+        order = ["daemon", "bare"] if run % 2 == 0 else ["bare", "daemon"]
+        for which in order:
+            receiver.reset()
+            if which == "daemon":
+                endpoints = [{"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["*"]} for n in names]
+                daemon = Daemon(self.tmp / f"delivery-{run}", endpoints)
+                cpu0 = cpu_seconds(daemon.pid)
+                posted = run_worker("post-burst", {"url": f"{daemon.base}/v1/events", "token": INGEST_TOKEN,
+                                                   "events": events, "batch": 100, "concurrency": 4}, timeout=180)
+                stats = receiver.wait_for(deliveries, seconds=120, quiet_s=0.3)
+                cpu_s = cpu_seconds(daemon.pid) - cpu0
+                status = daemon.wait_drained(deliveries, seconds=20)
+                self._daemon_done(daemon, "delivery")
+                self._check_statuses("delivery (post)", posted, "202")
+                if posted["accepted"] != events:
+                    self.note(f"delivery run {run}: {posted['accepted']} of {events} events accepted")
+                if stats["unique"] != deliveries or stats["duplicates"] or stats["missing_signature"]:
+                    self.note(
+                        f"delivery run {run}: receiver got {stats['count']} deliveries, {stats['unique']} unique,"
+                        f" {stats['duplicates']} duplicates, {stats['missing_signature']} unsigned;"
+                        f" expected {deliveries} (per endpoint {stats['by_path']})"
+                    )
+                states = status["deliveries"]
+                if states.get("delivered") != deliveries or status["backlog"]:
+                    self.note(f"delivery run {run}: daemon status after the run: {states}, backlog {status['backlog']}")
+                window = (stats["last"] or 0) - posted["first_sent"]
+                out["value"] = stats["unique"] / window if window > 0 else 0.0
+                out["daemon"] = {
+                    "received": stats["count"], "unique": stats["unique"], "duplicates": stats["duplicates"],
+                    "window_s": window, "ingest_s": posted["last_reply"] - posted["first_sent"],
+                    "first_arrival_after_s": (stats["first"] or 0) - posted["first_sent"],
+                    "states": states, "daemon_cpu_s": cpu_s,
+                    # deliveries/s in each quarter of the deliveries (first arrival to last)
+                    "quarter_rates": _quarter_rates(stats),
+                }
+            else:
+                result = run_worker("bare-client", {"base": receiver.base, "paths": [f"b{i}" for i in range(4)],
+                                                    "per_path": per_endpoint, "count": deliveries}, timeout=300)
+                stats = receiver.stats()
+                self._check_statuses("delivery (bare client)", result, "200")
+                if stats["count"] != result["sent"]:
+                    self.harness(f"delivery bare client: receiver counted {stats['count']} of {result['sent']}")
+                out["ceiling"], out["bare"] = result["per_s"], result
+        return out
+
+    # 4 --------------------------------------------------------------------------------------
+    def latency(self, run: int, receiver: Receiver) -> dict[str, Any]:
+        idle_count = 50 if self.quick else 200
+        steady_s = 3.0 if self.quick else 10.0
+        rate = 200.0
+        pause = 0.01
+        out: dict[str, Any] = {}
+
+        def idle(url: str, event_type: str, path: str) -> dict[str, Any]:
+            receiver.reset()
+            posted = run_worker("latency-poster", {"url": url, "token": INGEST_TOKEN, "type": event_type,
+                                                   "mode": "idle", "count": idle_count, "pause": pause,
+                                                   "max_seconds": 120}, timeout=180)
+            stats = receiver.wait_for(posted["posted"], seconds=10, quiet_s=0.2)
+            samples = receiver.stats(latencies=True)["latencies_ms"].get(path, [])
+            return {"posted": posted, "stats": stats, "samples": samples}
+
+        def steady(url: str, event_type: str, paths: list[str], seconds: float) -> dict[str, Any]:
+            receiver.reset()
+            posted = run_worker("latency-poster", {"url": url, "token": INGEST_TOKEN, "type": event_type,
+                                                   "mode": "steady", "rate": rate, "duration": seconds,
+                                                   "max_outstanding": 200}, timeout=seconds + 120)
+            stats = receiver.wait_for(posted["posted"] * len(paths), seconds=30, quiet_s=0.2)
+            by_path = receiver.stats(latencies=True)["latencies_ms"]
+            samples = [x for p in paths for x in by_path.get(p, [])]
+            return {"posted": posted, "stats": stats, "samples": samples}
+
+        def summary(label: str, measured: dict[str, Any], expected: int) -> dict[str, Any]:
+            samples = measured["samples"]
+            self._check_statuses(label, measured["posted"], "202" if "daemon" in label else "200")
+            stats = measured["stats"]
+            if stats["unique"] != expected or stats["duplicates"]:
+                self._problem(label, f"{label} run {run}: receiver got {stats['count']} ({stats['unique']} unique,"
+                          f" {stats['duplicates']} duplicates), expected {expected}")
+            late = measured["posted"].get("late_sends", 0)
+            if late > 0.01 * max(1, measured["posted"]["posted"]):
+                self.harness(f"{label} run {run}: the poster sent {late} of {measured['posted']['posted']} events"
+                             " more than 5 ms behind schedule (it was short of CPU)")
+            return {
+                "p50": _pct(samples, 50), "p99": _pct(samples, 99), "max": max(samples, default=None),
+                "n": len(samples), "ingest_ms_p50": measured["posted"]["ingest_ms_p50"],
+                "ingest_ms_p99": measured["posted"]["ingest_ms_p99"],
+                "late_sends": late,
+            }
+
+        steady_names = ["s1", "s2", "s3"]
+        endpoints = [{"name": "idle", "url": f"{receiver.base}/hook/idle", "events": ["bench.idle"]}]
+        endpoints += [{"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["bench.steady"]} for n in steady_names]
+        daemon = Daemon(self.tmp / f"latency-{run}", endpoints)
+        try:
+            url = f"{daemon.base}/v1/events"
+            d_idle = idle(url, "bench.idle", "idle")
+            out["daemon_idle"] = summary("latency idle (daemon)", d_idle, d_idle["posted"]["posted"])
+            cpu0 = cpu_seconds(daemon.pid)
+            d_steady = steady(url, "bench.steady", steady_names, steady_s)
+            out["daemon_steady_cpu_share"] = (cpu_seconds(daemon.pid) - cpu0) / (steady_s + 0.5)
+            out["daemon_steady"] = summary("latency 200/s (daemon)", d_steady, d_steady["posted"]["posted"] * 3)
+            status = daemon.wait_drained(0, seconds=10)
+            if status["backlog"] or status["deliveries"].get("failed"):
+                self.note(f"latency run {run}: daemon status after the run: {status['deliveries']}")
+        finally:
+            self._daemon_done(daemon, "latency")
+        # The floor: the same poster straight to the receiver (one loopback HTTP hop, no store).
+        f_idle = idle(f"{receiver.base}/hook/direct", "bench.idle", "direct")
+        out["floor_idle"] = summary("latency idle (floor)", f_idle, f_idle["posted"]["posted"])
+        f_steady = steady(f"{receiver.base}/hook/direct", "bench.steady", ["direct"], min(steady_s, 5.0))
+        out["floor_steady"] = summary("latency 200/s (floor)", f_steady, f_steady["posted"]["posted"])
+        return out
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _quarter_rates(stats: dict[str, Any]) -> list[float]:
+    marks = [stats["first"], *stats.get("quartiles", [])]
+    quarter = stats["count"] / 4
+    return [quarter / (b - a) if b > a else 0.0 for a, b in itertools.pairwise(marks)]
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x / 1000:.1f}k/s" if x >= 1000 else f"{x:.0f}/s"
+
+
+def fmt_ms(x: float | None) -> str:
+    return "n/a" if x is None else (f"{x:.1f} ms" if x < 100 else f"{x:.0f} ms")
+
+
+def med(values: list[float | None]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.median(clean) if clean else None
+
+
+def span(values: list[float | None], fmt: Any) -> str:
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return "n/a"
+    return f"{fmt(min(clean))} – {fmt(max(clean))}"
+
+
+def build_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
+    rows = []
+
+    def throughput(key: str, figure: str, unit_note: str, target: float) -> None:
+        runs = raw.get(key, [])
+        if not runs:
+            return
+        values = [r.get("value") for r in runs]
+        ceilings = [r.get("ceiling") for r in runs]
+        ratios = [r["value"] / r["ceiling"] for r in runs if r.get("value") is not None and r.get("ceiling")]
+        ratio = med(ratios)
+        rows.append({
+            "figure": figure,
+            "value": fmt_rate(med(values)),
+            "ceiling": f"{fmt_rate(med(ceilings))} ({unit_note})",
+            "ratio": "n/a" if ratio is None else f"{ratio:.2f}",
+            "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
+            "target": f"ratio ≥ {target} " + ("✅" if ratio is not None and ratio >= target else "❌"),
+        })
+
+    throughput("ingest_single", "Ingest, 1 event/request, 50 clients (events/s)",
+               "bare aiohttp 202 server", 0.6)
+    throughput("ingest_batch", "Ingest, batches of 100, 4 clients (events/s)",
+               "plain sqlite3, FULL, 100/txn", 0.3)
+    throughput("delivery", "Delivery, 4 endpoints, fast receiver (deliveries/s)",
+               "bare aiohttp client, same in-flight", 0.5)
+
+    lat = raw.get("latency", [])
+    for phase, label, targets in (
+        ("idle", "E2E latency, idle, 1 event at a time", {"p50": None, "p99": None}),
+        ("steady", "E2E latency, steady 200 events/s over 3 endpoints", {"p50": 5.0, "p99": 25.0}),
+    ):
+        if not lat:
+            break
+        for q in ("p50", "p99"):
+            values = [r[f"daemon_{phase}"][q] for r in lat]
+            floors = [r[f"floor_{phase}"][q] for r in lat]
+            ratios = [v / f for v, f in zip(values, floors, strict=True) if v is not None and f]
+            value = med(values)
+            target = targets[q]
+            rows.append({
+                "figure": f"{label}: {q}",
+                "value": fmt_ms(value),
+                "ceiling": f"{fmt_ms(med(floors))} (floor: poster → receiver direct)",
+                "ratio": _times(med(ratios)),
+                "spread": span(values, fmt_ms),
+                "target": "—" if target is None else (
+                    f"≤ {target:g} ms " + ("✅" if value is not None and value <= target else "❌")),
+            })
+    return rows
+
+
+def _times(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"×{x:.1f} the floor" if x < 10 else f"×{x:,.0f} the floor"
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    head = "| figure | value (median) | ceiling (median, same run) | ratio | spread (min – max) | target |"
+    lines = [head, "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['figure']} | {r['value']} | {r['ceiling']} | {r['ratio']} | {r['spread']} | {r['target']} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiohttp
+
+    try:
+        import aiosqlite
+
+        aiosqlite_version = getattr(aiosqlite, "__version__", "?")
+    except ImportError:
+        aiosqlite_version = "absent"
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "aiohttp": aiohttp.__version__,
+        "aiosqlite": aiosqlite_version,
+        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
+    }
+
+
+def details(raw: dict[str, Any]) -> str:
+    """Per-run numbers that explain the figures (CPU, client-side latencies, drain times)."""
+    lines = []
+    for i, r in enumerate(raw.get("ingest_single", [])):
+        d, b = r["daemon"], r["bare"]
+        lines.append(
+            f"- ingest single run {i}: daemon {d['events_per_s']:.0f}/s (request p50 {d['request_ms_p50']:.1f} ms,"
+            f" p99 {d['request_ms_p99']:.1f} ms, daemon CPU {d['server_cpu_s']:.1f} s),"
+            f" bare {b['events_per_s']:.0f}/s (bare server CPU {b['server_cpu_s']:.1f} s)"
+        )
+    for i, r in enumerate(raw.get("ingest_batch", [])):
+        d, s = r["daemon"], r["sqlite"]
+        lines.append(
+            f"- ingest batch run {i}: daemon {d['events_per_s']:.0f} events/s ({d['requests_per_s']:.0f} requests/s,"
+            f" request p50 {d['request_ms_p50']:.1f} ms, daemon CPU {d['server_cpu_s']:.1f} s);"
+            f" plain sqlite3 {s['events_per_s']:.0f}/s"
+        )
+    for i, r in enumerate(raw.get("delivery", [])):
+        d, b = r["daemon"], r["bare"]
+        lines.append(
+            f"- delivery run {i}: {d['unique']} deliveries in {d['window_s']:.2f} s from the first post"
+            f" (posting took {d['ingest_s']:.2f} s; first arrival after {d['first_arrival_after_s'] * 1000:.0f} ms;"
+            f" daemon CPU {d['daemon_cpu_s']:.1f} s; rate by quarter of the deliveries"
+            f" {' / '.join(f'{x:.0f}' for x in d.get('quarter_rates', []))} per s); bare client {b['sent']} in {b['elapsed_s']:.2f} s;"
+            f" in flight {r['in_flight']}"
+        )
+    for i, r in enumerate(raw.get("latency", [])):
+        di, ds, fi, fs = r["daemon_idle"], r["daemon_steady"], r["floor_idle"], r["floor_steady"]
+        lines.append(
+            f"- latency run {i}: idle p50/p99/max {fmt_ms(di['p50'])}/{fmt_ms(di['p99'])}/{fmt_ms(di['max'])}"
+            f" (n={di['n']}; the POST's own reply p50 {fmt_ms(di['ingest_ms_p50'])});"
+            f" 200/s p50/p99/max {fmt_ms(ds['p50'])}/{fmt_ms(ds['p99'])}/{fmt_ms(ds['max'])} (n={ds['n']};"
+            f" reply p50/p99 {fmt_ms(ds['ingest_ms_p50'])}/{fmt_ms(ds['ingest_ms_p99'])};"
+            f" daemon CPU {r['daemon_steady_cpu_share'] * 100:.0f} % of one core);"
+            f" floor idle {fmt_ms(fi['p50'])}/{fmt_ms(fi['p99'])}, floor 200/s {fmt_ms(fs['p50'])}/{fmt_ms(fs['p99'])}"
+        )
+    loads = raw.get("loadavg", [])
+    if loads:
+        lines.append(f"- load average (1, 5, 15 min) at the start of each run: {'; '.join(loads)}")
+    return "\n".join(lines)
+
+
+NOTES = """\
+What each figure means:
+
+- **Ingest, 1 event/request**: `POST /v1/events` with one JSON event (with an `id`
+  idempotency key, ~450 bytes), 50 keep-alive clients in one aiohttp load-generator process,
+  counted over a 4 s window after a 1 s warm-up; a 202 counts only once the event is
+  committed (WAL, `synchronous=FULL`, group commit). No endpoints are configured, so nothing
+  is delivered. Ceiling: an aiohttp server (same event loop, no uvloop, as the daemon) that
+  reads the body and answers a fixed 202, hit by the same load generator. On 2 cores the
+  load generator itself takes about one core, so the ceiling is "this client against a
+  server that does nothing", not the server's own limit.
+- **Ingest, batches of 100**: arrays of 100 such events, 4 clients. Ceiling: one process
+  inserting rows like the daemon's `events` rows (same columns, unique indexes, body size)
+  with stdlib `sqlite3`, WAL, `synchronous=FULL`, 100 rows per transaction with one
+  `executemany`: the cost of the durable write alone, no HTTP, no JSON, no validation.
+- **Delivery**: 5,000 events posted in batches of 100 to a daemon with 4 endpoints
+  subscribed to `*` (20,000 deliveries), one receiver process answering 200 at once;
+  deliveries/s = unique deliveries received / (last arrival − first post). The daemon's
+  defaults bound concurrency at `endpoint_max_in_flight` (4) per endpoint, 16 in flight in
+  all (`max_in_flight` 256 is not reached). Ceiling: a bare aiohttp client, one session,
+  posting envelope-sized bodies with webhook-style headers (constant, unsigned) to the same
+  receiver, 4 in flight on each of 4 paths, nothing stored or logged.
+- **End-to-end latency**: the poster stamps `time.time()` into the event's data just before
+  the request; the receiver (another process, same clock) takes `time.time()` on arrival.
+  Idle: 200 events one at a time (next one 10 ms after the previous reply) to 1 endpoint.
+  Steady: 200 events/s on a fixed schedule (open loop) for 10 s, each delivered to 3
+  endpoints; every delivery is a sample. It includes the fsync of the ingest commit, since
+  a delivery starts only after its event is on disk. Floor: the same poster posting straight
+  to the receiver (one loopback HTTP hop; 5 s at 200/s), so "×N the floor" says how many
+  hops' worth the daemon adds. When the daemon delivers fewer than the 600 deliveries/s
+  this asks for, its backlog grows for the whole 10 s and the steady figures measure that
+  growth (seconds), not a per-event cost.
+
+The machine is shared and noisy: differences under ~30 % between runs are noise (see the
+spread column).
+"""
+
+
+def write_readme(path: Path, rows: list[dict[str, str]], info: dict[str, str], command: str, elapsed: float,
+                 runs: int, raw: dict[str, Any], observations: list[str], harness_notes: list[str]) -> None:
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    checks = "\n".join(f"- {o}" for o in observations) or (
+        "- none: every ingest request got 202 and every event acknowledged was in the database after the stop, every delivery arrived exactly once and signed, the"
+        " daemon's status showed every delivery `delivered` and no backlog after each run, it logged"
+        " no warning or error, and it exited 0 on SIGTERM each time."
+    )
+    checks += "\n\nHarness notes (the measuring side, not the daemon):\n\n" + (
+        "\n".join(f"- {o}" for o in harness_notes) or "- none"
+    )
+    text = f"""# tillhook benchmarks
+
+The real daemon (`python -m tillhook serve`, as a subprocess, with a generated config) is
+measured next to a ceiling measured in the same run, so the ratio says how much of what the
+machine can do the daemon reaches. Receivers and load generators are separate processes
+(`bench/worker.py`); everything runs on 127.0.0.1 in one temporary directory.
+
+Run it:
+
+```
+{command}
+```
+
+`--runs N` (default 3) sets how many runs each figure's median is taken over; `--quick` is a
+short smoke run (1 run, shorter phases) that prints the table without touching this file
+unless `--readme PATH` is given.
+
+## Results
+
+Median of {runs} runs; spread is min – max of the runs. Whole run took {elapsed:.0f} s.
+
+{table(rows)}
+
+Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, Linux {info['kernel']},
+Python {info['python']}, SQLite {info['sqlite']}, aiohttp {info['aiohttp']},
+aiosqlite {info['aiosqlite']}; load average at start {info['loadavg_at_start']}; {today}.
+
+{NOTES}
+What limits each figure (profiles with py-spy, perf and strace, written by hand, not by this
+script): [FINDINGS.md](FINDINGS.md).
+
+## Problems the run checked for (lost, duplicated or refused events; daemon warnings and exit code)
+
+{checks}
+
+## Per-run details
+
+{details(raw)}
+"""
+    path.write_text(text)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--readme", help="write the report here (default: bench/README.md on a full run)")
+    parser.add_argument("--only", help="comma-separated subset: single,batch,delivery,latency")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    only = set(args.only.split(",")) if args.only else {"single", "batch", "delivery", "latency"}
+    readme = Path(args.readme) if args.readme else (None if args.quick else BENCH_DIR / "README.md")
+    tmp = Path(tempfile.mkdtemp(prefix="tillhook-bench-"))
+    command = ".venv/bin/python bench/run.py" + "".join(
+        f" {a}" for a in sys.argv[1:] if not a.startswith("--readme") and a != args.readme
+    )
+    say(f"tillhook bench: {runs} run(s){' (quick)' if args.quick else ''}, temp dir {tmp}")
+    info = machine()
+    started = time.monotonic()
+    bench = Bench(runs, args.quick, tmp)
+    raw = bench.raw
+    receiver: Receiver | None = None
+
+    def stop_all(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        if only & {"delivery", "latency"}:
+            receiver = Receiver()
+        for run in range(runs):
+            raw.setdefault("loadavg", []).append(_loadavg())  # type: ignore[arg-type]
+            if "single" in only:
+                say(f"[run {run + 1}/{runs}] ingest, one event per request")
+                raw.setdefault("ingest_single", []).append(bench.ingest_single(run))
+                r = raw["ingest_single"][-1]
+                say(f"    daemon {r['value']:.0f}/s, bare {r['ceiling']:.0f}/s")
+            if "batch" in only:
+                say(f"[run {run + 1}/{runs}] ingest, batches of 100")
+                raw.setdefault("ingest_batch", []).append(bench.ingest_batch(run))
+                r = raw["ingest_batch"][-1]
+                say(f"    daemon {r['value']:.0f}/s, plain sqlite3 {r['ceiling']:.0f}/s")
+            if "delivery" in only:
+                assert receiver is not None
+                say(f"[run {run + 1}/{runs}] delivery to a fast receiver")
+                raw.setdefault("delivery", []).append(bench.delivery(run, receiver))
+                r = raw["delivery"][-1]
+                say(f"    daemon {r['value']:.0f}/s, bare client {r['ceiling']:.0f}/s")
+            if "latency" in only:
+                assert receiver is not None
+                say(f"[run {run + 1}/{runs}] end-to-end latency")
+                raw.setdefault("latency", []).append(bench.latency(run, receiver))
+                r = raw["latency"][-1]
+                say(f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
+                    f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}")
+    finally:
+        if receiver is not None:
+            receiver.stop()
+        _cleanup()
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    rows = build_rows(raw)
+    print(table(rows))
+    print(f"\n{runs} run(s) in {elapsed:.0f} s")
+    for title, notes in (("Daemon problems", bench.observations), ("Harness notes", bench.harness_notes)):
+        if notes:
+            print(f"\n{title}:")
+            for o in notes:
+                print(f"- {o}")
+    if readme is not None:
+        write_readme(readme, rows, info, command, elapsed, runs, raw, bench.observations, bench.harness_notes)
+        (BENCH_DIR / "results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "runs": runs,
+                                                             "raw": raw, "observations": bench.observations,
+                                                             "harness_notes": bench.harness_notes}, indent=1))
+        say(f"wrote {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
