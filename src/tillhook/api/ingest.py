@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from tillhook.api.problems import HttpProblem
@@ -30,4 +31,5 @@ async def post_events(request: web.Request) -> web.Response:
         if not event.duplicate:
             counter.labels(event.type).inc()
     replies = [a.model_dump() for a in accepted]
-    return web.json_response(replies if batch else replies[0], status=202)
+    body = orjson.dumps(replies if batch else replies[0])
+    return web.Response(body=body, status=202, content_type="application/json")

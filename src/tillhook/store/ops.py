@@ -187,7 +187,7 @@ class BatchApplier:
     async def _record(self, ops: list[Record]) -> None:
         if not ops:
             return
-        attempts, updates, disables, releases, successes, failures = [], [], [], [], [], []
+        attempts, updates, disables, releases = [], [], [], []
         for op in ops:
             for rec in op.records:
                 res = rec.result
@@ -199,10 +199,6 @@ class BatchApplier:
                     (rec.state.value, rec.next_attempt_at, rec.first_attempt_at, res.started_at,
                      res.status, res.error, op.now, rec.delivery_id)
                 )
-                if rec.outcome == "delivered":
-                    successes.append((res.started_at, rec.endpoint_id))
-                else:
-                    failures.append((res.started_at, res.error or f"HTTP {res.status}", rec.endpoint_id))
                 if rec.disable_endpoint is not None:
                     disables.append((rec.disable_endpoint, op.now, rec.endpoint_id))
                 if rec.release_backlog_at is not None:
@@ -219,16 +215,7 @@ class BatchApplier:
             " last_error = ?, updated_at = ? WHERE id = ? AND state = 'delivering'",
             updates,
         )
-        # Only the latest per endpoint matters; the rest would rewrite the same row.
-        if successes:
-            await self.conn.executemany(
-                "UPDATE endpoints SET last_success_at = ? WHERE id = ?", list({e: (t, e) for t, e in successes}.values())
-            )
-        if failures:
-            await self.conn.executemany(
-                "UPDATE endpoints SET last_failure_at = ?, last_failure_reason = ? WHERE id = ?",
-                list({e: (t, r, e) for t, r, e in failures}.values()),
-            )
+
         if disables:
             await self.conn.executemany(
                 "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?", disables

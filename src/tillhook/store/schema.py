@@ -78,6 +78,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE endpoints ADD COLUMN deleted_at REAL;
     CREATE INDEX events_by_time ON events(created_at);
     """,
+    # 3: the endpoint's last success and failure kept by the database itself as attempts are
+    # written, which costs the writer no extra round trip per batch of outcomes.
+    """
+    CREATE TRIGGER attempts_update_endpoint AFTER INSERT ON attempts BEGIN
+        UPDATE endpoints SET
+            last_success_at = CASE WHEN NEW.outcome = 'delivered' THEN NEW.started_at ELSE last_success_at END,
+            last_failure_at = CASE WHEN NEW.outcome = 'delivered' THEN last_failure_at ELSE NEW.started_at END,
+            last_failure_reason = CASE WHEN NEW.outcome = 'delivered' THEN last_failure_reason
+                ELSE coalesce(NEW.error, 'HTTP ' || NEW.status) END
+        WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = NEW.delivery_id);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
