@@ -171,23 +171,18 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page; null at the end")
 
 
-class DeliveryQuery(_In):
-    endpoint: str | None = Field(default=None, description="endpoint id or name")
-    state: DeliveryState | None = None
-    type: str | None = Field(default=None, description="event type or pattern, like sale.*")
-    event: str | None = Field(default=None, description="event id")
-    since: str | None = Field(default=None, description="RFC 3339 date-time, or a duration ago like 2h")
-    until: str | None = None
-    limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
-
-
 class EventQuery(_In):
     type: str | None = Field(default=None, description="event type or pattern, like sale.*")
     since: str | None = Field(default=None, description="RFC 3339 date-time, or a duration ago like 2h")
     until: str | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
+
+
+class DeliveryQuery(EventQuery):
+    endpoint: str | None = Field(default=None, description="endpoint id or name")
+    state: DeliveryState | None = None
+    event: str | None = Field(default=None, description="event id")
 
 
 class EndpointStatus(BaseModel):

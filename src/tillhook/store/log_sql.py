@@ -42,33 +42,29 @@ DELIVERY_COLUMNS = (
 _DELIVERY_FROM = " FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id"
 
 
-def deliveries_query(f: LogFilter) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if f.endpoint_id is not None:
-        where.append("d.endpoint_id = ?")
-        params.append(f.endpoint_id)
-    if f.state is not None:
-        where.append("d.state = ?")
-        params.append(f.state)
-    if f.event_id is not None:
-        where.append("d.event_id = ?")
-        params.append(f.event_id)
-    if f.type_pattern is not None:
-        where.append("tillhook_subscribes(?, e.type)")
-        params.append(json.dumps(f.type_pattern))
-    if f.since is not None:
-        where.append("d.created_at >= ?")
-        params.append(f.since)
-    if f.until is not None:
-        where.append("d.created_at < ?")
-        params.append(f.until)
-    if f.before is not None:
-        where.append("d.id < ?")
-        params.append(f.before)
+def _page_query(
+    select: str, f: LogFilter, equal: dict[str, Any], type_col: str, time_col: str, key_col: str
+) -> tuple[str, list[Any]]:
+    """`select` filtered by `f`, newest first by `key_col`, one row beyond the page (to know
+    whether there is a next one)."""
+    where = [f"{column} = ?" for column, value in equal.items() if value is not None]
+    params: list[Any] = [value for value in equal.values() if value is not None]
+    for condition, value in (
+        (f"tillhook_subscribes(?, {type_col})", None if f.type_pattern is None else json.dumps(f.type_pattern)),
+        (f"{time_col} >= ?", f.since),
+        (f"{time_col} < ?", f.until),
+        (f"{key_col} < ?", f.before),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    params.append(f.limit + 1)
-    return f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}{clause} ORDER BY d.id DESC LIMIT ?", params
+    return f"{select}{clause} ORDER BY {key_col} DESC LIMIT ?", [*params, f.limit + 1]
+
+
+def deliveries_query(f: LogFilter) -> tuple[str, list[Any]]:
+    equal = {"d.endpoint_id": f.endpoint_id, "d.state": f.state, "d.event_id": f.event_id}
+    return _page_query(f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}", f, equal, "e.type", "d.created_at", "d.id")
 
 
 def delivery_query(delivery_id: int) -> tuple[str, list[Any]]:
@@ -79,23 +75,7 @@ EVENT_COLUMNS = "seq, id, type, idempotency_key, created_at"
 
 
 def events_query(f: LogFilter) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if f.type_pattern is not None:
-        where.append("tillhook_subscribes(?, type)")
-        params.append(json.dumps(f.type_pattern))
-    if f.since is not None:
-        where.append("created_at >= ?")
-        params.append(f.since)
-    if f.until is not None:
-        where.append("created_at < ?")
-        params.append(f.until)
-    if f.before is not None:
-        where.append("seq < ?")
-        params.append(f.before)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    params.append(f.limit + 1)
-    return f"SELECT {EVENT_COLUMNS} FROM events{clause} ORDER BY seq DESC LIMIT ?", params
+    return _page_query(f"SELECT {EVENT_COLUMNS} FROM events", f, {}, "type", "created_at", "seq")
 
 
 ATTEMPTS_OF_DELIVERY = (
