@@ -72,6 +72,7 @@ class Dispatcher:
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
         self._maybe_due: set[str] = {e.id for e in registry.all()}
         self.admitted = 0
+        self.launched = 0  # attempts started, however they were claimed
         self.on_attempt: Callable[[str, str, float], None] | None = None  # endpoint, outcome, seconds
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
@@ -261,6 +262,7 @@ class Dispatcher:
             self._in_flight[delivery.endpoint_id] -= 1
             return
         probe = self.health[endpoint.id].backing_off
+        self.launched += 1
         task = asyncio.create_task(self._attempt(endpoint, delivery, probe), name=f"tillhook-attempt-{delivery.id}")
         self._attempts.add(task)
         task.add_done_callback(self._attempt_done)
@@ -277,21 +279,62 @@ class Dispatcher:
             # The slot frees as soon as the receiver has answered; the delivery itself stays
             # `delivering` in the store until its outcome is written, so nobody claims it twice.
             self._in_flight[endpoint.id] -= 1
-            if endpoint.id in self._maybe_due:
-                self._wakeup.set()
         record = self._decide(endpoint, delivery, result, probe)
+        reserved = self._reserve_next(endpoint.id)
+        if not reserved and endpoint.id in self._maybe_due:
+            self._wakeup.set()
         # A task of its own, tracked until written, so a cancel at shutdown cannot lose it.
-        recording = asyncio.ensure_future(self._record(record))
+        recording = asyncio.ensure_future(self._record(record, endpoint.id, reserved))
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
 
-    async def _record(self, record: AttemptRecord) -> None:
+    def _reserve_next(self, endpoint_id: str) -> int:
+        """Keep the endpoint's free slots (the one just freed among them) for its next due
+        deliveries, claimed in the same transaction that writes this outcome: a busy endpoint
+        then never waits for a transaction of its own between two deliveries."""
+        endpoint = self._registry.get(endpoint_id)
+        if self._stopping or endpoint is None or not endpoint.enabled or endpoint_id not in self._maybe_due:
+            return 0
+        now = self._clock.now()
+        n = min(self._free_slots(endpoint, now), self._max_in_flight - self.in_flight)
+        if n <= 0:
+            return 0
+        bucket = self._buckets.get(endpoint_id)
+        if bucket is not None:
+            bucket.take(n, now)
+        self._in_flight[endpoint_id] += n
+        return n
+
+    def _release(self, endpoint_id: str, n: int) -> None:
+        """Give back slots kept by _reserve_next that found nothing to run."""
+        self._in_flight[endpoint_id] -= n
+        bucket = self._buckets.get(endpoint_id)
+        if bucket is not None:
+            bucket.tokens += n
+
+    async def _record(self, record: AttemptRecord, endpoint_id: str, reserved: int = 0) -> None:
+        endpoint = self._registry.get(endpoint_id) if reserved else None
+        quota = {endpoint_id: reserved} if reserved else None
+        ordered = frozenset([endpoint_id]) if endpoint is not None and endpoint.ordered else frozenset()
         try:
-            await self._store.record_attempts([record], self._clock.now())
+            claimed = await self._store.record_attempts([record], self._clock.now(), quota, ordered)
         except StoreUnavailable as exc:
             # The delivery stays `delivering` (never claimed twice) until the outcome is written.
             log.error("storage_unavailable", error=exc.message, delivery_id=record.delivery_id)
             self._unrecorded.append(record)
+            self._release(endpoint_id, reserved)
+            return
+        if not reserved:
+            return
+        if self._stopping:
+            # Not started; the final requeue of stop() puts them back to pending.
+            self._release(endpoint_id, reserved)
+            return
+        self._release(endpoint_id, reserved - len(claimed))
+        if len(claimed) < reserved:
+            self._maybe_due.discard(endpoint_id)  # drained for now; a wake or tick brings it back
+        for delivery in claimed:
+            self._launch(delivery)
 
     async def _flush_unrecorded(self) -> None:
         records, self._unrecorded = self._unrecorded, []

@@ -78,12 +78,14 @@ class Harness:
             return response.status, (json.loads(text) if text else None), response
 
     async def step(self, advance_s: float = 0.0) -> int:
-        """Move the fake clock, claim what is due, and wait for those attempts to be recorded."""
+        """Move the fake clock, claim what is due, and wait for those attempts to be recorded;
+        returns how many attempts started, counting those claimed along with an outcome."""
         assert self.clock is not None, "step() needs a harness built with a FakeClock"
         self.clock.advance(advance_s)
-        started = await self.dispatcher.run_once()
+        before = self.dispatcher.launched
+        await self.dispatcher.run_once()
         await self.dispatcher.wait_idle()
-        return started
+        return self.dispatcher.launched - before
 
 
 @pytest.fixture

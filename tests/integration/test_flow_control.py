@@ -119,10 +119,20 @@ async def test_rate_limit_and_ordered_can_be_changed_through_the_api(tmp_path, r
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
     ) as response:
         assert response.status == 201
-    await post_many(h, 20)
+    ids = await post_many(h, 20)
     assert await h.step() == 3  # a burst of three
     await patch(h, "/v1/endpoints/pos", {"rate_limit": 10})
     assert await h.step(advance_s=1.0) == 10
     await patch(h, "/v1/endpoints/pos", {"ordered": True})
-    assert await h.step(advance_s=1.0) == 1  # one at a time now
+    peak = 0
+
+    async def count(request, n):
+        nonlocal peak
+        peak = max(peak, h.dispatcher.in_flight)
+        return web.Response()
+
+    receiver.behaviour = count
+    assert await h.step(advance_s=1.0) == 7  # the rest, one after the other
+    assert peak == 1
+    assert receiver.event_ids()[-7:] == ids[-7:]  # in order
     assert (await get(h, "/v1/endpoints/pos"))["ordered"] is True

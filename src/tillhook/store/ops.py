@@ -41,6 +41,9 @@ class Ingest:
 class Record:
     records: Sequence[AttemptRecord]
     now: float
+    # Claimed in the same transaction once the outcomes are written: the next deliveries
+    # for the slots those attempts freed, so a busy endpoint never waits a transaction more.
+    then_claim: Claim | None = None
 
 
 @dataclass(slots=True)
@@ -91,8 +94,10 @@ class BatchApplier:
                 if isinstance(op, Call):
                     self._last_delivery_id = None  # it may have written deliveries itself
                     results[index] = await self._call(op)
-                elif isinstance(op, Claim):
-                    results[index] = await self._claim(op)
+            claims = [(i, op) for i, op in enumerate(ops) if isinstance(op, Claim)]
+            claims += [(i, op.then_claim) for i, op in enumerate(ops) if isinstance(op, Record) and op.then_claim]
+            for index, claimed in await self._claim_together(claims):
+                results[index] = claimed
             await self.conn.commit()
         except BaseException:
             self._last_delivery_id = None
@@ -226,6 +231,30 @@ class BatchApplier:
                 " WHERE endpoint_id = ? AND state = 'pending' AND next_attempt_at > ?",
                 releases,
             )
+
+    async def _claim_together(self, claims: list[tuple[int, Claim]]) -> list[tuple[int, list[ClaimedDelivery]]]:
+        """All the batch's claims as one statement (each statement costs a thread hop), then
+        shared out to the ops that asked, oldest first."""
+        if not claims:
+            return []
+        merged: dict[str, int] = {}
+        for _, claim in claims:
+            for endpoint_id, n in claim.quotas.items():
+                merged[endpoint_id] = merged.get(endpoint_id, 0) + n
+        ordered = frozenset().union(*(claim.ordered for _, claim in claims))
+        now = max(claim.now for _, claim in claims)
+        pool: dict[str, list[ClaimedDelivery]] = {}
+        for delivery in await self._claim(Claim(merged, now, ordered)):
+            pool.setdefault(delivery.endpoint_id, []).append(delivery)
+        shared = []
+        for index, claim in claims:
+            mine: list[ClaimedDelivery] = []
+            for endpoint_id, n in claim.quotas.items():
+                available = pool.get(endpoint_id, [])
+                mine += available[:n]
+                del available[:n]
+            shared.append((index, mine))
+        return shared
 
     async def _claim(self, op: Claim) -> list[ClaimedDelivery]:
         wanted = [(endpoint_id, n) for endpoint_id, n in op.quotas.items() if n > 0]

@@ -161,8 +161,17 @@ class SqliteStore(AdminVerbs):
         result: list[ClaimedDelivery] = await self._write(Claim(quotas, now, ordered))
         return result
 
-    async def record_attempts(self, records: Sequence[AttemptRecord], now: float) -> None:
-        await self._write(Record(records, now))
+    async def record_attempts(
+        self,
+        records: Sequence[AttemptRecord],
+        now: float,
+        then_claim: dict[str, int] | None = None,
+        ordered: frozenset[str] = frozenset(),
+    ) -> list[ClaimedDelivery]:
+        """Write outcomes; with `then_claim`, also claim (as claim_due does) in the same transaction."""
+        claim = Claim(then_claim, now, ordered) if then_claim else None
+        claimed: list[ClaimedDelivery] | None = await self._write(Record(records, now, claim))
+        return claimed or []
 
     async def requeue_in_flight(self, now: float) -> int:
         """Deliveries left `delivering` by a crash go back to `pending`, due now."""
