@@ -296,7 +296,9 @@ class Dispatcher:
         if self._stopping or endpoint is None or not endpoint.enabled or endpoint_id not in self._maybe_due:
             return 0
         now = self._clock.now()
-        n = min(self._free_slots(endpoint, now), self._max_in_flight - self.in_flight)
+        # Leave a global slot for each other endpoint with work waiting: share() gives those out.
+        waiting = len(self._maybe_due) - 1
+        n = min(self._free_slots(endpoint, now), self._max_in_flight - self.in_flight - waiting)
         if n <= 0:
             return 0
         bucket = self._buckets.get(endpoint_id)

@@ -236,3 +236,29 @@ async def test_a_known_backlog_is_not_overtaken_by_fresh_events(tmp_path, receiv
     endpoint_id = h.endpoint_id("a")
     h.dispatcher.wake([endpoint_id])  # as after an ingest that left deliveries pending
     assert not h.dispatcher.take(endpoint_id)
+
+
+async def test_refilling_slots_does_not_starve_other_endpoints_under_the_global_limit(
+    tmp_path, receivers, make_harness
+):
+    receiver = await receivers()
+    release = asyncio.Event()
+
+    async def first_ones_wait(request, n):
+        if n <= 4:
+            await release.wait()
+        return web.Response()
+
+    receiver.behaviour = first_ones_wait
+    endpoints = [{"name": "a", "url": receiver.url + "/a", "events": ["a.*"]},
+                 {"name": "b", "url": receiver.url + "/b", "events": ["b.*"]}]
+    config = make_config(tmp_path, endpoints, delivery={"max_in_flight": 4, "endpoint_max_in_flight": 4})
+    h = await make_harness(config)  # the real loop
+    await post_many(h, 20, "a.sale")
+    await receiver.wait_count(4)  # a holds every global slot
+    await post_many(h, 20, "b.sale")
+    release.set()
+    await receiver.wait_count(40)
+    order = [r.path[-1] for r in receiver.received[4:]]
+    # b gets slots while a still has work, not only once a is drained.
+    assert order[:20].count("b") >= 5, order

@@ -220,7 +220,6 @@ class BatchApplier:
             " last_error = ?, updated_at = ? WHERE id = ? AND state = 'delivering'",
             updates,
         )
-
         if disables:
             await self.conn.executemany(
                 "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?", disables
