@@ -4,6 +4,7 @@ deliveries as there are free slots; run each attempt as a named task; record the
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -25,21 +26,24 @@ log = structlog.get_logger("tillhook.dispatcher")
 TICK_S = 1.0
 
 
-def share(wanted: dict[str, int], budget: int) -> dict[str, int]:
-    """Split `budget` slots over endpoints one at a time, so no endpoint starves the others."""
+def share(wanted: dict[str, int], budget: int, busy: dict[str, int] | None = None, first: int = 0) -> dict[str, int]:
+    """Split `budget` slots over endpoints one at a time, each to the endpoint with the fewest
+    attempts running (`busy`) so far, ties taken in turn from the `first`-th: no endpoint
+    starves the others."""
     if sum(wanted.values()) <= budget:
         return dict(wanted)
-    given = dict.fromkeys(wanted, 0)
-    while budget > 0:
-        progressed = False
-        for endpoint_id, n in wanted.items():
-            if budget > 0 and given[endpoint_id] < n:
-                given[endpoint_id] += 1
-                budget -= 1
-                progressed = True
-        if not progressed:
-            break
-    return {k: v for k, v in given.items() if v}
+    busy = busy or {}
+    order = list(wanted)
+    heap = [(busy.get(e, 0), (i - first) % len(order), e) for i, e in enumerate(order)]
+    heapq.heapify(heap)
+    given: dict[str, int] = {}
+    while budget > 0 and heap:
+        load, turn, endpoint_id = heapq.heappop(heap)
+        given[endpoint_id] = given.get(endpoint_id, 0) + 1
+        budget -= 1
+        if given[endpoint_id] < wanted[endpoint_id]:
+            heapq.heappush(heap, (load + 1, turn, endpoint_id))
+    return given
 
 
 class Dispatcher:
@@ -73,6 +77,7 @@ class Dispatcher:
         self._maybe_due: set[str] = {e.id for e in registry.all()}
         self.admitted = 0
         self.launched = 0  # attempts started, however they were claimed
+        self._turn = 0  # who goes first when slots are shared out
         self.on_attempt: Callable[[str, str, float], None] | None = None  # endpoint, outcome, seconds
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
@@ -183,7 +188,8 @@ class Dispatcher:
             free = self._free_slots(endpoint, now)
             if free > 0:
                 wanted[endpoint.id] = free
-        quotas = share(wanted, self._max_in_flight - self.in_flight)
+        self._turn += 1
+        quotas = share(wanted, self._max_in_flight - self.in_flight, self._in_flight, self._turn)
         if not quotas:
             return 0
         ordered = frozenset(e.id for e in candidates if e.ordered and e.id in quotas)
@@ -296,9 +302,13 @@ class Dispatcher:
         if self._stopping or endpoint is None or not endpoint.enabled or endpoint_id not in self._maybe_due:
             return 0
         now = self._clock.now()
-        # Leave a global slot for each other endpoint with work waiting: share() gives those out.
-        waiting = len(self._maybe_due) - 1
-        n = min(self._free_slots(endpoint, now), self._max_in_flight - self.in_flight - waiting)
+        n = min(self._free_slots(endpoint, now), self._max_in_flight - self.in_flight)
+        others = len(self._maybe_due) - 1
+        if others > 0:
+            # Others have work waiting: keep no more than a fair part of the global limit, and
+            # leave the rest for share() to give out.
+            fair = max(1, self._max_in_flight // (others + 1))
+            n = min(n, fair - self._in_flight[endpoint_id])
         if n <= 0:
             return 0
         bucket = self._buckets.get(endpoint_id)

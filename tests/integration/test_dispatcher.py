@@ -260,5 +260,5 @@ async def test_refilling_slots_does_not_starve_other_endpoints_under_the_global_
     release.set()
     await receiver.wait_count(40)
     order = [r.path[-1] for r in receiver.received[4:]]
-    # b gets slots while a still has work, not only once a is drained.
-    assert order[:20].count("b") >= 5, order
+    # b gets its fair half of the slots while a still has work.
+    assert order[:20].count("b") >= 8, order
