@@ -173,3 +173,34 @@ async def test_healthz_needs_no_token(tmp_path, make_harness):
     async with live.session.get(live.server.make_url("/healthz")) as response:
         assert response.status == 200
         assert await response.json() == {"status": "ok"}
+
+
+async def test_healthz_is_503_when_the_loop_stops_ticking(tmp_path, make_harness, clock):
+    h = await make_harness(make_config(tmp_path, []), clock=clock)  # the loop never runs
+    async with h.session.get(h.server.make_url("/healthz")) as response:
+        assert response.status == 200
+    clock.advance(11)
+    async with h.session.get(h.server.make_url("/healthz")) as response:
+        assert response.status == 503
+        assert "has not ticked" in (await response.json(content_type=None))["detail"]
+
+
+async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(tmp_path, make_harness):
+    h = await make_harness(make_config(tmp_path, []))
+    store = h.services.store
+
+    async def query_only(conn, on: bool = True):
+        await conn.execute(f"PRAGMA query_only = {int(on)}")
+
+    await store.call(query_only)
+    code, problem, response = await h.post_events({"type": "sale.completed", "data": {}})
+    assert code == 503 and "read-only" in problem["detail"] and response.headers["Retry-After"]
+    async with h.session.get(h.server.make_url("/healthz")) as r:
+        assert r.status == 503 and "read-only" in (await r.json(content_type=None))["detail"]
+    await store.call(lambda conn: query_only(conn, False))
+    code, _, _ = await h.post_events({"type": "sale.completed", "data": {}})
+    assert code == 202
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "tillhook.db") as conn:  # only the accepted one is stored
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
