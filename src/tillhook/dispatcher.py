@@ -4,7 +4,6 @@ deliveries as there are free slots; run each attempt as a named task; record the
 from __future__ import annotations
 
 import asyncio
-import heapq
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -17,6 +16,7 @@ from tillhook.errors import StoreUnavailable
 from tillhook.health import EndpointHealth
 from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
 from tillhook.ratelimit import TokenBucket
+from tillhook.slots import share
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy, Verdict
 from tillhook.store import SqliteStore
@@ -24,26 +24,6 @@ from tillhook.store import SqliteStore
 log = structlog.get_logger("tillhook.dispatcher")
 
 TICK_S = 1.0
-
-
-def share(wanted: dict[str, int], budget: int, busy: dict[str, int] | None = None, first: int = 0) -> dict[str, int]:
-    """Split `budget` slots over endpoints one at a time, each to the endpoint with the fewest
-    attempts running (`busy`) so far, ties taken in turn from the `first`-th: no endpoint
-    starves the others."""
-    if sum(wanted.values()) <= budget:
-        return dict(wanted)
-    busy = busy or {}
-    order = list(wanted)
-    heap = [(busy.get(e, 0), (i - first) % len(order), e) for i, e in enumerate(order)]
-    heapq.heapify(heap)
-    given: dict[str, int] = {}
-    while budget > 0 and heap:
-        load, turn, endpoint_id = heapq.heappop(heap)
-        given[endpoint_id] = given.get(endpoint_id, 0) + 1
-        budget -= 1
-        if given[endpoint_id] < wanted[endpoint_id]:
-            heapq.heappush(heap, (load + 1, turn, endpoint_id))
-    return given
 
 
 class Dispatcher:

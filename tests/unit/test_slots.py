@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tillhook.dispatcher import share
+from tillhook.slots import share
 
 
 @pytest.mark.parametrize(
