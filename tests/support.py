@@ -173,3 +173,16 @@ def json_of(received: Received) -> Any:
     import json
 
     return json.loads(received.body)
+
+
+class PeakInFlight:
+    """A receiver behaviour answering 200 that keeps the most attempts the dispatcher had
+    running at once while requests arrived."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self._dispatcher = dispatcher
+        self.peak = 0
+
+    async def __call__(self, request: web.Request, n: int) -> web.StreamResponse:
+        self.peak = max(self.peak, self._dispatcher.in_flight)
+        return web.Response()

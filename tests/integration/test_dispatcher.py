@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
-from tests.support import status
+from tests.support import PeakInFlight, status
 from tillhook.app import config_endpoint
 from tillhook.errors import StoreUnavailable
 from tillhook.models import NewEvent
@@ -48,19 +48,12 @@ async def test_endpoint_max_in_flight_is_honoured(tmp_path, receivers, make_harn
     await receiver.wait_count(2)
     assert await h.dispatcher.run_once() == 0  # no free slot
     assert h.dispatcher.in_flight == 2
-    peak = 0
-
-    async def count(request, n):
-        nonlocal peak
-        peak = max(peak, h.dispatcher.in_flight)
-        return web.Response()
-
-    receiver.behaviour = count
+    receiver.behaviour = peak = PeakInFlight(h.dispatcher)
     receiver.release.set()
     # Each answer frees a slot that is refilled along with writing its outcome.
     await h.dispatcher.wait_idle()
     assert await h.services.store.count_by_state() == {"delivered": 6}
-    assert peak <= 2
+    assert peak.peak <= 2
 
 
 async def test_global_max_in_flight_is_shared_between_endpoints(tmp_path, receivers, make_harness, clock):

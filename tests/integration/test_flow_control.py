@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 from tests.integration.conftest import ADMIN_TOKEN, make_config
-from tests.support import status
+from tests.support import PeakInFlight, status
 
 
 async def get(h, path: str):
@@ -124,15 +124,8 @@ async def test_rate_limit_and_ordered_can_be_changed_through_the_api(tmp_path, r
     await patch(h, "/v1/endpoints/pos", {"rate_limit": 10})
     assert await h.step(advance_s=1.0) == 10
     await patch(h, "/v1/endpoints/pos", {"ordered": True})
-    peak = 0
-
-    async def count(request, n):
-        nonlocal peak
-        peak = max(peak, h.dispatcher.in_flight)
-        return web.Response()
-
-    receiver.behaviour = count
+    receiver.behaviour = peak = PeakInFlight(h.dispatcher)
     assert await h.step(advance_s=1.0) == 7  # the rest, one after the other
-    assert peak == 1
+    assert peak.peak == 1
     assert receiver.event_ids()[-7:] == ids[-7:]  # in order
     assert (await get(h, "/v1/endpoints/pos"))["ordered"] is True
