@@ -233,9 +233,9 @@ class Dispatcher:
         if queued:
             self.wake(queued)
 
-    def aborted(self, started: list[ClaimedDelivery]) -> None:
-        for delivery in started:
-            self._in_flight[delivery.endpoint_id] -= 1
+    def aborted(self, endpoint_ids: list[str]) -> None:
+        for endpoint_id in endpoint_ids:
+            self._in_flight[endpoint_id] -= 1
 
     def _start(self, delivery: ClaimedDelivery) -> None:
         self._in_flight[delivery.endpoint_id] += 1

@@ -193,10 +193,9 @@ async def test_outcomes_wait_out_a_full_disk(tmp_path, receivers, make_harness, 
     await post_many(h, 20)
     store = h.services.store
 
-    async def cap(conn, pages=None):
-        async with conn.execute("PRAGMA page_count") as cursor:
-            (count,) = await cursor.fetchone()
-        await conn.execute(f"PRAGMA max_page_count = {pages or count}")
+    def cap(conn, pages=None):
+        (count,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages or count}")
 
     await store.call(cap)  # no room for the attempt log (2 KiB excerpts)
     assert await h.step() == 20

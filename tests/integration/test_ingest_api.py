@@ -143,10 +143,9 @@ async def test_concurrent_requests_share_commits(h):
 async def test_storage_full_is_503_and_recovers(h):
     store = h.services.store
 
-    async def cap(conn, pages=None):
-        async with conn.execute("PRAGMA page_count") as cursor:
-            (count,) = await cursor.fetchone()
-        await conn.execute(f"PRAGMA max_page_count = {pages or count}")
+    def cap(conn, pages=None):
+        (count,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages or count}")
 
     await store.call(cap)  # the database may not grow: SQLite answers "database or disk is full"
     big = {"type": "a.b", "data": {"blob": "x" * 3000}}
@@ -189,8 +188,8 @@ async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(
     h = await make_harness(make_config(tmp_path, []))
     store = h.services.store
 
-    async def query_only(conn, on: bool = True):
-        await conn.execute(f"PRAGMA query_only = {int(on)}")
+    def query_only(conn, on: bool = True):
+        conn.execute(f"PRAGMA query_only = {int(on)}")
 
     await store.call(query_only)
     code, problem, response = await h.post_events({"type": "sale.completed", "data": {}})

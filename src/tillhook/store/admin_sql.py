@@ -4,9 +4,8 @@ inside one write transaction of the group committer (see `SqliteStore.call`)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
-
-import aiosqlite
 
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import Endpoint, SigningSecret
@@ -15,25 +14,25 @@ from tillhook.store import endpoints_sql
 _UNFINISHED = "('pending', 'delivering')"
 
 
-async def fetch_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> Endpoint:
-    rows = await conn.execute_fetchall(
+def fetch_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
+    rows = conn.execute(
         f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE id = ? AND deleted_at IS NULL", (endpoint_id,)
-    )
+    ).fetchall()
     if not rows:
         raise NotFound(f"there is no endpoint {endpoint_id}")
-    return endpoints_sql.to_endpoint(next(iter(rows)))
+    return endpoints_sql.to_endpoint(rows[0])
 
 
-async def insert_endpoint(conn: aiosqlite.Connection, endpoint: Endpoint, now: float) -> Endpoint:
+def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) -> Endpoint:
     endpoint_id = endpoints_sql.new_endpoint_id()
-    await conn.execute(
+    conn.execute(
         f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?)",
         (endpoint_id, endpoint.name, endpoint.url, json.dumps(list(endpoint.events)),
          endpoints_sql.secrets_json(endpoint.secrets), endpoint.max_in_flight, endpoint.rate_limit,
          int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled), now, now),
     )
-    return await fetch_endpoint(conn, endpoint_id)
+    return fetch_endpoint(conn, endpoint_id)
 
 
 _COLUMN_OF = {
@@ -42,29 +41,29 @@ _COLUMN_OF = {
 }
 
 
-async def update_endpoint(conn: aiosqlite.Connection, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
-    await _editable(conn, endpoint_id)
+def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
+    _editable(conn, endpoint_id)
     if changes:
         values = [json.dumps(v) if k in ("events", "headers") else v for k, v in changes.items()]
         assignments = ", ".join(f"{_COLUMN_OF[k]} = ?" for k in changes)
-        await conn.execute(
+        conn.execute(
             f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, endpoint_id)
         )
-    return await fetch_endpoint(conn, endpoint_id)
+    return fetch_endpoint(conn, endpoint_id)
 
 
-async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str, now: float) -> int:
+def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, now: float) -> int:
     """Cancels its unfinished deliveries (kept in the log) and frees its name; returns how
     many were cancelled."""
-    await _editable(conn, endpoint_id)
-    cursor = await conn.execute(
+    _editable(conn, endpoint_id)
+    cursor = conn.execute(
         f"UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, updated_at = ?,"
         f" last_error = coalesce(last_error, 'endpoint deleted')"
         f" WHERE endpoint_id = ? AND state IN {_UNFINISHED}",
         (now, endpoint_id),
     )
     # Names of live endpoints cannot hold spaces, so the renamed one never collides.
-    await conn.execute(
+    conn.execute(
         "UPDATE endpoints SET deleted_at = ?, enabled = 0, disabled_reason = 'deleted', updated_at = ?,"
         " name = name || ' (deleted ' || id || ')' WHERE id = ?",
         (now, now, endpoint_id),
@@ -72,37 +71,37 @@ async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str, now: flo
     return cursor.rowcount
 
 
-async def set_enabled(
-    conn: aiosqlite.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float
+def set_enabled(
+    conn: sqlite3.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float
 ) -> Endpoint:
-    await fetch_endpoint(conn, endpoint_id)
-    await conn.execute(
+    fetch_endpoint(conn, endpoint_id)
+    conn.execute(
         "UPDATE endpoints SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
         (int(enabled), None if enabled else reason, now, endpoint_id),
     )
-    return await fetch_endpoint(conn, endpoint_id)
+    return fetch_endpoint(conn, endpoint_id)
 
 
-async def rotate_secret(
-    conn: aiosqlite.Connection, endpoint_id: str, new_secret: str, old_expires_at: float, now: float
+def rotate_secret(
+    conn: sqlite3.Connection, endpoint_id: str, new_secret: str, old_expires_at: float, now: float
 ) -> Endpoint:
     """The new secret becomes current; the old current one and any still-valid older ones keep
     signing until their expiry, so receivers can switch without losing a delivery."""
-    endpoint = await fetch_endpoint(conn, endpoint_id)
+    endpoint = fetch_endpoint(conn, endpoint_id)
     kept: list[SigningSecret] = [SigningSecret(new_secret)]
     for secret in endpoint.secrets:
         expires = old_expires_at if secret.expires_at is None else min(secret.expires_at, old_expires_at)
         if expires > now and secret.secret != new_secret:
             kept.append(SigningSecret(secret.secret, expires))
-    await conn.execute(
+    conn.execute(
         "UPDATE endpoints SET secrets = ?, updated_at = ? WHERE id = ?",
         (endpoints_sql.secrets_json(kept), now, endpoint_id),
     )
-    return await fetch_endpoint(conn, endpoint_id)
+    return fetch_endpoint(conn, endpoint_id)
 
 
-async def replay(
-    conn: aiosqlite.Connection,
+def replay(
+    conn: sqlite3.Connection,
     endpoint: Endpoint,
     since: float,
     until: float,
@@ -119,7 +118,7 @@ async def replay(
             " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = :ep"
             " AND g.state = 'delivered')"
         )
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
         " SELECT e.id, :ep, 'pending', :now, :now, :now FROM events e"
         " WHERE e.created_at >= :since AND e.created_at < :until AND tillhook_subscribes(:patterns, e.type)"
@@ -131,14 +130,14 @@ async def replay(
     return cursor.rowcount
 
 
-async def retry_delivery(conn: aiosqlite.Connection, delivery_id: int, now: float) -> str:
+def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> str:
     """Due now, whatever its state; a finished one gets a fresh `give_up_after` window.
     Returns its endpoint's id."""
-    rows = list(await conn.execute_fetchall(
+    rows = conn.execute(
         "SELECT d.state, d.endpoint_id, ep.deleted_at, ep.enabled FROM deliveries d"
         " LEFT JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?",
         (delivery_id,),
-    ))
+    ).fetchall()
     if not rows:
         raise NotFound(f"there is no delivery {delivery_id}")
     state, endpoint_id, deleted_at, enabled = rows[0]
@@ -148,7 +147,7 @@ async def retry_delivery(conn: aiosqlite.Connection, delivery_id: int, now: floa
         raise Conflict(f"the endpoint of delivery {delivery_id} was deleted; replay the event to another endpoint")
     if not enabled:
         raise Conflict(f"the endpoint of delivery {delivery_id} is disabled; enable it first")
-    await conn.execute(
+    conn.execute(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
         " first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END WHERE id = ?",
         (now, now, delivery_id),
@@ -156,8 +155,8 @@ async def retry_delivery(conn: aiosqlite.Connection, delivery_id: int, now: floa
     return str(endpoint_id)
 
 
-async def _editable(conn: aiosqlite.Connection, endpoint_id: str) -> Endpoint:
-    endpoint = await fetch_endpoint(conn, endpoint_id)
+def _editable(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
+    endpoint = fetch_endpoint(conn, endpoint_id)
     if endpoint.config_managed:
         raise Conflict(
             f"endpoint {endpoint.name!r} comes from the config file: change it there and restart tillhook",

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
 
 from tillhook import rules
 from tillhook.models import Endpoint, SigningSecret
@@ -46,8 +45,8 @@ def secrets_json(values: Sequence[SigningSecret]) -> str:
     return json.dumps([{"secret": s.secret, "expires_at": s.expires_at} for s in values])
 
 
-async def apply_config(conn: aiosqlite.Connection, endpoints: Sequence[Endpoint], now: float) -> list[str]:
-    rows = await conn.execute_fetchall("SELECT name, secrets, config_managed FROM endpoints")
+def apply_config(conn: sqlite3.Connection, endpoints: Sequence[Endpoint], now: float) -> list[str]:
+    rows = conn.execute("SELECT name, secrets, config_managed FROM endpoints").fetchall()
     existing = {name: (secrets_value, managed) for name, secrets_value, managed in rows}
     for endpoint in endpoints:
         fields = (
@@ -62,14 +61,14 @@ async def apply_config(conn: aiosqlite.Connection, endpoints: Sequence[Endpoint]
             # A secret left out of the file keeps the one generated before, so receivers keep verifying.
             stored = existing[endpoint.name][0]
             kept = secrets_json(endpoint.secrets) if endpoint.secrets else stored
-            await conn.execute(
+            conn.execute(
                 "UPDATE endpoints SET url = ?, events = ?, max_in_flight = ?, rate_limit = ?, ordered = ?,"
                 " headers = ?, secrets = ?, config_managed = 1, updated_at = ? WHERE name = ?",
                 (*fields, kept, now, endpoint.name),
             )
         else:
             chosen = endpoint.secrets or (SigningSecret(rules.new_secret()),)
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO endpoints ({COLUMNS}, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, ?, ?)",
                 (new_endpoint_id(), endpoint.name, endpoint.url, fields[1], secrets_json(chosen),
@@ -79,7 +78,7 @@ async def apply_config(conn: aiosqlite.Connection, endpoints: Sequence[Endpoint]
     removed = [name for name, (_, managed) in existing.items() if managed and name not in wanted]
     for name in removed:
         # Dropping it from the file must not drop its pending deliveries: pause it instead.
-        await conn.execute(
+        conn.execute(
             "UPDATE endpoints SET enabled = 0, config_managed = 0, updated_at = ?,"
             " disabled_reason = 'removed from the config file' WHERE name = ?",
             (now, name),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from tillhook.errors import SchemaTooNew
 
@@ -95,10 +95,9 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the version found before."""
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = conn.execute("PRAGMA user_version").fetchone()
     found = int(row[0]) if row else 0
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
@@ -106,7 +105,7 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             f" {SCHEMA_VERSION}: upgrade tillhook, or point storage.path at another file"
         )
     for version in range(found, SCHEMA_VERSION):
-        await conn.executescript(
+        conn.executescript(
             f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
         )
     return found

@@ -1,5 +1,5 @@
-"""The outbox on SQLite: domain verbs over one writer connection (group commit) and one
-reader connection (WAL lets reads run beside the writer)."""
+"""The outbox on SQLite: domain verbs over one writer connection (group commit, on a thread of
+its own) and one reader connection (WAL lets reads run beside the writer)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Rec
 from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
+from tillhook.store.writer import WriterThread
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -38,6 +39,13 @@ _PRAGMAS = (
     "PRAGMA journal_size_limit = 67108864",
     "PRAGMA foreign_keys = OFF",
 )
+
+
+def _set_up_writer(conn: sqlite3.Connection) -> None:
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    migrate(conn)
+    conn.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
 
 
 def describe_sqlite_error(exc: sqlite3.Error) -> str:
@@ -56,7 +64,7 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
 class SqliteStore(AdminVerbs):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._committer: GroupCommitter[WriteOp] | None = None
         self.writer_task: asyncio.Task[None] | None = None
@@ -70,16 +78,12 @@ class SqliteStore(AdminVerbs):
         try:
             # The outbox holds secrets and customer data: owner-only from the first byte.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            # isolation_level "": sqlite3 opens each transaction with the first write (see ops.py).
-            self._writer = await aiosqlite.connect(self.path, isolation_level="")
-            for pragma in _PRAGMAS:
-                await self._writer.execute(pragma)
-            await migrate(self._writer)
+            self._writer = WriterThread()
+            await self._writer.open(self.path, _set_up_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA query_only = 1")
             await self._reader.execute("PRAGMA busy_timeout = 5000")
-            for conn in (self._writer, self._reader):
-                await conn.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
+            await self._reader.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
         except sqlite3.DatabaseError as exc:
             await self.close()
             if "not a database" in str(exc) or "malformed" in str(exc):
@@ -107,9 +111,10 @@ class SqliteStore(AdminVerbs):
             if self.writer_task is not None:
                 await self.writer_task
             self._committer = None
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await self._writer.close()
         self._reader = self._writer = None
 
     async def _write(self, op: WriteOp) -> Any:
@@ -129,8 +134,9 @@ class SqliteStore(AdminVerbs):
         except sqlite3.Error as exc:
             raise StoreUnavailable(describe_sqlite_error(exc)) from exc
 
-    async def call(self, fn: Any) -> Any:
-        """Run `fn(conn)` inside the next write transaction; its own errors are raised here."""
+    async def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn(conn)` on the writer thread inside the next write transaction; its own errors
+        are raised here."""
         result = await self._write(Call(fn))
         if isinstance(result, Exception):
             raise result
@@ -176,8 +182,8 @@ class SqliteStore(AdminVerbs):
     async def requeue_in_flight(self, now: float) -> int:
         """Deliveries left `delivering` by a crash go back to `pending`, due now."""
 
-        async def requeue(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(
+        def requeue(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
                 "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?"
                 " WHERE state = 'delivering'",
                 (now, now),
@@ -204,8 +210,8 @@ class SqliteStore(AdminVerbs):
         return purged
 
     async def check_writable(self) -> None:
-        async def touch(conn: aiosqlite.Connection) -> None:
-            await conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('health', 'ok')")
+        def touch(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('health', 'ok')")
 
         await self.call(touch)
 
@@ -214,15 +220,13 @@ class SqliteStore(AdminVerbs):
     async def tokens(self, ingest: str | None, admin: str | None) -> tuple[str, str]:
         """The configured tokens, else those kept in the database (made on first use)."""
 
-        async def ensure(conn: aiosqlite.Connection) -> dict[str, str]:
+        def ensure(conn: sqlite3.Connection) -> dict[str, str]:
             for key, prefix in (("ingest_token", "ing_"), ("admin_token", "adm_")):
-                await conn.execute(
+                conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                     (key, prefix + secrets.token_urlsafe(32)),
                 )
-            rows = await conn.execute_fetchall(
-                "SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token')"
-            )
+            rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token')")
             return {key: value for key, value in rows}
 
         stored: dict[str, str] = await self.call(ensure)
