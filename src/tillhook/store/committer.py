@@ -1,65 +1,132 @@
-"""Group commit: write operations queue up while a transaction runs, and the next
-transaction takes all of them, so many requests share one fsync."""
+"""Group commit on the writer's own thread.
+
+Write operations queue up while a transaction runs; as soon as it commits, the thread takes
+every queued operation into the next one, so many requests share one fsync. The thread owns
+the single writer connection and runs each whole transaction (statements and commit) itself:
+the event loop only queues operations and is told of each finished batch once. Sending each
+statement over from the loop (as aiosqlite does) would cost a round trip through a busy loop
+per statement, and waiting for the loop between two transactions would leave the disk idle."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-import structlog
-
 Op = TypeVar("Op")
-log = structlog.get_logger("tillhook.store")
 
 MAX_OPS_PER_TRANSACTION = 512
+
+_Item = tuple[Op, "asyncio.Future[Any]"]
 
 
 class GroupCommitter(Generic[Op]):
     def __init__(
         self,
-        apply_batch: Callable[[Sequence[Op]], Awaitable[Sequence[Any]]],
+        apply_batch: Callable[[sqlite3.Connection, Sequence[Op]], list[Any]],
+        settle: Callable[[Sequence[Op], bool], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
+        """`apply_batch(conn, ops)` runs one transaction on the writer thread and returns a
+        result per op (an exception instance fails that op alone); if it raises, nothing of
+        the batch was written. `settle(ops, committed)` runs on the event loop after each
+        batch, before any of its waiters resumes."""
         self._apply_batch = apply_batch
+        self._settle = settle
         self._on_commit = on_commit
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._queue: queue.SimpleQueue[_Item[Op] | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished: asyncio.Future[None] | None = None
         self._closed = False
-        self.last_batch_size = 0
         self.transactions = 0
         self.ops_committed = 0
 
-    async def submit(self, op: Op) -> Any:
-        """Queue `op` and wait until the transaction holding it is committed."""
-        if self._closed:
-            raise RuntimeError("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, future))
-        return await future
+    async def start(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        """Start the writer thread; `connect()` opens the connection there. Its error is raised here."""
+        self._loop = loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        self._finished = loop.create_future()
+        threading.Thread(target=self._run, args=(connect, opened), name="tillhook-writer", daemon=True).start()
+        await opened
 
-    async def run(self) -> None:
-        """Until close(): take every queued op and apply them in one transaction."""
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue `op`; the future is done once the transaction holding it is committed."""
+        if self._closed or self._loop is None:
+            raise RuntimeError("the store is closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((op, future))
+        return future
+
+    async def wait_finished(self) -> None:
+        """Until the writer thread ends: after close(), or when it dies (then raises why)."""
+        assert self._finished is not None, "not started"
+        await asyncio.shield(self._finished)
+
+    def close(self) -> None:
+        """Stop taking ops; those already queued are still committed."""
+        self._closed = True
+        self._queue.put(None)
+
+    # -- on the writer thread ------------------------------------------------------------
+
+    def _run(self, connect: Callable[[], sqlite3.Connection], opened: asyncio.Future[None]) -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:
+            self._tell(_fail, opened, exc)
+            self._tell(_succeed, self._finished)
+            return
+        self._tell(_succeed, opened)
+        try:
+            self._commit_until_closed(conn)
+        except BaseException as exc:  # a bug in the writer: the daemon must stop loudly
+            self._tell(_fail, self._finished, exc)
+            raise
+        finally:
+            conn.close()
+        self._tell(_succeed, self._finished)
+
+    def _commit_until_closed(self, conn: sqlite3.Connection) -> None:
         while True:
-            item = await self._queue.get()
+            item = self._queue.get()
             if item is None:
                 return
             batch = [item]
-            while len(batch) < MAX_OPS_PER_TRANSACTION and not self._queue.empty():
-                following = self._queue.get_nowait()
+            closing = False
+            while len(batch) < MAX_OPS_PER_TRANSACTION:
+                try:
+                    following = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if following is None:
-                    self._queue.put_nowait(None)  # finish this batch, then stop
+                    closing = True  # finish this batch, then stop
                     break
                 batch.append(following)
-            await self._commit(batch)
+            try:
+                results: list[Any] | None = self._apply_batch(conn, [op for op, _ in batch])
+                error: Exception | None = None
+            except Exception as exc:  # every waiter learns why its write did not happen
+                results, error = None, exc
+            self._tell(self._finish, batch, results, error)
+            if closing:
+                return
 
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        self.last_batch_size = len(batch)
-        try:
-            results = await self._apply_batch([op for op, _ in batch])
-        except Exception as exc:  # every waiter learns why its write did not happen
+    def _tell(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    # -- back on the event loop ----------------------------------------------------------
+
+    def _finish(self, batch: list[_Item[Op]], results: list[Any] | None, error: Exception | None) -> None:
+        if self._settle is not None:
+            self._settle([op for op, _ in batch], error is None)
+        if error is not None or results is None:
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(error or RuntimeError("the write was lost"))
             return
         self.transactions += 1
         self.ops_committed += len(batch)
@@ -73,7 +140,12 @@ class GroupCommitter(Generic[Op]):
             else:
                 future.set_result(result)
 
-    def close(self) -> None:
-        """Stop taking ops; those already queued are still committed."""
-        self._closed = True
-        self._queue.put_nowait(None)
+
+def _succeed(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _fail(future: asyncio.Future[None] | None, exc: BaseException) -> None:
+    if future is not None and not future.done():
+        future.set_exception(exc)

@@ -1,4 +1,5 @@
-"""The write operations the group committer batches, and how one batch becomes one transaction."""
+"""The write operations the group committer batches, and how one batch becomes one transaction
+(on the writer thread) and is settled afterwards (on the event loop)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any, Protocol
 
 from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
 from tillhook.store.sql_util import in_chunks, placeholders
-from tillhook.store.writer import WriterThread
 
 # SQLite caps compound SELECTs at 500 terms.
 _MAX_ENDPOINTS_PER_CLAIM = 200
@@ -41,6 +41,7 @@ class Ingest:
     unused: list[str] = field(default_factory=list)  # slots reserved for events found to be repeats
 
     def reserve(self) -> None:
+        """On the event loop, as the op is queued: take slots for the deliveries that can start."""
         if self.admission is not None:
             take = self.admission.take
             self.admitted = [[take(endpoint_id) for endpoint_id in e.endpoint_ids] for e in self.events]
@@ -89,33 +90,28 @@ class _Seen:
     deliveries: int
 
 
+def settle(ops: Sequence[WriteOp], committed: bool) -> None:
+    """On the event loop once a batch is over: start the admitted deliveries, or give their
+    slots back."""
+    for op in ops:
+        if not isinstance(op, Ingest) or op.admission is None:
+            continue
+        if not committed:
+            op.admission.aborted(op.reserved())
+            continue
+        if op.unused:
+            op.admission.aborted(op.unused)
+        op.admission.committed(op.started, op.queued)
+
+
 @dataclass(slots=True)
 class BatchApplier:
-    writer: WriterThread
     # Delivery ids are given here, so that admitted deliveries are known without a read-back;
     # this connection is the only writer. Forgotten after a rollback or any other write.
     _last_delivery_id: int | None = None
 
-    async def __call__(self, ops: Sequence[WriteOp]) -> list[Any]:
-        """One transaction, run whole on the writer thread."""
-        ingests = [op for op in ops if isinstance(op, Ingest)]
-        for op in ingests:
-            op.reserve()
-        try:
-            results = await self.writer.run(lambda conn: self._apply(conn, ops))
-        except BaseException:
-            for op in ingests:
-                if op.admission is not None:
-                    op.admission.aborted(op.reserved())
-            raise
-        for op in ingests:
-            if op.admission is not None:
-                if op.unused:
-                    op.admission.aborted(op.unused)
-                op.admission.committed(op.started, op.queued)
-        return results
-
-    def _apply(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+    def __call__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
+        """One transaction, on the writer thread."""
         results: list[Any] = [None] * len(ops)
         conn.execute("BEGIN")
         try:

@@ -4,6 +4,7 @@ its own) and one reader connection (WAL lets reads run beside the writer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -24,11 +25,10 @@ from tillhook.models import (
 from tillhook.store import endpoints_sql, retention_sql
 from tillhook.store.admin import AdminVerbs
 from tillhook.store.committer import GroupCommitter
-from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp
+from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp, settle
 from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
-from tillhook.store.writer import WriterThread
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -41,11 +41,19 @@ _PRAGMAS = (
 )
 
 
-def _set_up_writer(conn: sqlite3.Connection) -> None:
-    for pragma in _PRAGMAS:
-        conn.execute(pragma)
-    migrate(conn)
-    conn.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    """On the writer thread, which the connection never leaves."""
+    # isolation_level None: the batch applier opens and closes each transaction itself.
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        migrate(conn)
+        conn.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def describe_sqlite_error(exc: sqlite3.Error) -> str:
@@ -64,7 +72,6 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
 class SqliteStore(AdminVerbs):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._committer: GroupCommitter[WriteOp] | None = None
         self.writer_task: asyncio.Task[None] | None = None
@@ -78,8 +85,8 @@ class SqliteStore(AdminVerbs):
         try:
             # The outbox holds secrets and customer data: owner-only from the first byte.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            self._writer = WriterThread()
-            await self._writer.open(self.path, _set_up_writer)
+            self._committer = GroupCommitter(BatchApplier(), settle, self._committed)
+            await self._committer.start(lambda: _connect_writer(self.path))
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA query_only = 1")
             await self._reader.execute("PRAGMA busy_timeout = 5000")
@@ -98,8 +105,7 @@ class SqliteStore(AdminVerbs):
         except BaseException:
             await self.close()
             raise
-        self._committer = GroupCommitter(BatchApplier(self._writer), self._committed)
-        self.writer_task = asyncio.create_task(self._committer.run(), name="tillhook-store-writer")
+        self.writer_task = asyncio.create_task(self._committer.wait_finished(), name="tillhook-store-writer")
 
     def _committed(self, ops: int) -> None:
         if self.on_commit is not None:
@@ -108,20 +114,29 @@ class SqliteStore(AdminVerbs):
     async def close(self) -> None:
         if self._committer is not None:
             self._committer.close()
-            if self.writer_task is not None:
-                await self.writer_task
+            with contextlib.suppress(Exception):  # a writer that died has been reported already
+                await self._committer.wait_finished()
             self._committer = None
+        if self.writer_task is not None:
+            with contextlib.suppress(Exception):
+                await self.writer_task
+            self.writer_task = None
         if self._reader is not None:
             await self._reader.close()
-        if self._writer is not None:
-            await self._writer.close()
-        self._reader = self._writer = None
+        self._reader = None
 
     async def _write(self, op: WriteOp) -> Any:
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
+        if isinstance(op, Ingest):
+            op.reserve()  # before the writer thread can see the op
         try:
-            return await self._committer.submit(op)
+            future = self._committer.submit(op)
+        except RuntimeError:
+            settle([op], committed=False)
+            raise StoreUnavailable("the store is closing") from None
+        try:
+            return await future
         except sqlite3.IntegrityError:
             raise  # a constraint said no to this op alone: the caller turns it into a conflict
         except sqlite3.Error as exc:
