@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sqlite3
+import statistics
 import sys
 import threading
 import time
@@ -61,10 +62,11 @@ def event_bytes(event_type: str, key: str, i: int) -> str:
     )
 
 
-def envelope_bytes(i: int) -> bytes:
+def envelope_bytes(i: int, msg_id: str | None = None) -> bytes:
     """What the daemon stores and delivers for one event: {id, type, timestamp, data}."""
+    msg_id = msg_id or f"msg_01jbench{i:018d}"
     return (
-        f'{{"id":"msg_01jbench{i:018d}","type":"transaction.completed",'
+        f'{{"id":"{msg_id}","type":"transaction.completed",'
         f'"timestamp":"2026-11-22T10:30:00.123Z","data":{_DATA_HEAD}tx-{i:09d}{_DATA_TAIL}}}'
     ).encode()
 
@@ -86,7 +88,9 @@ def emit(obj: Any) -> None:
 
 
 async def _serve(app: web.Application, lifetime: float) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A short shutdown: requests held open on purpose (/hang/) would otherwise keep the
+    # process alive for aiohttp's default 60 s after SIGTERM.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()
@@ -144,13 +148,23 @@ class _Tally:
         self.latencies_ms: dict[str, list[float]] = {}
         self.missing_signature = 0
         self.arrivals: list[float] = []
+        self.hung = 0  # requests to /hang/, held open and never answered
 
 
 def receiver(args: dict[str, Any]) -> None:
     """A fast webhook receiver: answers 200 at once. Counts arrivals per path, notices
     duplicates (same path and webhook-id), and, when the event data carries the poster's
-    time.time() as "sent", keeps arrival - sent in ms (the same machine: one clock)."""
+    time.time() as "sent", keeps arrival - sent in ms (the same machine: one clock).
+    Under /hang/ it plays a dead receiver instead: it reads the request and never answers,
+    until the process ends; those requests are counted apart, as "hung"."""
     tally = _Tally()
+    lifetime_s = float(args.get("lifetime", 900))
+
+    async def hang(request: web.Request) -> web.Response:
+        tally.hung += 1
+        await request.read()
+        await asyncio.sleep(lifetime_s)
+        return web.Response(status=504)
 
     async def hook(request: web.Request) -> web.Response:
         arrived = time.time()
@@ -187,7 +201,11 @@ def receiver(args: dict[str, Any]) -> None:
             # when 25, 50, 75 and 100 % of the arrivals so far had come: shows a rate that drifts
             "quartiles": [tally.arrivals[max(0, int(len(tally.arrivals) * q) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
             if tally.arrivals else [],
+            "hung": tally.hung,
         }
+        nth = int(request.query.get("at", "0"))
+        if 0 < nth <= len(tally.arrivals):
+            out["at"] = tally.arrivals[nth - 1]  # when the nth arrival came: a rate over a bounded window
         if request.query.get("latencies"):
             out["latencies_ms"] = tally.latencies_ms
         return web.json_response(out)
@@ -200,7 +218,8 @@ def receiver(args: dict[str, Any]) -> None:
     app.router.add_get("/_stats", stats)
     app.router.add_post("/_reset", reset)
     app.router.add_post("/hook/{name}", hook)
-    asyncio.run(_serve(app, float(args.get("lifetime", 900))))
+    app.router.add_post("/hang/{name}", hang)
+    asyncio.run(_serve(app, lifetime_s))
 
 
 # -- load generators -------------------------------------------------------------------------
@@ -458,6 +477,85 @@ def sqlite_baseline(args: dict[str, Any]) -> None:
     emit({"events": written, "elapsed_s": elapsed, "events_per_s": written / elapsed})
 
 
+# -- a prefilled outbox ----------------------------------------------------------------------
+
+
+def _fill_outbox(conn: sqlite3.Connection, endpoint_ids: list[str], events: int, now_s: float) -> None:
+    """Rows as the daemon's ingest writes them (store/ops.py `_ingest`): one events row and
+    one pending deliveries row per endpoint, due at the event's creation, ids in order.
+    created_at spreads over the last ten minutes, so everything is due and nothing is old
+    enough for retention."""
+    span_s, per_txn = 600.0, 25_000
+    next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0]) + 1
+    for start in range(0, events, per_txn):
+        event_rows, delivery_rows = [], []
+        for i in range(start, min(events, start + per_txn)):
+            msg_id = f"msg_01jbacklog{i:016d}"
+            t = now_s - span_s + span_s * i / events
+            event_rows.append((msg_id, f"backlog-{i}", "transaction.completed", t, envelope_bytes(i, msg_id)))
+            for endpoint_id in endpoint_ids:
+                delivery_rows.append((next_id, msg_id, endpoint_id, "pending", t, t, t))
+                next_id += 1
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES (?, ?, ?, ?, ?)", event_rows
+        )
+        conn.executemany(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            delivery_rows,
+        )
+        conn.execute("COMMIT")
+
+
+def outbox_build(args: dict[str, Any]) -> None:
+    """Copies of `seed` (a database the daemon made and closed) with `events` events, each
+    pending for every endpoint, written with plain sqlite3; {path: events} in `targets`."""
+    started = time.perf_counter()
+    built: dict[str, dict[str, Any]] = {}
+    for path, events in args["targets"].items():
+        t0 = time.perf_counter()
+        source = sqlite3.connect(f"file:{args['seed']}?mode=ro", uri=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        source.backup(conn)  # consistent even if the seed still has a write-ahead log
+        source.close()
+        # Throwaway speed for the build only: no journal, no fsync, a large page cache.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA cache_size = -262144")
+        _fill_outbox(conn, list(args["endpoint_ids"]), int(events), float(args["now_s"]))
+        conn.execute("PRAGMA journal_mode = WAL")  # as the daemon leaves it
+        pending = conn.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
+        conn.close()
+        built[path] = {"events": int(events), "pending": pending, "build_s": time.perf_counter() - t0,
+                       "bytes": os.path.getsize(path)}
+    emit({"built": built, "elapsed_s": time.perf_counter() - started})
+
+
+def claim_timer(args: dict[str, Any]) -> None:
+    """Time one statement (the daemon's claim) `reps` times, each in a transaction that is
+    rolled back, so every repetition sees the same pending rows."""
+    conn = sqlite3.connect(args["path"], isolation_level=None)
+    for pragma in ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA busy_timeout = 5000"):
+        conn.execute(pragma)
+    sql, params = args["sql"], args["params"]
+    deadline = time.perf_counter() + float(args.get("max_seconds", 30))
+    times_ms: list[float] = []
+    rows = 0
+    for _ in range(int(args["reps"])):
+        if time.perf_counter() > deadline:
+            break
+        conn.execute("BEGIN")
+        t0 = time.perf_counter()
+        rows = len(conn.execute(sql, params).fetchall())
+        times_ms.append((time.perf_counter() - t0) * 1000.0)
+        conn.execute("ROLLBACK")
+    conn.close()
+    emit({"reps": len(times_ms), "rows": rows, "first_ms": times_ms[0] if times_ms else None,
+          "ms_p50": statistics.median(times_ms) if times_ms else None,
+          "ms_p99": percentile(times_ms, 99), "ms_max": max(times_ms, default=None)})
+
+
 ROLES = {
     "bare-server": bare_server,
     "receiver": receiver,
@@ -466,6 +564,8 @@ ROLES = {
     "bare-client": bare_client,
     "latency-poster": latency_poster,
     "sqlite": sqlite_baseline,
+    "outbox-build": outbox_build,
+    "claim-timer": claim_timer,
 }
 
 if __name__ == "__main__":
