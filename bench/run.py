@@ -626,9 +626,6 @@ class Bench:
         started = time.monotonic()
         endpoints = [{"name": f"q{i}", "url": f"{receiver.base}/hook/q{i}", "events": ["*"]} for i in range(4)]
         seed = Daemon(self.tmp / "backlog-seed", endpoints)
-        # The daemon logs serve_started a moment before it handles SIGTERM; a stop at once can
-        # kill it (exit -15), which is not what this step is about.
-        time.sleep(0.5)
         self._daemon_done(seed, "backlog (making the schema)")
         conn = sqlite3.connect(f"file:{seed.workdir / 'tillhook.db'}?mode=ro", uri=True)
         try:

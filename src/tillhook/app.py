@@ -125,6 +125,11 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM/SIGINT (0) or until a background task dies (1)."""
+    # Handlers first: a stop asked for while starting up is honoured once started, cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     app = build_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_grace)
     await runner.setup()
@@ -146,10 +151,6 @@ async def serve(config: Config) -> int:
         "serve_started", version=__version__, listen=_bound(runner, config), database=str(services.store.path),
         endpoints=len(services.registry.all()),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
     retention = asyncio.create_task(
         Retention(services.store, services.clock, config.storage.retention).run(), name="tillhook-retention"

@@ -54,6 +54,15 @@ async def test_sigterm_waits_for_the_attempt_in_flight_and_exits_0(
         assert conn.execute("SELECT state, attempts FROM deliveries").fetchall() == [("delivered", 1)]
 
 
+async def test_sigterm_right_after_start_is_a_clean_stop(tmp_path: Path, daemons: Any) -> None:
+    # The handlers are in place before the daemon says it has started, so a service manager
+    # that stops it at once gets a clean exit, not a kill by the default signal action.
+    config = write_config(tmp_path / "tillhook.toml", [])
+    daemon = await daemons(config).start()
+    assert await daemon.terminate() == 0
+    await daemon.wait_log("serve_stopped")
+
+
 async def test_tokens_are_generated_once_and_printed(tmp_path: Path, daemons: Any, http: aiohttp.ClientSession) -> None:
     config = write_config(tmp_path / "tillhook.toml", [], tokens=False)
     code, out, err = await tillhook("tokens", "--config", str(config))
