@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -14,9 +15,16 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(colors=False)
+    factory: Any = structlog.PrintLoggerFactory(file=stream)
+    if as_json:
+        renderer = structlog.processors.JSONRenderer()
+        binary = getattr(stream, "buffer", None)
+        if binary is not None:
+            # Bytes straight from orjson to the binary stream: at hundreds of deliveries a
+            # second, the stdlib encoder and the text layer were a tenth of the daemon's CPU.
+            renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+            factory = structlog.BytesLoggerFactory(file=binary)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -26,7 +34,7 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     # aiohttp and asyncio speak through the standard library; route their warnings to stderr too.
