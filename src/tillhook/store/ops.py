@@ -109,10 +109,12 @@ class BatchApplier:
     # Delivery ids are given here, so that admitted deliveries are known without a read-back;
     # this connection is the only writer. Forgotten after a rollback or any other write.
     _last_delivery_id: int | None = None
+    _synchronous_full: bool = True  # the connection is opened with synchronous = FULL
 
     def __call__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[Any]:
         """One transaction, on the writer thread."""
         results: list[Any] = [None] * len(ops)
+        self._durability(conn, ops)
         conn.execute("BEGIN")
         try:
             # Outcomes first, so a claim in the same batch sees the slots they free.
@@ -139,6 +141,17 @@ class BatchApplier:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def _durability(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
+        """FULL (fsync at commit) for a transaction holding anything acknowledged; NORMAL for
+        attempt outcomes and claims alone. WAL keeps those across a process crash either way,
+        the next FULL commit makes everything before it durable too, and one lost to a power
+        cut means at most a repeated attempt. Skipping their fsync halves the time a freed
+        slot waits before its next delivery."""
+        full = any(isinstance(op, Ingest | Call) for op in ops)
+        if full != self._synchronous_full:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+            self._synchronous_full = full
 
     @staticmethod
     def _call(conn: sqlite3.Connection, op: Call) -> Any:

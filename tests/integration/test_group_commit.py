@@ -1,0 +1,102 @@
+"""Group commit on the writer thread: what queues during a transaction goes into the next one,
+a failed transaction fails only its own waiters, and durability follows what a batch holds."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from tillhook.models import NewEvent
+from tillhook.store import SqliteStore
+from tillhook.store.committer import GroupCommitter
+from tillhook.store.ops import BatchApplier, Claim, Ingest, Record
+
+
+def connector(path):
+    return lambda: sqlite3.connect(path, isolation_level=None)
+
+
+async def test_ops_queued_during_a_transaction_share_the_next_one(tmp_path):
+    inside, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+    threads: set[int] = set()
+
+    def apply(conn, ops):
+        threads.add(threading.get_ident())
+        batches.append(list(ops))
+        if len(batches) == 1:
+            inside.set()
+            release.wait(10)
+        return [op * 10 for op in ops]
+
+    settled_on: list[int] = []
+    committer = GroupCommitter(apply, settle=lambda ops, ok: settled_on.append(threading.get_ident()))
+    await committer.start(connector(tmp_path / "c.db"))
+    first = committer.submit(0)
+    await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+    rest = [committer.submit(n) for n in range(1, 51)]
+    release.set()
+    assert await first == 0
+    assert await asyncio.gather(*rest) == [n * 10 for n in range(1, 51)]
+    assert batches == [[0], list(range(1, 51))]
+    assert threading.get_ident() not in threads  # the transactions ran on the writer thread
+    assert settled_on == [threading.get_ident()] * 2  # and were settled on the event loop
+    assert (committer.transactions, committer.ops_committed) == (2, 51)
+    committer.close()
+    await committer.wait_finished()
+
+
+async def test_a_failed_transaction_fails_its_waiters_and_the_next_one_goes_on(tmp_path):
+    outcomes: list[bool] = []
+
+    def apply(conn, ops):
+        if "bad" in ops:
+            raise sqlite3.OperationalError("database or disk is full")
+        return [f"ok {op}" for op in ops]
+
+    committer = GroupCommitter(apply, settle=lambda ops, ok: outcomes.append(ok))
+    await committer.start(connector(tmp_path / "c.db"))
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await committer.submit("bad")
+    assert await committer.submit("good") == "ok good"
+    assert outcomes == [False, True]
+    committer.close()
+    await committer.wait_finished()
+    with pytest.raises(RuntimeError, match="closed"):
+        committer.submit("late")
+
+
+async def test_a_connection_that_cannot_open_is_raised_at_start(tmp_path):
+    committer: GroupCommitter[int] = GroupCommitter(lambda conn, ops: list(ops))
+    with pytest.raises(sqlite3.OperationalError):
+        await committer.start(connector(tmp_path / "missing" / "c.db"))
+    await committer.wait_finished()
+
+
+async def test_only_transactions_holding_something_acknowledged_wait_for_fsync(tmp_path):
+    db = tmp_path / "t.db"
+    store = SqliteStore(db)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous = FULL")
+    applier = BatchApplier()
+    now = time.time()
+    event = NewEvent(id="msg_1", type="a.b", created_at=now, body=b"{}", idempotency_key=None, endpoint_ids=("ep",))
+
+    def synchronous() -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    applier(conn, [Record([], now), Claim({"ep": 1}, now)])
+    assert synchronous() == 1  # NORMAL: outcomes and claims alone
+    applier(conn, [Record([], now), Ingest([event])])
+    assert synchronous() == 2  # FULL: an acknowledged event is in it
+    assert conn.execute("SELECT state FROM deliveries").fetchall() == [("pending",)]
+    applier(conn, [Claim({"ep": 1}, now)])
+    assert synchronous() == 1
+    assert conn.execute("SELECT state FROM deliveries").fetchall() == [("delivering",)]
+    conn.close()
