@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -23,10 +23,16 @@ _PAIRS = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
 _SHIFTS = range(120, -1, -10)
 
 
+# Ids must be unique, not secret (receivers and the admin API see them; signatures are what
+# protects a delivery), so a generator seeded once from the system's randomness serves: a
+# system call per id was a tenth of the ingest path's CPU.
+_RANDOM = random.Random(os.urandom(32))
+
+
 def new_message_id(now_s: float) -> str:
     """`msg_` and 26 base32 characters: 48 bits of milliseconds, then 80 random bits, so ids
     sort by time of creation."""
-    bits = ((int(now_s * 1000) & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")) << 2
+    bits = ((int(now_s * 1000) & 0xFFFF_FFFF_FFFF) << 80 | _RANDOM.getrandbits(80)) << 2
     return "msg_" + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _SHIFTS])
 
 
@@ -51,27 +57,33 @@ def _has_lone_surrogate(document: Any) -> bool:
 
 
 def _too_deep(document: Any) -> bool:
-    if not isinstance(document, dict | list):
-        return False
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, level = stack.pop()
-        if level > MAX_JSON_DEPTH:
+    # Level by level: one pass over each level's containers, no per-node bookkeeping.
+    level = [document] if type(document) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
             return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, level + 1))
+        below = []
+        for node in level:
+            below += [c for c in (node.values() if type(node) is dict else node) if type(c) in _CONTAINERS]
+        level = below
     return False
 
 
+_CONTAINERS = frozenset((dict, list))  # what the JSON parsers build, exactly these types
+
 # A run of 19 digits may be an integer beyond 64 bits, which orjson would turn into a float.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Every digit becomes "0" and everything else a space, then one substring search: several
+# times faster than a regular expression over a large batch.
+_DIGITS_AS_ZEROS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _loads(raw: bytes) -> Any:
     """orjson for speed; the standard library when orjson refuses the body (to say exactly
     why) or when it holds long numbers (to keep them exact)."""
-    if not _LONG_NUMBER.search(raw):
+    if _LONG_RUN not in raw.translate(_DIGITS_AS_ZEROS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
