@@ -116,7 +116,10 @@ class GroupCommitter(Generic[Op]):
 
     def _tell(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(fn, *args)
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the event loop is closed: nobody is waiting any more
 
     # -- back on the event loop ----------------------------------------------------------
 
