@@ -31,6 +31,5 @@ async def post_events(request: web.Request) -> web.Response:
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():
         services.metrics.events_ingested.labels(event_type).inc(n)
-    replies = [a.model_dump() for a in accepted]
-    body = orjson.dumps(replies if batch else replies[0])
+    body = orjson.dumps(accepted if batch else accepted[0])
     return web.Response(body=body, status=202, content_type="application/json")
