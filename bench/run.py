@@ -107,19 +107,12 @@ def memory_mb(pid: int) -> dict[str, float | None]:
 
 def claim_statement(endpoint_ids: list[str], per_endpoint: int, now_s: float) -> tuple[str, list[Any]]:
     """The SQL and parameters of the daemon's own claim (store/ops.py `_claim_some`), taken
-    by running that code against a stand-in connection, so a change to it is measured. The
-    stand-in answers both shapes the store has had: aiosqlite's awaited execute_fetchall on
-    the applier's connection, and a plain sqlite3 connection passed in."""
-    import inspect
-
+    by running that code against a stand-in connection, so a change to it is measured."""
     from tillhook.store.ops import BatchApplier
 
     captured: list[tuple[str, list[Any]]] = []
 
     class Capture:
-        def __init__(self, sql: str = "") -> None:
-            self.sql = sql
-
         def execute(self, sql: str, params: Any = ()) -> Capture:
             captured.append((sql, list(params)))
             return self
@@ -127,17 +120,8 @@ def claim_statement(endpoint_ids: list[str], per_endpoint: int, now_s: float) ->
         def fetchall(self) -> list[Any]:
             return []  # no rows: the body look-up that follows is skipped
 
-        async def execute_fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-            return self.execute(sql, params).fetchall()
-
     wanted = [(e, per_endpoint) for e in endpoint_ids]
-    claim_some = BatchApplier._claim_some
-    if "conn" in inspect.signature(claim_some).parameters:
-        result = claim_some(Capture(), wanted, frozenset(), now_s)
-    else:
-        result = claim_some(BatchApplier(Capture()), wanted, frozenset(), now_s)  # type: ignore[arg-type]
-    if inspect.isawaitable(result):
-        asyncio.run(result)  # type: ignore[arg-type]
+    BatchApplier._claim_some(Capture(), wanted, frozenset(), now_s)  # type: ignore[arg-type]
     if len(captured) != 1 or not captured[0][0].lstrip().upper().startswith("UPDATE"):
         raise RuntimeError(f"the claim code issued {len(captured)} statements, not one UPDATE")
     return captured[0]
