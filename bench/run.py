@@ -32,7 +32,6 @@ the table into bench/README.md; --quick is a smoke check that only prints it (un
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import datetime
 import itertools

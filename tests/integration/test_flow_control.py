@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 from tests.integration.conftest import ADMIN_TOKEN, make_config
-from tests.support import PeakInFlight, status
+from tests.support import PeakInFlight
 
 
 async def get(h, path: str):
