@@ -3,6 +3,8 @@ things happen; gauges that mirror the database are refreshed at each scrape."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # An attempt takes from a millisecond on the LAN to delivery.timeout.
@@ -42,10 +44,18 @@ class Metrics:
         self.database_size = Gauge(
             "tillhook_database_size_bytes", "The database file and its write-ahead log", registry=r
         )
+        self._attempt_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def attempted(self, endpoint: str, outcome: str, duration_s: float) -> None:
-        self.attempts.labels(endpoint, outcome).inc()
-        self.attempt_duration.labels(endpoint).observe(duration_s)
+        # The labelled children are kept: looking them up costs more than the update itself,
+        # once per attempt.
+        children = self._attempt_children.get((endpoint, outcome))
+        if children is None:
+            children = self._attempt_children[(endpoint, outcome)] = (
+                self.attempts.labels(endpoint, outcome), self.attempt_duration.labels(endpoint)
+            )
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def committed(self, ops: int) -> None:
         self.commit_batch.observe(ops)
