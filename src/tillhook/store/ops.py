@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
-from tillhook.store.sql_util import in_chunks, placeholders
+from tillhook.store.sql_util import in_chunks, placeholders, rows_at_once
+
+# One statement for a whole batch of outcomes: (state, next_attempt_at, first_attempt_at,
+# started_at, status, error, now, delivery id) per row.
+_WRITE_OUTCOMES = (
+    "UPDATE deliveries SET state = v.column1, attempts = attempts + 1, next_attempt_at = v.column2,"
+    " first_attempt_at = coalesce(first_attempt_at, v.column3), last_attempt_at = v.column4,"
+    " last_status = v.column5, last_error = v.column6, updated_at = v.column7"
+    " FROM (VALUES {rows}) AS v WHERE deliveries.id = v.column8 AND deliveries.state = 'delivering'"
+)
 
 # SQLite caps compound SELECTs at 500 terms.
 _MAX_ENDPOINTS_PER_CLAIM = 200
@@ -201,17 +210,15 @@ class BatchApplier:
                     AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False)
                 )
             replies.append(reply)
-        if event_rows:
-            conn.executemany(
-                "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                event_rows,
-            )
-        if delivery_rows:
-            conn.executemany(
-                "INSERT INTO deliveries (id, event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                delivery_rows,
-            )
+        rows_at_once(
+            conn, "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES {rows}", event_rows
+        )
+        rows_at_once(
+            conn,
+            "INSERT INTO deliveries (id, event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
+            " VALUES {rows}",
+            delivery_rows,
+        )
         self._last_delivery_id = next_id - 1
         return replies
 
@@ -253,17 +260,13 @@ class BatchApplier:
                 if rec.release_backlog_at is not None:
                     t = rec.release_backlog_at
                     releases.append((t, op.now, rec.endpoint_id, t))
-        conn.executemany(
+        rows_at_once(
+            conn,
             "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES {rows}",
             attempts,
         )
-        conn.executemany(
-            "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
-            " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?, last_status = ?,"
-            " last_error = ?, updated_at = ? WHERE id = ? AND state = 'delivering'",
-            updates,
-        )
+        rows_at_once(conn, _WRITE_OUTCOMES, updates)
         if disables:
             conn.executemany(
                 "UPDATE endpoints SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?", disables
