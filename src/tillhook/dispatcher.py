@@ -50,7 +50,6 @@ class Dispatcher:
         self.health: defaultdict[str, EndpointHealth] = defaultdict(EndpointHealth)
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._attempts: set[asyncio.Task[None]] = set()
-        self._recording: set[asyncio.Future[None]] = set()
         self._buckets: dict[str, TokenBucket] = {}
         self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
@@ -131,8 +130,6 @@ class Dispatcher:
             if unfinished:
                 await asyncio.wait(unfinished)
                 log.warning("attempts_cancelled", count=len(unfinished), reason="shutdown_grace ran out")
-        if self._recording:
-            await asyncio.wait(set(self._recording))
         try:
             if self._unrecorded:
                 await self._flush_unrecorded()
@@ -143,8 +140,8 @@ class Dispatcher:
 
     async def wait_idle(self) -> None:
         """Until every attempt started so far has finished and been recorded (for tests)."""
-        while self._attempts or self._recording:
-            await asyncio.wait(set(self._attempts) | set(self._recording))
+        while self._attempts:
+            await asyncio.wait(set(self._attempts))
 
     @property
     def in_flight(self) -> int:
@@ -269,10 +266,9 @@ class Dispatcher:
         reserved = self._reserve_next(endpoint.id)
         if not reserved and endpoint.id in self._maybe_due:
             self._wakeup.set()
-        # A task of its own, tracked until written, so a cancel at shutdown cannot lose it.
-        recording = asyncio.ensure_future(self._record(record, endpoint.id, reserved))
-        self._recording.add(recording)
-        recording.add_done_callback(self._recording.discard)
+        # In this task: stop() waits for the outcome as for the attempt, and a cancel once
+        # the outcome is queued cannot lose it (the writer commits what it was given).
+        await self._record(record, endpoint.id, reserved)
 
     def _reserve_next(self, endpoint_id: str) -> int:
         """Keep the endpoint's free slots (the one just freed among them) for its next due
