@@ -53,7 +53,7 @@ class Ingest:
         """On the event loop, as the op is queued: take slots for the deliveries that can start."""
         if self.admission is not None:
             take = self.admission.take
-            self.admitted = [[take(endpoint_id) for endpoint_id in e.endpoint_ids] for e in self.events]
+            self.admitted = [[take(ep) for ep in e.endpoint_ids] if e.endpoint_ids else [] for e in self.events]
 
     def reserved(self) -> list[str]:
         if self.admitted is None:
