@@ -24,6 +24,8 @@ from tillhook.store import SqliteStore
 log = structlog.get_logger("tillhook.dispatcher")
 
 TICK_S = 1.0
+# How long a stop waits for queued outcomes to be written, beyond shutdown_grace.
+OUTCOME_WRITE_S = 5.0
 
 
 class Dispatcher:
@@ -50,6 +52,9 @@ class Dispatcher:
         self.health: defaultdict[str, EndpointHealth] = defaultdict(EndpointHealth)
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._attempts: set[asyncio.Task[None]] = set()
+        self._writing = 0  # outcomes queued for the store and not yet written
+        self._written = asyncio.Event()  # set whenever none is
+        self._written.set()
         self._buckets: dict[str, TokenBucket] = {}
         self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
@@ -131,6 +136,10 @@ class Dispatcher:
                 await asyncio.wait(unfinished)
                 log.warning("attempts_cancelled", count=len(unfinished), reason="shutdown_grace ran out")
         try:
+            await asyncio.wait_for(self._written.wait(), grace_s + OUTCOME_WRITE_S)
+        except TimeoutError:
+            log.error("outcomes_unwritten", count=self._writing, reason="the store did not answer")
+        try:
             if self._unrecorded:
                 await self._flush_unrecorded()
             await self._store.requeue_in_flight(self._clock.now())
@@ -140,8 +149,10 @@ class Dispatcher:
 
     async def wait_idle(self) -> None:
         """Until every attempt started so far has finished and been recorded (for tests)."""
-        while self._attempts:
-            await asyncio.wait(set(self._attempts))
+        while self._attempts or self._writing:
+            if self._attempts:
+                await asyncio.wait(set(self._attempts))
+            await self._written.wait()
 
     @property
     def in_flight(self) -> int:
@@ -238,13 +249,15 @@ class Dispatcher:
         self._in_flight[delivery.endpoint_id] += 1
         self._launch(delivery)
 
-    def _launch(self, delivery: ClaimedDelivery) -> None:
-        """Run the attempt of a delivery whose slot is already counted."""
+    def _launch(self, delivery: ClaimedDelivery, probe: bool | None = None) -> None:
+        """Run the attempt of a delivery whose slot is already counted. `probe`: whether its
+        slot was the back-off's one probe (by default: whether the endpoint backs off now)."""
         endpoint = self._registry.get(delivery.endpoint_id)
         if endpoint is None:  # deleted meanwhile; the row stays `delivering` until the next start
             self._in_flight[delivery.endpoint_id] -= 1
             return
-        probe = self.health[endpoint.id].backing_off
+        if probe is None:
+            probe = self.health[endpoint.id].backing_off
         self.launched += 1
         task = asyncio.create_task(self._attempt(endpoint, delivery, probe), name=f"tillhook-attempt-{delivery.id}")
         self._attempts.add(task)
@@ -266,9 +279,7 @@ class Dispatcher:
         reserved = self._reserve_next(endpoint.id)
         if not reserved and endpoint.id in self._maybe_due:
             self._wakeup.set()
-        # In this task: stop() waits for the outcome as for the attempt, and a cancel once
-        # the outcome is queued cannot lose it (the writer commits what it was given).
-        await self._record(record, endpoint.id, reserved)
+        self._record(record, endpoint.id, reserved)
 
     def _reserve_next(self, endpoint_id: str) -> int:
         """Keep the endpoint's free slots (the one just freed among them) for its next due
@@ -300,15 +311,43 @@ class Dispatcher:
         if bucket is not None:
             bucket.tokens += n
 
-    async def _record(self, record: AttemptRecord, endpoint_id: str, reserved: int = 0) -> None:
+    def _record(self, record: AttemptRecord, endpoint_id: str, reserved: int = 0) -> None:
+        """Queue the outcome (and the claim of the next deliveries for `reserved` slots) and
+        return: what was claimed starts from the writer's report, without a task having to
+        wake up for it first. Once queued, an outcome is written even during a stop."""
         endpoint = self._registry.get(endpoint_id) if reserved else None
         quota = {endpoint_id: reserved} if reserved else None
         ordered = frozenset([endpoint_id]) if endpoint is not None and endpoint.ordered else frozenset()
+        # Slots kept now, before a back-off that a failure finishing meanwhile may start, are
+        # not its probe: like attempts under way then, their failures do not stretch its wait.
+        probing = self.health[endpoint_id].backing_off
+
+        def written(claimed: list[ClaimedDelivery] | None, error: StoreUnavailable | None) -> None:
+            self._writing -= 1
+            if not self._writing:
+                self._written.set()
+            self._recorded(record, endpoint_id, reserved, claimed, error, probing)
+
         try:
-            claimed = await self._store.record_attempts([record], self._clock.now(), quota, ordered)
+            self._store.record_attempts_soon([record], self._clock.now(), quota, ordered, written)
         except StoreUnavailable as exc:
+            self._recorded(record, endpoint_id, reserved, None, exc, probing)
+            return
+        self._writing += 1
+        self._written.clear()
+
+    def _recorded(
+        self,
+        record: AttemptRecord,
+        endpoint_id: str,
+        reserved: int,
+        claimed: list[ClaimedDelivery] | None,
+        error: StoreUnavailable | None,
+        probing: bool,
+    ) -> None:
+        if claimed is None:
             # The delivery stays `delivering` (never claimed twice) until the outcome is written.
-            log.error("storage_unavailable", error=exc.message, delivery_id=record.delivery_id)
+            log.error("storage_unavailable", error=error.message if error else "?", delivery_id=record.delivery_id)
             self._unrecorded.append(record)
             self._release(endpoint_id, reserved)
             return
@@ -322,7 +361,7 @@ class Dispatcher:
         if len(claimed) < reserved:
             self._maybe_due.discard(endpoint_id)  # drained for now; a wake or tick brings it back
         for delivery in claimed:
-            self._launch(delivery)
+            self._launch(delivery, probing)
 
     async def _flush_unrecorded(self) -> None:
         records, self._unrecorded = self._unrecorded, []

@@ -251,6 +251,11 @@ async def test_refilling_slots_does_not_starve_other_endpoints_under_the_global_
     await post_many(h, 20, "b.sale")
     release.set()
     await receiver.wait_count(40)
-    order = [r.path[-1] for r in receiver.received[4:]]
-    # b gets its fair half of the slots while a still has work.
-    assert order[:20].count("b") >= 8, order
+    order = "".join(r.path[-1] for r in receiver.received[4:])
+    # b does not wait for a's backlog (16 more), and gets its fair half of the slots while a
+    # still has work. The slots a held when b's events came in are given back a few at a
+    # time, so a few more of a's may go first.
+    first_b, last_a = order.index("b"), order.rindex("a")
+    assert first_b <= 10, order
+    both = order[first_b : last_a + 1]
+    assert both.count("b") >= len(both) // 3, order

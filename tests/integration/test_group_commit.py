@@ -34,7 +34,7 @@ async def test_ops_queued_during_a_transaction_share_the_next_one(tmp_path):
         return [op * 10 for op in ops]
 
     settled_on: list[int] = []
-    committer = GroupCommitter(apply, settle=lambda ops, ok: settled_on.append(threading.get_ident()))
+    committer = GroupCommitter(apply, settle=lambda ops, error: settled_on.append(threading.get_ident()))
     await committer.start(connector(tmp_path / "c.db"))
     first = committer.submit(0)
     await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
@@ -58,7 +58,7 @@ async def test_a_failed_transaction_fails_its_waiters_and_the_next_one_goes_on(t
             raise sqlite3.OperationalError("database or disk is full")
         return [f"ok {op}" for op in ops]
 
-    committer = GroupCommitter(apply, settle=lambda ops, ok: outcomes.append(ok))
+    committer = GroupCommitter(apply, settle=lambda ops, error: outcomes.append(error is None))
     await committer.start(connector(tmp_path / "c.db"))
     with pytest.raises(sqlite3.OperationalError, match="full"):
         await committer.submit("bad")

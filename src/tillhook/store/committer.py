@@ -20,20 +20,20 @@ Op = TypeVar("Op")
 
 MAX_OPS_PER_TRANSACTION = 512
 
-_Item = tuple[Op, "asyncio.Future[Any]"]
+_Item = tuple[Op, "asyncio.Future[Any] | None"]
 
 
 class GroupCommitter(Generic[Op]):
     def __init__(
         self,
         apply_batch: Callable[[sqlite3.Connection, Sequence[Op]], list[Any]],
-        settle: Callable[[Sequence[Op], bool], None] | None = None,
+        settle: Callable[[Sequence[Op], Exception | None], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         """`apply_batch(conn, ops)` runs one transaction on the writer thread and returns a
         result per op (an exception instance fails that op alone); if it raises, nothing of
-        the batch was written. `settle(ops, committed)` runs on the event loop after each
-        batch, before any of its waiters resumes."""
+        the batch was written. `settle(ops, error)` runs on the event loop after each batch
+        (error None once it is committed), before any of its waiters resumes."""
         self._apply_batch = apply_batch
         self._settle = settle
         self._on_commit = on_commit
@@ -59,6 +59,12 @@ class GroupCommitter(Generic[Op]):
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put((op, future))
         return future
+
+    def submit_nowait(self, op: Op) -> None:
+        """Queue `op` with nobody waiting on it: `settle` is all that hears of its batch."""
+        if self._closed or self._loop is None:
+            raise RuntimeError("the store is closed")
+        self._queue.put((op, None))
 
     async def wait_finished(self) -> None:
         """Until the writer thread ends: after close(), or when it dies (then raises why)."""
@@ -124,11 +130,16 @@ class GroupCommitter(Generic[Op]):
     # -- back on the event loop ----------------------------------------------------------
 
     def _finish(self, batch: list[_Item[Op]], results: list[Any] | None, error: Exception | None) -> None:
-        if self._settle is not None:
-            self._settle([op for op, _ in batch], error is None)
+        try:
+            if self._settle is not None:
+                self._settle([op for op, _ in batch], error)
+        finally:
+            self._resolve(batch, results, error)
+
+    def _resolve(self, batch: list[_Item[Op]], results: list[Any] | None, error: Exception | None) -> None:
         if error is not None or results is None:
             for _, future in batch:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(error or RuntimeError("the write was lost"))
             return
         self.transactions += 1
@@ -136,7 +147,7 @@ class GroupCommitter(Generic[Op]):
         if self._on_commit is not None:
             self._on_commit(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
+            if future is None or future.done():
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)

@@ -73,6 +73,10 @@ class Record:
     # Claimed in the same transaction once the outcomes are written: the next deliveries
     # for the slots those attempts freed, so a busy endpoint never waits a transaction more.
     then_claim: Claim | None = None
+    # Told on the event loop, as soon as the batch is over, what was claimed (None and the
+    # error when the transaction failed): no task has to wake up first to start them.
+    on_done: Callable[[list[ClaimedDelivery] | None, Exception | None], None] | None = None
+    claimed: list[ClaimedDelivery] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -99,13 +103,15 @@ class _Seen:
     deliveries: int
 
 
-def settle(ops: Sequence[WriteOp], committed: bool) -> None:
-    """On the event loop once a batch is over: start the admitted deliveries, or give their
-    slots back."""
+def settle(ops: Sequence[WriteOp], error: Exception | None) -> None:
+    """On the event loop once a batch is over: start the admitted and claimed deliveries, or
+    give their slots back."""
     for op in ops:
+        if isinstance(op, Record) and op.on_done is not None:
+            op.on_done(None if error else op.claimed, error)
         if not isinstance(op, Ingest) or op.admission is None:
             continue
-        if not committed:
+        if error is not None:
             op.admission.aborted(op.reserved())
             continue
         if op.unused:
@@ -139,6 +145,8 @@ class BatchApplier:
             claims += [(i, op.then_claim) for i, op in enumerate(ops) if isinstance(op, Record) and op.then_claim]
             for index, claimed in self._claim_together(conn, claims):
                 results[index] = claimed
+                if isinstance(ops[index], Record):
+                    ops[index].claimed = claimed
             conn.execute("COMMIT")
         except BaseException:
             self._last_delivery_id = None

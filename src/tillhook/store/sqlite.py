@@ -133,7 +133,7 @@ class SqliteStore(AdminVerbs):
         try:
             future = self._committer.submit(op)
         except RuntimeError:
-            settle([op], committed=False)
+            settle([op], StoreUnavailable("the store is closing"))
             raise StoreUnavailable("the store is closing") from None
         try:
             return await future
@@ -193,6 +193,34 @@ class SqliteStore(AdminVerbs):
         claim = Claim(then_claim, now, ordered) if then_claim else None
         claimed: list[ClaimedDelivery] | None = await self._write(Record(records, now, claim))
         return claimed or []
+
+    def record_attempts_soon(
+        self,
+        records: Sequence[AttemptRecord],
+        now: float,
+        then_claim: dict[str, int] | None,
+        ordered: frozenset[str],
+        on_done: Callable[[list[ClaimedDelivery] | None, StoreUnavailable | None], None],
+    ) -> None:
+        """As record_attempts, without waiting: `on_done(claimed, None)` runs on the event loop
+        as soon as the transaction is committed, or `on_done(None, why)` if it failed. Once
+        queued, the outcomes are written even if the daemon is stopping."""
+        if self._committer is None:
+            raise StoreUnavailable("the store is not open")
+
+        def done(claimed: list[ClaimedDelivery] | None, error: Exception | None) -> None:
+            if error is None:
+                on_done(claimed or [], None)
+            elif isinstance(error, sqlite3.Error):
+                on_done(None, StoreUnavailable(describe_sqlite_error(error)))
+            else:
+                on_done(None, StoreUnavailable(str(error)))
+
+        claim = Claim(then_claim, now, ordered) if then_claim else None
+        try:
+            self._committer.submit_nowait(Record(records, now, claim, on_done=done))
+        except RuntimeError:
+            raise StoreUnavailable("the store is closing") from None
 
     async def requeue_in_flight(self, now: float) -> int:
         """Deliveries left `delivering` by a crash go back to `pending`, due now."""
