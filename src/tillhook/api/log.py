@@ -113,9 +113,8 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     delivery_id = _delivery_id(request)
-    endpoint_id = await services.store.retry_delivery(delivery_id, services.clock.now())
+    endpoint_id, row = await services.store.retry_delivery(delivery_id, services.clock.now())
     services.dispatcher.wake([endpoint_id])
-    row = await services.store.get_delivery(delivery_id)
     return web.json_response(delivery_out(row).model_dump(mode="json"), status=202)
 
 

@@ -66,9 +66,18 @@ class AdminVerbs:
         count: int = await self.call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
         return count
 
-    async def retry_delivery(self, delivery_id: int, now: float) -> str:
-        endpoint_id: str = await self.call(lambda conn: admin_sql.retry_delivery(conn, delivery_id, now))
-        return endpoint_id
+    async def retry_delivery(self, delivery_id: int, now: float) -> tuple[str, dict[str, Any]]:
+        """Due now, whatever its state. Returns its endpoint's id and the delivery as the
+        retry left it (read in the same transaction: the dispatcher may send it at once)."""
+
+        def retry(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+            endpoint_id = admin_sql.retry_delivery(conn, delivery_id, now)
+            cursor = conn.execute(*log_sql.delivery_query(delivery_id))
+            names = [d[0] for d in cursor.description]
+            return endpoint_id, dict(zip(names, cursor.fetchone(), strict=True))
+
+        retried: tuple[str, dict[str, Any]] = await self.call(retry)
+        return retried
 
     # -- the log -------------------------------------------------------------------------
 
