@@ -15,10 +15,11 @@ from tillhook.delivery import Deliverer
 from tillhook.errors import StoreUnavailable
 from tillhook.health import EndpointHealth
 from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.outcomes import judge
 from tillhook.ratelimit import TokenBucket
 from tillhook.slots import share
 from tillhook.registry import EndpointRegistry
-from tillhook.retry import RetryPolicy, Verdict
+from tillhook.retry import RetryPolicy
 from tillhook.store import SqliteStore
 
 log = structlog.get_logger("tillhook.dispatcher")
@@ -374,57 +375,15 @@ class Dispatcher:
     def _decide(
         self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult, probe: bool
     ) -> AttemptRecord:
-        now = self._clock.now()
-        attempt_no = delivery.attempts + 1
-        first_at = delivery.first_attempt_at or result.started_at
-        decision = self._policy.decide(result, attempt_no, first_at, now, self._rand)
-        health = self.health[endpoint.id]
-        about = {
-            "event_id": delivery.event_id, "endpoint": endpoint.name, "delivery_id": delivery.id,
-            "attempt": attempt_no, "status": result.status, "duration_ms": round(result.duration_ms, 1),
-        }
-        state, disable, release = DeliveryState.PENDING, None, None
-        if decision.verdict is Verdict.DELIVERED:
-            state = DeliveryState.DELIVERED
-            # Every attempt is in the delivery log; a line per success would cost a tenth of
-            # the CPU at hundreds a second and drown the lines that need a reader.
-            log.debug("delivery_succeeded", **about)
-            if health.succeeded(now):
-                release = now
-                log.info("endpoint_recovered", endpoint=endpoint.name)
-        elif decision.verdict is Verdict.GONE:
-            disable = f"the receiver answered 410 Gone at attempt {attempt_no}"
-            self._registry.disable(endpoint.id, disable)
-            log.warning("endpoint_gone", **about, reason=disable)
-        else:
-            reason = result.error or f"HTTP {result.status}"
-            if health.failed(now, reason, self._policy, probe=probe):
-                log.warning("endpoint_backing_off", endpoint=endpoint.name, failures=health.consecutive_failures)
-            if decision.verdict is Verdict.FAILED:
-                state = DeliveryState.FAILED
-                log.error("delivery_failed", **about, error=result.error)
-            else:
-                log.info(
-                    "delivery_retry_scheduled", **about, error=result.error, next_attempt_at=decision.next_attempt_at
-                )
-                self._note_retry(decision.next_attempt_at)
-                if result.retry_after_s is not None and result.status in (429, 503) and decision.next_attempt_at:
-                    # The receiver asked for a pause: nothing goes to it until then.
-                    health.paused_until = max(health.paused_until, decision.next_attempt_at)
-                    log.warning("endpoint_paused", endpoint=endpoint.name, until=decision.next_attempt_at)
+        record = judge(endpoint, delivery, result, probe, self._policy, self.health[endpoint.id],
+                       self._clock.now(), self._rand)
+        if record.disable_endpoint is not None:
+            self._registry.disable(endpoint.id, record.disable_endpoint)
+        elif record.state is DeliveryState.PENDING:
+            self._note_retry(record.next_attempt_at)
         if self.on_attempt is not None:
-            self.on_attempt(endpoint.name, decision.verdict.value, result.duration_ms / 1000)
-        return AttemptRecord(
-            delivery_id=delivery.id,
-            endpoint_id=endpoint.id,
-            result=result,
-            state=state,
-            next_attempt_at=decision.next_attempt_at,
-            first_attempt_at=first_at,
-            outcome=decision.verdict.value,
-            disable_endpoint=disable,
-            release_backlog_at=release,
-        )
+            self.on_attempt(endpoint.name, record.outcome, result.duration_ms / 1000)
+        return record
 
     def _note_retry(self, at: float | None) -> None:
         if at is not None and (self._next_retry_at is None or at < self._next_retry_at):
