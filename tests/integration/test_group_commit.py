@@ -13,7 +13,7 @@ import pytest
 from tillhook.models import NewEvent
 from tillhook.store import SqliteStore
 from tillhook.store.committer import GroupCommitter
-from tillhook.store.ops import BatchApplier, Claim, Ingest, Record
+from tillhook.store.ops import BatchApplier, Claim, Ingest, Record, settle
 
 
 def connector(path):
@@ -100,3 +100,33 @@ async def test_only_transactions_holding_something_acknowledged_wait_for_fsync(t
     assert synchronous() == 1
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("delivering",)]
     conn.close()
+
+
+def test_a_failing_callback_does_not_strand_the_other_ops_of_its_batch():
+    class Slots:
+        def __init__(self):
+            self.started, self.given_back = [], []
+
+        def take(self, endpoint_id):
+            return True
+
+        def committed(self, started, queued):
+            self.started.extend(started)
+
+        def aborted(self, endpoint_ids):
+            self.given_back.extend(endpoint_ids)
+
+    def broken(claimed, error):
+        raise RuntimeError("a bug in the caller")
+
+    slots = Slots()
+    event = NewEvent(id="msg_1", type="a.b", created_at=0.0, body=b"{}", idempotency_key=None, endpoint_ids=("ep",))
+    ingest = Ingest([event], slots)
+    ingest.reserve()
+    ingest.started.append("the admitted delivery")
+    with pytest.raises(RuntimeError, match="a bug"):
+        settle([Record([], 0.0, on_done=broken), ingest], None)
+    assert slots.started == ["the admitted delivery"]  # settled all the same
+    with pytest.raises(RuntimeError, match="a bug"):
+        settle([Record([], 0.0, on_done=broken), ingest], sqlite3.OperationalError("disk I/O error"))
+    assert slots.given_back == ["ep"]

@@ -105,18 +105,29 @@ class _Seen:
 
 def settle(ops: Sequence[WriteOp], error: Exception | None) -> None:
     """On the event loop once a batch is over: start the admitted and claimed deliveries, or
-    give their slots back."""
+    give their slots back. Every op is settled even if a callback fails on one of them (the
+    first failure is raised afterwards): the others' slots must not be stranded."""
+    failures: list[Exception] = []
     for op in ops:
-        if isinstance(op, Record) and op.on_done is not None:
-            op.on_done(None if error else op.claimed, error)
-        if not isinstance(op, Ingest) or op.admission is None:
-            continue
-        if error is not None:
-            op.admission.aborted(op.reserved())
-            continue
-        if op.unused:
-            op.admission.aborted(op.unused)
-        op.admission.committed(op.started, op.queued)
+        try:
+            _settle_one(op, error)
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def _settle_one(op: WriteOp, error: Exception | None) -> None:
+    if isinstance(op, Record) and op.on_done is not None:
+        op.on_done(None if error else op.claimed, error)
+    if not isinstance(op, Ingest) or op.admission is None:
+        return
+    if error is not None:
+        op.admission.aborted(op.reserved())
+        return
+    if op.unused:
+        op.admission.aborted(op.unused)
+    op.admission.committed(op.started, op.queued)
 
 
 @dataclass(slots=True)
