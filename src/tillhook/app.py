@@ -92,9 +92,15 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         auth.ingest_token.get_secret_value() if auth.ingest_token else None,
         auth.admin_token.get_secret_value() if auth.admin_token else None,
     )
-    removed = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
-    for name in removed:
-        log.warning("endpoint_removed_from_config", endpoint=name, action="disabled; its pending deliveries are kept")
+    applied = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
+    for name in applied.removed:
+        log.warning(
+            "endpoint_removed_from_config", endpoint=name,
+            action="no new deliveries; its pending ones are held until it is back in the file",
+        )
+    for name, enabled, released in applied.restored:
+        action = f"enabled again; {released} held deliveries go out" if enabled else "still disabled, as before it was taken out"
+        log.info("endpoint_restored_from_config", endpoint=name, released=released, action=action)
     registry = EndpointRegistry(await store.list_endpoints())
     delivery = config.delivery
     policy = AddressPolicy(delivery.allow_networks)

@@ -241,11 +241,22 @@ def _print_status(data: dict[str, Any]) -> None:
     print(f"backlog {data['backlog']}, in flight {data['in_flight']}"
           + (f", oldest pending {oldest:.0f}s" if oldest is not None else ""))
     print()
+    def why(e: dict[str, Any]) -> str | None:
+        if e["state"] == "disabled":
+            return f"disabled: {e['disabled_reason'] or 'no reason recorded'}"
+        if e["state"] == "paused":
+            return f"paused until {e['paused_until']}"
+        if e["state"] == "backing_off":
+            return f"backing off, next probe {e['next_probe_at']}"
+        return None
+
     rows = [
-        e | {"success_1h": "-" if e["success_rate_last_hour"] is None else f"{e['success_rate_last_hour']:.0%}"}
+        e | {"success_1h": "-" if e["success_rate_last_hour"] is None else f"{e['success_rate_last_hour']:.0%}",
+             "why": why(e)}
         for e in data["endpoints"]
     ]
-    _table(rows, ("name", "state", "in_flight", "pending", "success_1h", "last_success_at", "last_failure_reason"))
+    _table(rows, ("name", "state", "held", "in_flight", "pending", "success_1h", "last_success_at", "why",
+                  "last_failure_reason"))
 
 
 def _print_deliveries(data: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ class Metrics:
         )
         self.in_flight = Gauge("tillhook_in_flight", "Attempts under way, by endpoint", ["endpoint"], registry=r)
         self.endpoint_state = Gauge(
-            "tillhook_endpoint_state", "1 for the endpoint's current state: healthy, backing_off or disabled",
+            "tillhook_endpoint_state", "1 for the endpoint's current state: healthy, backing_off, paused or disabled",
             ["endpoint", "state"], registry=r,
         )
         self.database_size = Gauge(

@@ -115,6 +115,7 @@ class Endpoint:
     enabled: bool = True
     disabled_reason: str | None = None
     config_managed: bool = False
+    removed_from_config: bool = False  # taken out of the file: no new deliveries, its own are held
 
 
 @dataclass(frozen=True, slots=True)

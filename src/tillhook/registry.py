@@ -47,9 +47,12 @@ class EndpointRegistry:
         return [e for e in self._by_id.values() if e.enabled]
 
     def subscribers(self, event_type: str) -> tuple[str, ...]:
-        """Ids of the enabled endpoints whose patterns match; cached per type."""
+        """Ids of the endpoints whose patterns match, disabled ones too (theirs are held until
+        they are enabled), but none taken out of the config file; cached per type."""
         found = self._subscribers.get(event_type)
         if found is None:
-            found = tuple(e.id for e in self._by_id.values() if e.enabled and subscribes(e.events, event_type))
+            found = tuple(
+                e.id for e in self._by_id.values() if not e.removed_from_config and subscribes(e.events, event_type)
+            )
             self._subscribers[event_type] = found
         return found

@@ -144,20 +144,20 @@ async def test_delete_cancels_pending_deliveries_and_keeps_them_in_the_log(admin
     await create(h, receiver.url)  # the name is free again
 
 
-async def test_disable_pauses_and_enable_resumes(admin):
+async def test_disable_holds_and_enable_resumes(admin):
     h, receiver = admin
-    await create(h, receiver.url)
+    await create(h, receiver.url, max_in_flight=1)
     waiting = await post(h)
     code, disabled = await api(h, "POST", "/v1/endpoints/shop/disable")
     assert code == 200 and disabled["state"] == "disabled" and disabled["enabled"] is False
     code, reply, _ = await h.post_events({"type": "sale.completed", "data": {}})
-    assert reply["deliveries"] == 0  # no new deliveries while disabled
+    assert reply["deliveries"] == 1  # held while disabled, not dropped
     assert await h.step() == 0 and receiver.received == []
     assert (await api(h, "POST", "/v1/endpoints/shop/test"))[0] == 409
     code, enabled = await api(h, "POST", "/v1/endpoints/shop/enable")
     assert code == 200 and enabled["state"] == "healthy" and enabled["disabled_reason"] is None
-    assert await h.step() == 1
-    assert receiver.event_ids() == [waiting]
+    assert await h.step() == 2
+    assert receiver.event_ids() == [waiting, reply["id"]]
 
 
 async def test_rotation_signs_with_both_secrets_during_the_grace_period_only(admin, receivers):

@@ -115,9 +115,9 @@ async def test_410_disables_the_endpoint_and_keeps_its_deliveries(setup):
     assert not stored.enabled  # survives a restart
     row = await delivery_of(h, first)
     assert row["state"] == "pending"
-    # A disabled endpoint gets no new deliveries and its pending ones wait.
+    # A disabled endpoint still gets a delivery for each new event; all of them wait.
     code, reply, _ = await h.post_events({"type": "transaction.completed", "data": {}})
-    assert code == 202 and reply["deliveries"] == 0
+    assert code == 202 and reply["deliveries"] == 1
     assert await h.step(advance_s=3600) == 0
     assert len(receiver.received) == 1
 

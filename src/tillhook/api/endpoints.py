@@ -22,14 +22,24 @@ from tillhook.api.state import SERVICES, Services
 from tillhook.config import parse_duration
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
+from tillhook.health import EndpointHealth
 from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
+    return state_of(endpoint, services.dispatcher.health.get(endpoint.id), services.clock.now())
+
+
+def state_of(endpoint: Endpoint, health: EndpointHealth | None, now: float) -> EndpointState:
+    """What holds the endpoint back first: disabled > paused (the receiver asked for a wait)
+    > backing_off > healthy."""
     if not endpoint.enabled:
         return "disabled"
-    health = services.dispatcher.health.get(endpoint.id)
-    return "backing_off" if health is not None and health.backing_off else "healthy"
+    if health is None:
+        return "healthy"
+    if health.paused_until > now:
+        return "paused"
+    return "backing_off" if health.backing_off else "healthy"
 
 
 def endpoint_out(services: Services, endpoint: Endpoint) -> EndpointOut:

@@ -28,12 +28,21 @@ def _time(value: float | None) -> str | None:
     return None if value is None else format_time(value)
 
 
+def held_reason(row: dict[str, Any]) -> str | None:
+    """Why a pending delivery is not being tried: its endpoint is off (disabled, or out of the
+    config file) and holds it until it is enabled again."""
+    if row["state"] != "pending" or row["endpoint_enabled"] is None or row["endpoint_enabled"]:
+        return None
+    return f"endpoint {row['endpoint']} is disabled: {row['endpoint_disabled_reason'] or 'no reason recorded'}"
+
+
 def delivery_out(row: dict[str, Any]) -> DeliveryOut:
     return DeliveryOut(
         id=row["id"], event_id=row["event_id"], event_type=row["event_type"], endpoint_id=row["endpoint_id"],
         endpoint=row["endpoint"], state=row["state"], attempts=row["attempts"],
         created_at=format_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
         last_attempt_at=_time(row["last_attempt_at"]), last_status=row["last_status"], last_error=row["last_error"],
+        held_reason=held_reason(row),
     )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tillhook.api.endpoints import endpoint_state
+from tillhook.api.schemas import EndpointState
 from tillhook.api.state import SERVICES
 from tillhook.api.status import database_size
 from tillhook.models import DeliveryState
@@ -27,7 +30,7 @@ async def get_metrics(request: web.Request) -> web.Response:
         m.oldest_pending_age.labels(endpoint.name).set(now - oldest if oldest is not None else 0)
         m.in_flight.labels(endpoint.name).set(services.dispatcher.in_flight_of(endpoint.id))
         current = endpoint_state(services, endpoint)
-        for name in ("healthy", "backing_off", "disabled"):
+        for name in get_args(EndpointState):
             m.endpoint_state.labels(endpoint.name, name).set(1 if name == current else 0)
     m.database_size.set(database_size(services))
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

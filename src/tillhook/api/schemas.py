@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 EndpointName = Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
 Timestamp = Annotated[str, Field(description="RFC 3339 date-time in UTC", examples=["2026-11-22T10:30:00Z"])]
-EndpointState = Literal["healthy", "backing_off", "disabled"]
+EndpointState = Literal["healthy", "backing_off", "paused", "disabled"]
 
 
 class _In(BaseModel):
@@ -147,6 +147,10 @@ class DeliveryOut(BaseModel):
     last_attempt_at: Timestamp | None
     last_status: int | None
     last_error: str | None
+    held_reason: str | None = Field(
+        description="why a pending delivery waits although due: its endpoint is disabled or out of the config"
+        " file, and holds it until enabled"
+    )
 
 
 class DeliveryDetail(DeliveryOut):
@@ -206,6 +210,11 @@ class EndpointStatus(BaseModel):
     blocked_reason: str | None = Field(description="why that delivery last failed")
     rate_limit: float | None
     paused_until: Timestamp | None = Field(description="the receiver asked for a pause (429/503 Retry-After)")
+    next_probe_at: Timestamp | None = Field(description="while backing off: when the next probe delivery may go")
+    held: int = Field(
+        description="pending deliveries held because the endpoint is disabled or out of the config file;"
+        " they go out once it is enabled"
+    )
 
 
 class DatabaseStatus(BaseModel):

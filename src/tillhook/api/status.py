@@ -40,6 +40,7 @@ async def get_status(request: web.Request) -> web.Response:
         # Held back: its head has failed at least once and waits for its next try.
         blocked = head if head is not None and head["state"] == "pending" and head["attempts"] > 0 else None
         paused = health.paused_until if health is not None and health.paused_until > now else None
+        probe = health.probe_not_before if health is not None and health.backing_off else None
         endpoints.append(
             EndpointStatus(
                 id=endpoint.id,
@@ -60,6 +61,8 @@ async def get_status(request: web.Request) -> web.Response:
                 blocked_reason=(blocked["last_error"] or f"HTTP {blocked['last_status']}") if blocked else None,
                 rate_limit=endpoint.rate_limit,
                 paused_until=format_time(paused) if paused else None,
+                next_probe_at=format_time(probe) if probe is not None else None,
+                held=0 if endpoint.enabled else waiting,
             )
         )
     oldest_all = min((t for _, t in pending.values()), default=None)

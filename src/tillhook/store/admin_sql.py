@@ -27,7 +27,7 @@ def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) ->
     endpoint_id = endpoints_sql.new_endpoint_id()
     conn.execute(
         f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?)",
         (endpoint_id, endpoint.name, endpoint.url, json.dumps(list(endpoint.events)),
          endpoints_sql.secrets_json(endpoint.secrets), endpoint.max_in_flight, endpoint.rate_limit,
          int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled), now, now),
@@ -74,11 +74,16 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, now: float) -> i
 def set_enabled(
     conn: sqlite3.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float
 ) -> Endpoint:
+    """Disabled, its deliveries (new ones too) are held; enabled, they are all due at once.
+    An endpoint taken out of the config file is an ordinary one from then on."""
     fetch_endpoint(conn, endpoint_id)
     conn.execute(
-        "UPDATE endpoints SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+        "UPDATE endpoints SET enabled = ?, disabled_reason = ?, removed_from_config_at = NULL,"
+        " disabled_before_removal = NULL, updated_at = ? WHERE id = ?",
         (int(enabled), None if enabled else reason, now, endpoint_id),
     )
+    if enabled:
+        endpoints_sql.release_held(conn, endpoint_id, now)
     return fetch_endpoint(conn, endpoint_id)
 
 

@@ -37,7 +37,7 @@ class LogFilter:
 DELIVERY_COLUMNS = (
     "d.id, d.event_id, e.type AS event_type, d.endpoint_id, coalesce(ep.name, d.endpoint_id) AS endpoint,"
     " d.state, d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,"
-    " d.first_attempt_at"
+    " d.first_attempt_at, ep.enabled AS endpoint_enabled, ep.disabled_reason AS endpoint_disabled_reason"
 )
 _DELIVERY_FROM = " FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id"
 

@@ -90,6 +90,16 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = NEW.delivery_id);
     END;
     """,
+    # An endpoint taken out of the config file is marked as such, so that putting it back
+    # (same name) enables it again, or restores the reason it was disabled for before. Those
+    # taken out under the earlier schema said so only in their reason.
+    """
+    ALTER TABLE endpoints ADD COLUMN removed_from_config_at REAL;
+    ALTER TABLE endpoints ADD COLUMN disabled_before_removal TEXT;
+    UPDATE endpoints SET removed_from_config_at = updated_at
+        WHERE deleted_at IS NULL AND config_managed = 0 AND enabled = 0
+        AND disabled_reason = 'removed from the config file';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -275,11 +275,14 @@ class SqliteStore(AdminVerbs):
         stored: dict[str, str] = await self.call(ensure)
         return ingest or stored["ingest_token"], admin or stored["admin_token"]
 
-    async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> list[str]:
-        """Create or update the config file's endpoints by name; returns the names of
-        config-managed endpoints no longer in the file (they are disabled, not deleted)."""
-        removed: list[str] = await self.call(lambda conn: endpoints_sql.apply_config(conn, endpoints, now))
-        return removed
+    async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> endpoints_sql.ConfigApplied:
+        """Create or update the config file's endpoints by name. Config-managed endpoints no
+        longer in the file get no new deliveries and hold theirs (not deleted); put back, they
+        are enabled again. The reply names both."""
+        applied: endpoints_sql.ConfigApplied = await self.call(
+            lambda conn: endpoints_sql.apply_config(conn, endpoints, now)
+        )
+        return applied
 
     async def list_endpoints(self) -> list[Endpoint]:
         rows = await self._read(
