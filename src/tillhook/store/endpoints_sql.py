@@ -114,7 +114,7 @@ def _restore(conn: sqlite3.Connection, name: str, now: float) -> tuple[bool, int
         " disabled_before_removal = NULL, removed_from_config_at = NULL, updated_at = ? WHERE name = ?",
         (now, name),
     )
-    (endpoint_id, enabled), = conn.execute("SELECT id, enabled FROM endpoints WHERE name = ?", (name,))
+    endpoint_id, enabled = conn.execute("SELECT id, enabled FROM endpoints WHERE name = ?", (name,)).fetchone()
     return bool(enabled), release_held(conn, endpoint_id, now) if enabled else 0
 
 
