@@ -186,6 +186,7 @@ class Config(_Section):
         problems = _cross_problems(
             [e.model_dump() for e in self.endpoints],
             allow_http=self.delivery.allow_http,
+            allow_networks=self.delivery.allow_networks,
             listen=self.server.listen,
             has_tokens=bool(self.auth.ingest_token and self.auth.admin_token),
         )
@@ -194,7 +195,9 @@ class Config(_Section):
         return self
 
 
-def _cross_problems(endpoints: list[Any], allow_http: object, listen: object, has_tokens: bool) -> list[str]:
+def _cross_problems(
+    endpoints: list[Any], allow_http: object, allow_networks: list[Any], listen: object, has_tokens: bool
+) -> list[str]:
     """Checks that span keys; written over plain values so they also run when fields fail."""
     problems = []
     seen: set[str] = set()
@@ -207,10 +210,7 @@ def _cross_problems(endpoints: list[Any], allow_http: object, listen: object, ha
         if isinstance(name, str):
             seen.add(name)
         if isinstance(url, str):
-            try:
-                rules.check_url(url, allow_http is True)
-            except ValueError as exc:
-                problems.append(f"endpoints[{index}].url: {exc}")
+            problems += _url_problems(index, url, endpoint.get("headers"), allow_http is True, allow_networks)
     try:
         loopback = parse_listen(listen).is_loopback if isinstance(listen, str) else True
     except ValueError:
@@ -221,6 +221,28 @@ def _cross_problems(endpoints: list[Any], allow_http: object, listen: object, ha
             " and auth.admin_token must both be set"
         )
     return problems
+
+
+def _url_problems(index: int, url: str, headers: object, allow_http: bool, allow_networks: list[Any]) -> list[str]:
+    # Raw networks when another key failed: the ones that parse; the others are named by
+    # their own field.
+    networks = [n for n in map(_parsed_network, allow_networks) if n is not None]
+    try:
+        rules.check_url(url, allow_http, networks)
+    except ValueError as exc:
+        return [f"endpoints[{index}].url: {exc}"]
+    try:
+        rules.check_url_with_headers(url, headers if isinstance(headers, dict) else {})
+    except ValueError as exc:
+        return [f"endpoints[{index}].headers: {exc}"]
+    return []
+
+
+def _parsed_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return _network(value)
+    except ValueError:
+        return None
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -252,9 +274,11 @@ def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
 
     endpoints = raw.get("endpoints", [])
     auth = section("auth")
+    networks = section("delivery").get("allow_networks", [])
     return _cross_problems(
         endpoints if isinstance(endpoints, list) else [],
         allow_http=section("delivery").get("allow_http", False),
+        allow_networks=networks if isinstance(networks, list) else [],
         listen=section("server").get("listen", ServerConfig().listen),
         has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token")),
     )

@@ -12,6 +12,7 @@ from tillhook import __version__
 from tillhook.clock import Clock
 from tillhook.errors import BlockedAddress
 from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint
+from tillhook.redact import Scrubber
 from tillhook.retry import parse_retry_after
 from tillhook.signing import signature_header
 from tillhook.targets import AddressPolicy, GuardedResolver
@@ -49,13 +50,22 @@ class Deliverer:
         self._allow_http = allow_http
         self._body_limit = response_body_limit
         self._refusals: dict[str, str | None] = {}
+        self._scrubbers: dict[str, Scrubber] = {}
 
     async def attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> AttemptResult:
         started_at = self._clock.now()
         started = self._clock.monotonic()
 
+        scrub = self._scrubber(endpoint.url)
+
         def ended(**outcome: object) -> AttemptResult:
             duration_ms = (self._clock.monotonic() - started) * 1000.0
+            # Error texts quote the URL and a receiver may echo it: no credential of it is
+            # written anywhere (attempt log, endpoint health, log lines).
+            for key in ("error", "response_excerpt"):
+                text = outcome.get(key)
+                if isinstance(text, str):
+                    outcome[key] = scrub(text)
             return AttemptResult(started_at=started_at, duration_ms=duration_ms, **outcome)  # type: ignore[arg-type]
 
         refusal = self._refusal(endpoint.url)
@@ -98,8 +108,17 @@ class Deliverer:
             self._refusals[url] = self._check_url(url)
         return self._refusals[url]
 
+    def _scrubber(self, url: str) -> Scrubber:
+        scrubber = self._scrubbers.get(url)
+        if scrubber is None:
+            scrubber = self._scrubbers[url] = Scrubber(url)
+        return scrubber
+
     def _check_url(self, url: str) -> str | None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None  # aiohttp refuses it too, and the attempt records why
         if parts.scheme == "http" and not self._allow_http:
             return "refused: http:// targets need delivery.allow_http = true"
         host = parts.hostname or ""

@@ -6,7 +6,10 @@ import base64
 import binascii
 import re
 import secrets as _secrets
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
+
+from tillhook.targets import AddressPolicy, Network, target_refusal
 
 SECRET_PREFIX = "whsec_"
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -77,7 +80,9 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def check_url(url: str, allow_http: bool) -> str:
+def check_url(url: str, allow_http: bool, allow_networks: Sequence[Network]) -> str:
+    """A URL that can be delivered to under delivery.allow_http and delivery.allow_networks.
+    The same policy judges the address actually connected to, so both checks agree."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an absolute https:// URL with a host")
@@ -87,7 +92,23 @@ def check_url(url: str, allow_http: bool) -> str:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         raise ValueError("has an invalid port") from None
+    refusal = target_refusal(parts.hostname, AddressPolicy(allow_networks))
+    if refusal is not None:
+        raise ValueError(refusal)
     return url
+
+
+def check_url_with_headers(url: str, headers: Mapping[str, str]) -> None:
+    """aiohttp sends user info as Basic authorization and refuses a second authorization."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return  # the url's own check says what is wrong with it
+    if "@" in netloc and any(name.lower() == "authorization" for name in headers):
+        raise ValueError(
+            "an authorization header cannot go with user info in the url (user:password@), which is"
+            " sent as Basic authorization: keep one of the two"
+        )
 
 
 def pattern_matches(pattern: str, event_type: str) -> bool:

@@ -9,6 +9,8 @@ from aiohttp import web
 
 from tests.integration.conftest import make_config
 from tests.support import FakeClock, reset_connection, self_signed_cert, server_tls, status
+from tillhook.errors import ConfigError
+from tillhook.models import Endpoint, SigningSecret
 from tillhook.rules import new_secret
 
 
@@ -168,12 +170,13 @@ async def test_loopback_targets_are_refused_unless_allowed(tmp_path, receivers, 
     receiver = await receivers()
     by_ip = receiver.url
     by_name = receiver.url.replace("127.0.0.1", "localhost")
-    config = make_config(
-        tmp_path,
-        [{"name": "ip", "url": by_ip}, {"name": "name", "url": by_name}],
-        delivery={"allow_networks": ["10.0.0.0/8"]},
-    )
-    h = await make_harness(config, clock=clock)
+    endpoints = [{"name": "ip", "url": by_ip}, {"name": "name", "url": by_name}]
+    with pytest.raises(ConfigError):  # refused up front since; stored ones are refused at each attempt
+        make_config(tmp_path, endpoints, delivery={"allow_networks": ["10.0.0.0/8"]})
+    h = await make_harness(make_config(tmp_path, [], delivery={"allow_networks": ["10.0.0.0/8"]}), clock=clock)
+    for spec in endpoints:
+        stored = Endpoint(id="", name=spec["name"], url=spec["url"], events=("*",), secrets=(SigningSecret(new_secret()),))
+        h.services.registry.put(await h.services.store.create_endpoint(stored, clock.now()))
     event_id = await one_event(h)
     await h.step()
     assert receiver.received == []

@@ -283,8 +283,57 @@ def test_duplicate_endpoint_names() -> None:
 def test_http_endpoint_needs_allow_http(url: str) -> None:
     (error,) = errors_of({"endpoints": [{"name": "lan", "url": url}]})
     assert error.startswith("endpoints[0].url:") and "allow_http" in error
-    config = validate_config({"delivery": {"allow_http": True}, "endpoints": [{"name": "lan", "url": url}]}, "t")
+    delivery = {"allow_http": True, "allow_networks": ["10.0.0.0/8"]}
+    config = validate_config({"delivery": delivery, "endpoints": [{"name": "lan", "url": url}]}, "t")
     assert config.endpoints[0].url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "networks", "error"),
+    [
+        ("https://127.0.0.1/h", [], ('endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it'
+                                    ' to delivery.allow_networks, like "127.0.0.1/32"')),
+        ("https://[::1]:8443/h", ["127.0.0.0/8"], ('endpoints[0].url: ::1 is a loopback address: add a network covering'
+                                                  ' it to delivery.allow_networks, like "::1/128"')),
+        ("https://10.1.2.3/h", ["192.168.0.0/16"], ("endpoints[0].url: 10.1.2.3 is a private address: add a network"
+                                                   ' covering it to delivery.allow_networks, like "10.1.2.3/32"')),
+        ("https://api.localhost/h", [], ("endpoints[0].url: api.localhost is a loopback name: add a network covering"
+                                        ' 127.0.0.1 to delivery.allow_networks, like "127.0.0.1/32"')),
+        ("https://2130706433/h", ["127.0.0.0/8"], ("endpoints[0].url: 2130706433 is read as the IPv4 address 127.0.0.1:"
+                                                  " write the address as a.b.c.d")),
+    ],
+)
+def test_undeliverable_endpoint_urls_are_config_errors(url: str, networks: list[str], error: str) -> None:
+    assert errors_of({"delivery": {"allow_networks": networks}, "endpoints": [{"name": "x", "url": url}]}) == [error]
+
+
+@pytest.mark.parametrize(
+    ("url", "networks"),
+    [("https://127.0.0.1/h", ["127.0.0.0/8"]), ("https://localhost:8443/h", ["127.0.0.0/8"]),
+     ("https://[::1]/h", ["::1/128"]), ("https://10.1.2.3/h", ["10.0.0.0/8"]), ("https://hooks.lan/h", [])],
+)
+def test_endpoint_urls_inside_allow_networks_are_fine(url: str, networks: list[str]) -> None:
+    config = validate_config({"delivery": {"allow_networks": networks}, "endpoints": [{"name": "x", "url": url}]}, "t")
+    assert config.endpoints[0].url == url
+
+
+def test_undeliverable_urls_are_named_when_other_keys_fail_too() -> None:
+    # The cross checks then run over the raw values; an unparsable network is named by its
+    # own field and the others still count.
+    errors = errors_of({
+        "delivery": {"timeout": "soon", "allow_networks": ["10.0.0.0/8", "nonsense"]},
+        "endpoints": [{"name": "a", "url": "https://127.0.0.1/h"}, {"name": "b", "url": "https://10.0.0.7/h"}],
+    })
+    assert [e.split(":", 1)[0] for e in errors] == ["delivery.timeout", "delivery.allow_networks[1]", "endpoints[0].url"]
+
+
+@pytest.mark.parametrize("header", ["authorization", "Authorization"])
+def test_user_info_and_an_authorization_header_are_a_config_error(header: str) -> None:
+    endpoint = {"name": "x", "url": "https://user:pass@a.example/h", "headers": {header: "Bearer t"}}
+    (error,) = errors_of({"endpoints": [endpoint]})
+    assert error.startswith("endpoints[0].headers: an authorization header cannot go with user info in the url")
+    alone = {"name": "x", "url": "https://user:pass@a.example/h", "headers": {"x-api-key": "k"}}
+    assert validate_config({"endpoints": [alone]}, "t").endpoints[0].headers == {"x-api-key": "k"}
 
 
 @pytest.mark.parametrize("value", ["true", "yes", 1])
@@ -366,6 +415,12 @@ CHECK_CASES = {
             '[[endpoints]]\nname = "b"\nurl = "https://b.example/hook"\nevents = ["x.*"]\n',
     "bad": '[server]\nlisten = "x"\ncolour = "red"\n[delivery]\ntimeout = "fast"\n'
            '[[endpoints]]\nname = "a"\n[[endpoints]]\nname = "b"\nurl = "http://b.example"\n',
+    "targets": '[delivery]\nallow_http = true\nallow_networks = ["192.168.1.0/24"]\n'
+               '[[endpoints]]\nname = "lo"\nurl = "http://127.0.0.1:9000/h"\n'
+               '[[endpoints]]\nname = "local"\nurl = "https://localhost/h"\n'
+               '[[endpoints]]\nname = "short"\nurl = "https://127.1/h"\n'
+               '[[endpoints]]\nname = "both"\nurl = "https://u:p@a.example/h"\nheaders = { authorization = "Bearer x" }\n'
+               '[[endpoints]]\nname = "lan"\nurl = "http://192.168.1.5/h"\n',
 }
 
 
@@ -418,6 +473,22 @@ def test_check_config_names_every_error_and_exits_2(check_config: dict[str, Run]
     for named in ("server.listen:", "server.colour: unknown key", "delivery.timeout:", "endpoints[0].url:",
                   "endpoints[1].url:"):
         assert named in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config_refuses_undeliverable_targets_and_exits_2(check_config: dict[str, Run]) -> None:
+    done = check_config["targets"]
+    assert done.returncode == 2 and done.stdout == ""
+    assert "4 error(s)" in done.stderr
+    for named in (
+        ('endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,'
+        ' like "127.0.0.1/32"'),
+        "endpoints[1].url: localhost is a loopback name",
+        "endpoints[2].url: 127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d",
+        "endpoints[3].headers: an authorization header cannot go with user info in the url",
+    ):
+        assert named in done.stderr
+    assert "endpoints[4]" not in done.stderr  # inside allow_networks
     assert "Traceback" not in done.stderr
 
 

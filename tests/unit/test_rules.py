@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 
 import pytest
@@ -17,11 +18,14 @@ from tillhook.rules import (
     check_patterns,
     check_secret,
     check_url,
+    check_url_with_headers,
     new_secret,
     pattern_matches,
     secret_key,
     subscribes,
 )
+
+net = ipaddress.ip_network
 
 
 def secret_of(n_bytes: int) -> str:
@@ -199,19 +203,19 @@ def test_a_tab_and_non_ascii_text_are_valid_header_values() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://a.example", "https://a.example/hooks?x=1", "https://a.example:8443/h", "https://10.0.0.5/h",
-     "https://[2001:db8::1]/h", "HTTPS://A.EXAMPLE/h"],
+    ["https://a.example", "https://a.example/hooks?x=1", "https://a.example:8443/h", "https://93.184.215.14/h",
+     "https://[2606:4700::1111]/h", "HTTPS://A.EXAMPLE/h", "https://u:p@a.example/h"],
 )
 @pytest.mark.parametrize("allow_http", [False, True])
 def test_https_urls_are_always_fine(url: str, allow_http: bool) -> None:
-    assert check_url(url, allow_http) == url
+    assert check_url(url, allow_http, []) == url
 
 
 @pytest.mark.parametrize("url", ["http://a.example/h", "http://192.168.1.5:8080/h", "HTTP://a.example"])
 def test_http_urls_need_allow_http(url: str) -> None:
     with pytest.raises(ValueError, match="allow_http"):
-        check_url(url, allow_http=False)
-    assert check_url(url, allow_http=True) == url
+        check_url(url, allow_http=False, allow_networks=[net("192.168.0.0/16")])
+    assert check_url(url, allow_http=True, allow_networks=[net("192.168.0.0/16")]) == url
 
 
 @pytest.mark.parametrize(
@@ -231,7 +235,105 @@ def test_http_urls_need_allow_http(url: str) -> None:
 @pytest.mark.parametrize("allow_http", [False, True])
 def test_bad_urls(url: str, said: str, allow_http: bool) -> None:
     with pytest.raises(ValueError, match=said):
-        check_url(url, allow_http)
+        check_url(url, allow_http, [])
+
+
+_HINT = " to delivery.allow_networks, like "
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        # Literal addresses of the classes the connect-time policy refuses:
+        ("https://127.0.0.1/h", '127.0.0.1 is a loopback address: add a network covering it' + _HINT + '"127.0.0.1/32"'),
+        ("https://127.8.9.10:8443/h", 'loopback address: add a network covering it' + _HINT + '"127.8.9.10/32"'),
+        ("https://[::1]/h", '::1 is a loopback address: add a network covering it' + _HINT + '"::1/128"'),
+        ("https://[::ffff:127.0.0.1]/h", '"127.0.0.1/32"'),  # judged as the IPv4 inside
+        ("https://169.254.169.254/latest", "169.254.169.254 is a link-local address"),
+        ("https://[fe80::1%25eth0]/h", "link-local address"),
+        ("https://10.0.0.5/h", '10.0.0.5 is a private address: add a network covering it' + _HINT + '"10.0.0.5/32"'),
+        ("https://192.168.1.5/h", "192.168.1.5 is a private address"),
+        ("https://[fd00::1]/h", "private address"),
+        ("https://0.0.0.0/h", "unspecified address"),
+        ("https://224.0.0.1/h", "multicast address"),
+        ("https://127.0.0.1./h", "loopback address"),  # a final dot changes nothing
+        # Names that never leave the machine:
+        ("https://localhost/h", 'localhost is a loopback name: add a network covering 127.0.0.1' + _HINT),
+        ("https://LOCALHOST:8443/h", "loopback name"),
+        ("https://localhost./h", "loopback name"),
+        ("https://api.localhost/h", "api.localhost is a loopback name"),
+        # IPv4 addresses in a spelling only resolvers understand: refused however allowed.
+        ("https://127.1/h", "127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d"),
+        ("https://2130706433/h", "is read as the IPv4 address 127.0.0.1"),
+        ("https://0x7f.0.0.1/h", "is read as the IPv4 address 127.0.0.1"),
+        ("https://0177.0.0.1/h", "is read as the IPv4 address 127.0.0.1"),
+        ("https://0x7f000001/h", "is read as the IPv4 address 127.0.0.1"),
+        ("https://127.0.0.01/h", "is read as the IPv4 address 127.0.0.1"),
+        ("https://010.8.8.8/h", "is read as the IPv4 address 8.8.8.8"),  # octal 010 is 8
+        ("https://1.2.3/h", "is read as the IPv4 address 1.2.0.3"),
+        ("https://12345/h", "is read as the IPv4 address 0.0.48.57"),
+    ],
+)
+def test_undeliverable_targets_are_refused_naming_the_setting(url: str, said: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        check_url(url, True, [])
+    assert said in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "networks"),
+    [
+        ("https://127.0.0.1/h", ["127.0.0.0/8"]),
+        ("https://[::ffff:127.0.0.1]/h", ["127.0.0.1/32"]),
+        ("https://[::1]/h", ["::1/128"]),
+        ("https://10.0.0.5/h", ["10.0.0.0/8"]),
+        ("http://192.168.1.5:8080/h", ["192.168.1.0/24"]),
+        ("https://169.254.169.254/h", ["169.254.0.0/16"]),
+        # localhost counts as covered when 127.0.0.1 or ::1 is:
+        ("https://localhost/h", ["127.0.0.0/8"]),
+        ("https://localhost/h", ["127.0.0.1/32"]),
+        ("https://localhost/h", ["::1/128"]),
+        ("https://api.localhost/h", ["127.0.0.0/8"]),
+        # Names are judged on the address connected to, not here:
+        ("https://printer.lan/h", []),
+        ("https://a.example/h", []),
+        ("https://127.0.0.1.nip.io/h", []),
+    ],
+)
+def test_covered_by_allow_networks_or_a_name(url: str, networks: list[str]) -> None:
+    assert check_url(url, True, [net(n) for n in networks]) == url
+
+
+@pytest.mark.parametrize("url", ["https://127.1/h", "https://2130706433/h", "https://0x7f.0.0.1/h"])
+def test_non_canonical_ipv4_is_refused_even_inside_allow_networks(url: str) -> None:
+    with pytest.raises(ValueError, match="write the address as a.b.c.d"):
+        check_url(url, True, [net("0.0.0.0/0")])
+
+
+def test_localhost_is_refused_when_only_other_networks_are_allowed() -> None:
+    with pytest.raises(ValueError, match="loopback name"):
+        check_url("https://localhost/h", True, [net("192.168.1.0/24"), net("127.0.0.2/32")])
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "ok"),
+    [
+        ("https://user:pass@a.example/h", {"authorization": "Bearer x"}, False),
+        ("https://user:pass@a.example/h", {"Authorization": "Bearer x"}, False),
+        ("https://user@a.example/h", {"AUTHORIZATION": "Bearer x"}, False),
+        ("https://user:pass@a.example/h", {"x-api-key": "k"}, True),
+        ("https://a.example/h", {"authorization": "Bearer x"}, True),
+        ("https://a.example/h?token=t", {"authorization": "Bearer x"}, True),
+        ("https://a.example/h?email=a@b.example", {"authorization": "Bearer x"}, True),  # @ in the query
+        ("https://[::1/h", {"authorization": "Bearer x"}, True),  # the url's own check names it
+    ],
+)
+def test_user_info_and_an_authorization_header_conflict(url: str, headers: dict[str, str], ok: bool) -> None:
+    if ok:
+        check_url_with_headers(url, headers)
+    else:
+        with pytest.raises(ValueError, match="authorization header cannot go with user info"):
+            check_url_with_headers(url, headers)
 
 
 @pytest.mark.parametrize(

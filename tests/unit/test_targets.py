@@ -14,7 +14,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from tillhook.errors import BlockedAddress
-from tillhook.targets import AddressPolicy, GuardedResolver
+from tillhook.targets import AddressPolicy, GuardedResolver, target_refusal
 
 net = ipaddress.ip_network
 
@@ -107,6 +107,51 @@ def test_names_are_left_to_the_resolver(host: str) -> None:
     # refusal() judges addresses only; a name (however it would resolve) is checked once
     # resolved, by GuardedResolver.
     assert AddressPolicy().refusal(host) is None
+
+
+# -- when an endpoint is created: the URL's host ---------------------------------------------
+
+
+_SAMPLE_ADDRESSES = ["127.0.0.1", "127.5.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1", "10.0.0.1",
+                     "192.168.1.5", "::ffff:192.168.1.5", "fd00::1", "0.0.0.0", "224.0.0.1", "100.64.0.1", "8.8.8.8",
+                     "2606:4700:4700::1111", "2002:7f00:1::"]
+
+
+@pytest.mark.parametrize("allow", [[], ["127.0.0.0/8"], ["192.168.1.0/24", "::1/128"], ["0.0.0.0/0"], ["fe80::/10"]])
+@pytest.mark.parametrize("address", _SAMPLE_ADDRESSES)
+def test_create_time_and_connect_time_agree_on_literal_addresses(allow: list[str], address: str) -> None:
+    policy = AddressPolicy([net(n) for n in allow])
+    assert (target_refusal(address, policy) is None) is (policy.refusal(address) is None)
+
+
+@pytest.mark.parametrize(
+    ("host", "allow", "said"),
+    [
+        ("127.0.0.1", [], ('127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,'
+                         ' like "127.0.0.1/32"')),
+        ("::1", [], 'like "::1/128"'),
+        ("::ffff:10.1.2.3", [], ('::ffff:10.1.2.3 is a private address: add a network covering it to'
+                                ' delivery.allow_networks, like "10.1.2.3/32"')),
+        ("fe80::1%25eth0", [], "link-local address"),
+        ("localhost", [], 'localhost is a loopback name: add a network covering 127.0.0.1 to delivery.allow_networks'),
+        ("a.b.localhost", ["10.0.0.0/8"], "loopback name"),
+        ("localhost", ["0.0.0.0/0"], None),
+        ("localhost", ["::1/128"], None),
+        ("localhost.example", [], None),  # only the localhost domain itself is special
+        ("mylocalhost", [], None),
+        ("127.1", ["127.0.0.0/8"], "127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d"),
+        ("0177.0.0.1", ["127.0.0.0/8"], "write the address as a.b.c.d"),
+        ("8.8.8.8", [], None),
+        ("example.com", [], None),
+        ("256.1.1.1", [], None),  # not an address in any spelling: a name the resolver will fail on
+    ],
+)
+def test_target_refusal(host: str, allow: list[str], said: str | None) -> None:
+    refusal = target_refusal(host, AddressPolicy([net(n) for n in allow]))
+    if said is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and said in refusal
 
 
 # -- the resolver ------------------------------------------------------------------------

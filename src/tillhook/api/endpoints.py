@@ -3,6 +3,8 @@ send a test event, replay past events."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from tillhook import rules
@@ -68,8 +70,21 @@ def _with_secret(services: Services, endpoint: Endpoint) -> EndpointWithSecret:
     return EndpointWithSecret(**endpoint_out(services, endpoint).model_dump(), secret=current)
 
 
-def _context(services: Services) -> dict[str, bool]:
-    return {"allow_http": services.config.delivery.allow_http}
+def _context(services: Services) -> dict[str, object]:
+    delivery = services.config.delivery
+    return {"allow_http": delivery.allow_http, "allow_networks": delivery.allow_networks}
+
+
+def _check_patched(endpoint: Endpoint, changes: dict[str, Any]) -> None:
+    """The endpoint as the patch leaves it: a new url with the old headers, or the reverse."""
+    url = changes.get("url", endpoint.url)
+    headers = changes.get("headers", dict(endpoint.headers))
+    if "url" in changes or "headers" in changes:
+        try:
+            rules.check_url_with_headers(url, headers)
+        except ValueError as exc:
+            field = "headers" if "headers" in changes else "url"
+            raise invalid([{"field": field, "message": str(exc)}], "the body") from None
 
 
 def _settled(services: Services, endpoint: Endpoint) -> None:
@@ -122,6 +137,7 @@ async def patch_endpoint(request: web.Request) -> web.Response:
     for required in ("name", "url", "events", "headers", "ordered"):
         if required in changes and changes[required] is None:
             raise invalid([{"field": required, "message": "may not be null"}], "the body")
+    _check_patched(endpoint, changes)
     updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
     _settled(services, updated)
     return web.json_response(endpoint_out(services, updated).model_dump(mode="json"))

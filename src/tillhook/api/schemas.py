@@ -30,13 +30,22 @@ def _headers(value: dict[str, str] | None) -> dict[str, str] | None:
 
 
 def _url(value: str | None, info: ValidationInfo) -> str | None:
-    """The handler passes delivery.allow_http as validation context."""
-    allow_http = bool((info.context or {}).get("allow_http"))
-    return None if value is None else rules.check_url(value, allow_http)
+    """The handler passes delivery.allow_http and delivery.allow_networks as validation context."""
+    context = info.context or {}
+    allow_http = bool(context.get("allow_http"))
+    return None if value is None else rules.check_url(value, allow_http, context.get("allow_networks", ()))
+
+
+def _headers_with_url(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    url = info.data.get("url")  # absent when the url itself failed
+    if isinstance(url, str):
+        rules.check_url_with_headers(url, value)
+    return value
 
 
 class EndpointIn(_In):
-    """A new endpoint. The URL is checked against `delivery.allow_http` too."""
+    """A new endpoint. The URL is checked against `delivery.allow_http` and
+    `delivery.allow_networks` too."""
 
     name: EndpointName
     url: str = Field(max_length=2048)
@@ -51,6 +60,7 @@ class EndpointIn(_In):
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
     _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
+    _auth = field_validator("headers")(classmethod(lambda cls, v, info: _headers_with_url(v, info)))
 
     @field_validator("secret")
     @classmethod

@@ -1,0 +1,117 @@
+"""Credentials in an endpoint's URL (user info, query values) never reach the attempt log,
+whatever the HTTP library's error text quotes."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp import web
+
+from tests.integration.conftest import make_config
+from tests.integration.test_admin_api import api, create, post
+from tests.support import FakeClock
+from tillhook.delivery import Deliverer, make_session
+from tillhook.models import ClaimedDelivery, Endpoint, SigningSecret
+from tillhook.rules import new_secret
+from tillhook.targets import AddressPolicy
+
+SECRETS = ("secret-pass", "secret-token", "secret%2Fcode", "secret/code")
+CREDENTIALS = "user:secret-pass@"
+QUERY = "?token=secret-token&code=secret%2Fcode"
+
+
+def assert_clean(text: str | None) -> None:
+    assert text is not None
+    for secret in SECRETS:
+        assert secret not in text, text
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, never listening, for the whole test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+async def not_http() -> AsyncIterator[int]:
+    """A loopback server that answers anything with a line that is not HTTP: aiohttp's error
+    then quotes the request URL."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def echo_url(request: web.Request, n: int) -> web.StreamResponse:
+    return web.Response(status=404, text=f"no hook at {request.path_qs} for {request.headers.get('authorization')}")
+
+
+async def attempt(url: str) -> tuple[str | None, str | None]:
+    policy = AddressPolicy([ipaddress.ip_network("127.0.0.0/8")])
+    session = make_session(policy)
+    try:
+        deliverer = Deliverer(session, policy, FakeClock(), timeout_s=5.0, allow_http=True, response_body_limit=512)
+        endpoint = Endpoint(id="ep_1", name="shop", url=url, events=("*",), secrets=(SigningSecret(new_secret()),))
+        delivery = ClaimedDelivery(id=1, event_id="msg_1", endpoint_id="ep_1", attempts=0, first_attempt_at=None,
+                                   body=b"{}")
+        result = await deliverer.attempt(endpoint, delivery)
+    finally:
+        await session.close()
+    return result.error, result.response_excerpt
+
+
+async def test_a_connection_error_names_the_host_without_the_credentials(closed_port: int):
+    error, _ = await attempt(f"http://{CREDENTIALS}127.0.0.1:{closed_port}/h{QUERY}")
+    assert_clean(error)
+    assert f"127.0.0.1:{closed_port}" in error
+
+
+async def test_an_error_quoting_the_request_url_is_scrubbed(not_http: int):
+    error, _ = await attempt(f"http://{CREDENTIALS}127.0.0.1:{not_http}/h{QUERY}")
+    assert_clean(error)
+    assert f"127.0.0.1:{not_http}/h?token=***&code=***" in error  # still says where it went
+
+
+async def test_an_invalid_url_is_quoted_redacted():
+    # Only a URL stored before the checks existed can be this broken.
+    error, _ = await attempt(f"http://{CREDENTIALS}[::1/h{QUERY}")
+    assert_clean(error)
+    assert error == "invalid URL: http://***@[::1/h?token=***&code=***"
+
+
+async def test_a_receiver_echoing_the_url_does_not_put_it_in_the_excerpt(receivers):
+    receiver = await receivers(behaviour=echo_url)
+    error, excerpt = await attempt(f"http://{CREDENTIALS}127.0.0.1:{receiver.port}/h{QUERY}")
+    assert error is None
+    assert_clean(excerpt)
+    assert excerpt.startswith("no hook at /h?token=***&code=***")
+
+
+async def test_the_attempt_log_and_endpoint_health_hold_no_credential(tmp_path, make_harness, clock, not_http):
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    created = await create(h, f"http://{CREDENTIALS}127.0.0.1:{not_http}/h{QUERY}")
+    event_id = await post(h)
+    assert await h.step() == 1
+    (row,) = await h.services.store.deliveries_of_event(event_id)
+    code, delivery = await api(h, "GET", f"/v1/deliveries/{row['id']}")
+    assert code == 200
+    (attempt_out,) = delivery["attempt_log"]
+    for text in (attempt_out["error"], delivery["last_error"]):
+        assert_clean(text)
+        assert "127.0.0.1" in text
+    code, status = await api(h, "GET", "/v1/status")
+    (health,) = [e for e in status["endpoints"] if e["id"] == created["id"]]
+    assert_clean(health["last_failure_reason"])
