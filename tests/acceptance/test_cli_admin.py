@@ -235,3 +235,16 @@ async def test_endpoints_secret_reads_a_config_managed_endpoints_generated_secre
     code, out, _ = await run_cli("endpoints", "secret", "loyalty", *base)
     assert f"previous: {secret} (still signs until" in out
     assert secret not in daemon.log_text() and shown["secret"] not in json.dumps(daemon.log)
+
+
+async def test_daemon_on_a_unix_socket(tmp_path: Path, daemons: Any) -> None:
+    socket = tmp_path / "tillhook.sock"
+    config = write_config(tmp_path / "tillhook.toml", [], server={"listen": f"unix:{socket}"})
+    await daemons(config).start()
+    # From the config's listen address, and named with --daemon.
+    for args in (("--config", str(config)), ("--daemon", f"unix:{socket}", "--token", ADMIN_TOKEN)):
+        code, out, err = await run_cli("status", "--json", *args)
+        assert code == 0 and json.loads(out)["backlog"] == 0, err
+    code, out, err = await run_cli("send", "sale.completed", '{"total": 1}', "--daemon", f"unix:{socket}",
+                                   "--config", str(config))
+    assert code == 0 and json.loads(out)["type"] == "sale.completed", err
