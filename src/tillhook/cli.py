@@ -186,8 +186,8 @@ async def _send(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error(f"JSON is not valid JSON: {exc}")
         return EXIT_USAGE
-    base, unix_path = daemon_address(config, args)
     token = args.token or os.environ.get("TILLHOOK_TOKEN") or (await _stored_tokens(config))[0]
+    base, unix_path = daemon_address(config, args)
     url = base + "/v1/events"
     event: dict[str, object] = {"type": args.type, "data": data}
     if args.key:
