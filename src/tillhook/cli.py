@@ -8,11 +8,18 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import aiohttp
 
 from tillhook import __version__
-from tillhook.cli_admin import ApiError, add_commands
+from tillhook.cli_admin import (
+    DAEMON_HELP,
+    ApiError,
+    UsageError,
+    add_commands,
+    daemon_address,
+)
 from tillhook.cli_admin import run as run_admin
 from tillhook.config import Config, config_path_from, load_config
 from tillhook.errors import ConfigError, TillhookError
@@ -20,8 +27,18 @@ from tillhook.errors import ConfigError, TillhookError
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one sentence, naming the command and where its options are listed."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if "unrecognized arguments" in message and "--url" in message:
+            hint = "; --url is an endpoint's URL, the daemon's address is --daemon"
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}{hint} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tillhook", description="Webhook delivery daemon for point-of-sale servers.")
+    parser = _Parser(prog="tillhook", description="Webhook delivery daemon for point-of-sale servers.")
     parser.add_argument("--version", action="version", version=f"tillhook {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -39,13 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("type", metavar="TYPE", help="event type, like transaction.completed")
     send.add_argument("data", metavar="JSON", nargs="?", default="{}", help="the event's data object (default: {})")
     send.add_argument("--id", dest="key", metavar="KEY", help="idempotency key")
-    send.add_argument("--url", help="daemon URL (default: $TILLHOOK_URL, else from the config's listen address)")
+    send.add_argument("--daemon", metavar="URL", help=DAEMON_HELP)
     send.add_argument("--token", help="ingest token (default: $TILLHOOK_TOKEN, else the config's or the database's)")
     add_commands(commands, with_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`tillhook events list | head`): the rest of the output has
+        # nowhere to go. Point stdout at devnull so the interpreter's last flush cannot fail
+        # again (Python's documented recipe), and exit 1: the output is incomplete, and a
+        # script under `set -o pipefail` should see that, as it does for coreutils.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_RUNTIME
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
@@ -59,10 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backup(config, args.path)
         if args.command == "send":
             return _run(_send(config, args))
-        if args.command in ("status", "endpoints", "deliveries"):
+        if args.command in ("status", "endpoints", "deliveries", "events"):
             return _run(_admin(config, args))
     except ConfigError as exc:
         _error(exc.message, *exc.errors)
+        return EXIT_USAGE
+    except UsageError as exc:
+        _error(exc.message)
         return EXIT_USAGE
     except ApiError as exc:
         _error(exc.message)
@@ -151,12 +187,12 @@ async def _send(config: Config, args: argparse.Namespace) -> int:
         _error(f"JSON is not valid JSON: {exc}")
         return EXIT_USAGE
     token = args.token or os.environ.get("TILLHOOK_TOKEN") or (await _stored_tokens(config))[0]
-    address = config.server.address
-    url = (args.url or os.environ.get("TILLHOOK_URL") or address.base_url()).rstrip("/") + "/v1/events"
+    base, unix_path = daemon_address(config, args)
+    url = base + "/v1/events"
     event: dict[str, object] = {"type": args.type, "data": data}
     if args.key:
         event["id"] = args.key
-    connector = aiohttp.UnixConnector(address.unix_path) if address.unix_path and not args.url else None
+    connector = aiohttp.UnixConnector(unix_path) if unix_path else None
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             async with session.post(url, json=event, headers={"Authorization": f"Bearer {token}"}) as response:

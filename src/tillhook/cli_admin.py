@@ -1,6 +1,7 @@
-"""`tillhook status`, `tillhook endpoints …`, `tillhook deliveries …`: the admin API from a
-terminal. The daemon's URL and admin token come from the same config the daemon reads,
-unless --url/--token or $TILLHOOK_URL/$TILLHOOK_ADMIN_TOKEN say otherwise."""
+"""`tillhook status`, `tillhook endpoints …`, `tillhook deliveries …`, `tillhook events …`: the
+admin API from a terminal. The daemon's address and the admin token come from the same config
+the daemon reads, unless --daemon/--token or $TILLHOOK_URL/$TILLHOOK_ADMIN_TOKEN say otherwise.
+`--url` is always an endpoint's URL: the token goes to the daemon and nowhere else."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 
 import aiohttp
 
-from tillhook.config import Config
+from tillhook.config import Config, parse_listen
 from tillhook.errors import TillhookError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+DAEMON_HELP = ("the daemon's address: http://HOST:PORT or unix:/PATH "
+               "(default: $TILLHOOK_URL, else the config's listen address)")
 
 
 class ApiError(TillhookError):
@@ -28,10 +31,36 @@ class ApiError(TillhookError):
         super().__init__(f"{first} (HTTP {status}){newline}{rest}")
 
 
+class UsageError(TillhookError):
+    """The command line asks for something that cannot be done as given."""
+
+
+class _Null:
+    """An option's value that asks the API to clear a field (JSON null)."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL = _Null()
+
+
+def _or_null(parse: Callable[[str], Any], word: str, what: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        if text.strip().lower() == word:
+            return NULL
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, or {word}, not {text!r}") from None
+
+    return convert
+
+
 def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     def admin(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(parser)
-        parser.add_argument("--url", help="daemon URL (default: $TILLHOOK_URL, else from the config's listen address)")
+        parser.add_argument("--daemon", metavar="URL", help=DAEMON_HELP)
         parser.add_argument("--token", help="admin token (default: $TILLHOOK_ADMIN_TOKEN, else the config's or the database's)")
         parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
         return parser
@@ -44,19 +73,21 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     admin(endpoints.add_parser("list", help="list endpoints"))
     add = admin(endpoints.add_parser("add", help="create an endpoint (prints its secret once)"))
     add.add_argument("name")
-    add.add_argument("endpoint", metavar="URL", help="where to deliver")
+    add.add_argument("url_arg", metavar="URL", nargs="?", help="where to deliver (or --url)")
+    add.add_argument("--url", help="where to deliver, if not given as URL")
     _endpoint_options(add)
     add.add_argument("--secret", help="whsec_… secret (default: generated)")
     add.add_argument("--disabled", action="store_true", help="create it disabled")
     for action, text in (("show", "show one endpoint"), ("remove", "delete an endpoint (cancels its pending deliveries)"),
                          ("enable", "enable an endpoint"), ("disable", "disable an endpoint (pending deliveries wait)"),
-                         ("test", "deliver a tillhook.ping event to it")):
+                         ("test", "deliver a tillhook.ping event to it"),
+                         ("secret", "print its current secret and any still in grace, for the receiver")):
         admin(endpoints.add_parser(action, help=text)).add_argument("endpoint", metavar="ID|NAME")
     update = admin(endpoints.add_parser("update", help="change an endpoint"))
     update.add_argument("endpoint", metavar="ID|NAME")
     update.add_argument("--name", help="rename it")
-    # --url names the daemon, as everywhere else.
-    update.add_argument("--endpoint-url", metavar="URL", help="deliver to this URL from now on")
+    update.add_argument("--url", help="deliver to this URL from now on")
+    update.add_argument("--endpoint-url", dest="url", help=argparse.SUPPRESS)  # the old spelling
     _endpoint_options(update)
     rotate = admin(endpoints.add_parser("rotate-secret", help="new secret (printed once); the old one signs on for --grace"))
     rotate.add_argument("endpoint", metavar="ID|NAME")
@@ -70,23 +101,37 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     deliveries = commands.add_parser("deliveries", help="the delivery log").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    listing = admin(deliveries.add_parser("list", help="deliveries, newest first"))
+    listing = _log_filters(admin(deliveries.add_parser("list", help="deliveries, newest first")))
     listing.add_argument("--endpoint", metavar="ID|NAME")
     listing.add_argument("--state", choices=["pending", "delivering", "delivered", "failed", "cancelled"])
-    listing.add_argument("--type", help="event type or pattern, like sale.*")
     listing.add_argument("--event", metavar="EVENT_ID")
-    listing.add_argument("--since", help="RFC 3339 time, or a duration ago like 2h")
-    listing.add_argument("--until")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--cursor", help="next_cursor of the previous page")
     for action, text in (("show", "one delivery with every attempt"), ("retry", "send it again now")):
         admin(deliveries.add_parser(action, help=text)).add_argument("delivery", metavar="ID")
+
+    events = commands.add_parser("events", help="the events received").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    _log_filters(admin(events.add_parser("list", help="events, newest first")))
+    admin(events.add_parser("show", help="one event, its payload and its deliveries")).add_argument(
+        "event", metavar="EVENT_ID"
+    )
+
+
+def _log_filters(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--type", help="event type or pattern, like sale.*")
+    parser.add_argument("--since", help="RFC 3339 time, or a duration ago like 2h")
+    parser.add_argument("--until", help="RFC 3339 time, or a duration ago")
+    parser.add_argument("--limit", type=int, default=50, help="rows per page, up to 500 (default 50)")
+    parser.add_argument("--cursor", help="next_cursor of the previous page")
+    return parser
 
 
 def _endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", nargs="+", metavar="PATTERN", help='event patterns, like "sale.*" (default: all)')
-    parser.add_argument("--max-in-flight", type=int)
-    parser.add_argument("--rate-limit", type=float, help="attempts per second")
+    parser.add_argument("--max-in-flight", metavar="N|default", type=_or_null(int, "default", "a whole number"),
+                        help="attempts at once; default: the daemon's delivery.endpoint_max_in_flight")
+    parser.add_argument("--rate-limit", metavar="N|off", type=_or_null(float, "off", "a number"),
+                        help="attempts per second; off: unlimited")
     parser.add_argument("--ordered", action=argparse.BooleanOptionalAction, default=None,
                         help="one at a time, strictly in order")
     parser.add_argument("--header", action="append", metavar="NAME=VALUE", help="extra header (repeatable)")
@@ -94,28 +139,50 @@ def _endpoint_options(parser: argparse.ArgumentParser) -> None:
 
 def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "events", "max_in_flight", "rate_limit", "ordered", "secret"):
+    for key in ("name", "url", "events", "max_in_flight", "rate_limit", "ordered", "secret"):
         value = getattr(args, key, None)
         if value is not None:
-            fields[key] = value
-    if getattr(args, "endpoint_url", None) is not None:
-        fields["url"] = args.endpoint_url
+            fields[key] = None if value is NULL else value
     if args.header:
         headers = {}
         for item in args.header:
             name, sep, value = item.partition("=")
             if not sep:
-                raise TillhookError(f"--header {item!r} must look like NAME=VALUE")
+                raise UsageError(f"--header {item!r} must look like NAME=VALUE")
             headers[name.strip()] = value
         fields["headers"] = headers
     return fields
 
 
+def _new_endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
+    if args.url and args.url_arg and args.url != args.url_arg:
+        raise UsageError(f"two URLs given ({args.url_arg} and --url {args.url}): give one")
+    url = args.url or args.url_arg
+    if not url:
+        raise UsageError("give the endpoint's URL: tillhook endpoints add NAME URL")
+    return _endpoint_fields(args) | {"name": args.name, "url": url, "enabled": not args.disabled}
+
+
+def daemon_address(config: Config, args: argparse.Namespace) -> tuple[str, str | None]:
+    """The daemon's base URL, and its unix socket when it listens on one."""
+    given = args.daemon or os.environ.get("TILLHOOK_URL")
+    if not given:
+        address = config.server.address
+        return address.base_url(), address.unix_path
+    if given.startswith("unix:"):
+        try:
+            address = parse_listen(given)
+        except ValueError as exc:
+            raise UsageError(f"--daemon {given!r}: {exc}") from None
+        return address.base_url(), address.unix_path
+    if not given.startswith(("http://", "https://")):
+        raise UsageError(f"--daemon {given!r} is not an address: give http://HOST:PORT or unix:/PATH")
+    return given.rstrip("/"), None
+
+
 class Client:
     def __init__(self, config: Config, args: argparse.Namespace, token: str) -> None:
-        address = config.server.address
-        self.base = (args.url or os.environ.get("TILLHOOK_URL") or address.base_url()).rstrip("/")
-        self._unix = address.unix_path if address.unix_path and not (args.url or os.environ.get("TILLHOOK_URL")) else None
+        self.base, self._unix = daemon_address(config, args)
         self._headers = {"Authorization": f"Bearer {token}"}
 
     async def __call__(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
@@ -140,42 +207,59 @@ class Client:
 
 async def run(config: Config, args: argparse.Namespace, token: str) -> int:
     call = Client(config, args, token)
-    command = args.command if args.command == "status" else f"{args.command} {args.action}"
-    quoted = _quote(getattr(args, "endpoint", None) or getattr(args, "delivery", None) or "")
-    ep, dl = f"/v1/endpoints/{quoted}", f"/v1/deliveries/{quoted}"
-    if command == "status":
+    if args.command == "status":
         return _show(args, await call("GET", "/v1/status"), _print_status)
-    if command == "endpoints list":
+    if args.command == "endpoints":
+        return await _endpoints(call, args)
+    return await _log(call, args)
+
+
+async def _endpoints(call: Client, args: argparse.Namespace) -> int:
+    action, ep = args.action, f"/v1/endpoints/{_quote(getattr(args, 'endpoint', None) or '')}"
+    if action == "list":
         return _show(args, await call("GET", "/v1/endpoints"), lambda d: _table(d["data"], _ENDPOINT_COLUMNS))
-    if command == "endpoints add":
-        fields = _endpoint_fields(args) | {"name": args.name, "url": args.endpoint, "enabled": not args.disabled}
-        return _show(args, await call("POST", "/v1/endpoints", fields), _print_with_secret)
-    if command == "endpoints update":
+    if action == "add":
+        return _show(args, await call("POST", "/v1/endpoints", _new_endpoint_fields(args)), _print_with_secret)
+    if action == "update":
         fields = _endpoint_fields(args)
         if not fields:
-            raise TillhookError("nothing to change: give at least one option, like --endpoint-url or --events")
+            raise UsageError("nothing to change: give at least one option, like --url or --events")
         return _show(args, await call("PATCH", ep, fields), _print_record)
-    if command in ("endpoints show", "endpoints enable", "endpoints disable", "endpoints test"):
-        method, path = ("GET", ep) if args.action == "show" else ("POST", f"{ep}/{args.action}")
+    if action in ("show", "enable", "disable", "test"):
+        method, path = ("GET", ep) if action == "show" else ("POST", f"{ep}/{action}")
         return _show(args, await call(method, path), _print_record)
-    if command == "endpoints remove":
+    if action == "secret":
+        return _show(args, await call("GET", f"{ep}/secret"), _print_secret)
+    if action == "remove":
         await call("DELETE", ep)
         print(f"endpoint {args.endpoint} deleted; its unfinished deliveries were cancelled")
         return EXIT_OK
-    if command == "endpoints rotate-secret":
+    if action == "rotate-secret":
         return _show(args, await call("POST", f"{ep}/rotate-secret", {"grace": args.grace}), _print_with_secret)
-    if command == "endpoints replay":
+    if action == "replay":
         body = {"since": args.since, "until": args.until, "only_failed": not args.all}
         body = {k: v for k, v in body.items() if v is not None}
         return _show(args, await call("POST", f"{ep}/replay", body),
                      lambda d: print(f"{_count(d['deliveries'], 'delivery', 'deliveries')} queued for {args.endpoint}"))
+    raise AssertionError(f"unhandled command endpoints {action}")
+
+
+async def _log(call: Client, args: argparse.Namespace) -> int:
+    command = f"{args.command} {args.action}"
+    filters = ("type", "since", "until", "limit", "cursor")
     if command == "deliveries list":
-        query = {k: getattr(args, k) for k in ("endpoint", "state", "type", "event", "since", "until", "limit", "cursor")}
+        query = {k: getattr(args, k) for k in ("endpoint", "state", "event", *filters)}
         return _show(args, await call("GET", "/v1/deliveries", query=query), _print_deliveries)
-    if command == "deliveries show":
-        return _show(args, await call("GET", dl), _print_delivery)
-    if command == "deliveries retry":
+    if command in ("deliveries show", "deliveries retry"):
+        dl = f"/v1/deliveries/{_quote(args.delivery)}"
+        if args.action == "show":
+            return _show(args, await call("GET", dl), _print_delivery)
         return _show(args, await call("POST", f"{dl}/retry"), _print_record)
+    if command == "events list":
+        query = {k: getattr(args, k) for k in filters}
+        return _show(args, await call("GET", "/v1/events", query=query), _print_events)
+    if command == "events show":
+        return _show(args, await call("GET", f"/v1/events/{_quote(args.event)}"), _print_event)
     raise AssertionError(f"unhandled command {command}")
 
 
@@ -261,6 +345,11 @@ def _print_status(data: dict[str, Any]) -> None:
 
 def _print_deliveries(data: dict[str, Any]) -> None:
     _table(data["data"], _DELIVERY_COLUMNS)
+    _more(data)
+
+
+def _more(data: dict[str, Any]) -> None:
+    # On stderr, so the table on stdout stays a table when piped.
     if data["next_cursor"]:
         print(f"\nmore: --cursor {data['next_cursor']}", file=sys.stderr)
 
@@ -272,3 +361,21 @@ def _print_delivery(data: dict[str, Any]) -> None:
     for attempt in data["attempt_log"]:
         if attempt["response_excerpt"]:
             print(f"\nattempt {attempt['number']} response: {attempt['response_excerpt']}")
+
+
+def _print_secret(data: dict[str, Any]) -> None:
+    print(f"endpoint: {data['name']} ({data['endpoint_id']})")
+    print(f"secret:   {data['secret']}")
+    for previous in data["previous"]:
+        print(f"previous: {previous['secret']} (still signs until {previous['expires_at']})")
+
+
+def _print_events(data: dict[str, Any]) -> None:
+    _table(data["data"], ("id", "type", "idempotency_key", "received_at"))
+    _more(data)
+
+
+def _print_event(data: dict[str, Any]) -> None:
+    _print_record({k: v for k, v in data.items() if k not in ("payload", "deliveries")})
+    print(f"\npayload:\n{json.dumps(data['payload'], indent=2)}\n\ndeliveries:")
+    _table(data["deliveries"], ("id", "state", "endpoint", "attempts", "last_status", "last_attempt_at", "next_attempt_at"))

@@ -92,7 +92,7 @@ async def test_send_posts_one_event(tmp_path: Path, receivers: Any, daemons: Any
     config = write_config(tmp_path / "tillhook.toml", [{"name": "pos", "url": receiver.url, "secret": SECRET}])
     daemon = await daemons(config).start()
     code, out, err = await tillhook(
-        "send", "sale.completed", '{"total": 12.5}', "--url", daemon.url, "--token", INGEST_TOKEN, "--id", "pos-1"
+        "send", "sale.completed", '{"total": 12.5}', "--daemon", daemon.url, "--token", INGEST_TOKEN, "--id", "pos-1"
     )
     assert code == 0, err
     import json
@@ -103,7 +103,7 @@ async def test_send_posts_one_event(tmp_path: Path, receivers: Any, daemons: Any
     body = json.loads(receiver.received[0].body)
     assert body["type"] == "sale.completed" and body["data"] == {"total": 12.5}
 
-    code, out, err = await tillhook("send", "sale.completed", "{not json", "--url", daemon.url, "--token", INGEST_TOKEN)
+    code, out, err = await tillhook("send", "sale.completed", "{not json", "--daemon", daemon.url, "--token", INGEST_TOKEN)
     assert code == 2 and "JSON" in err and "Traceback" not in err
-    code, out, err = await tillhook("send", "sale.completed", "--url", daemon.url, "--token", "wrong")
+    code, out, err = await tillhook("send", "sale.completed", "--daemon", daemon.url, "--token", "wrong")
     assert code == 1 and "401" in err

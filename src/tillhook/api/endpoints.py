@@ -1,5 +1,5 @@
-"""/v1/endpoints: list, create, show, update, delete, enable/disable, rotate the secret,
-send a test event, replay past events."""
+"""/v1/endpoints: list, create, show, update, delete, enable/disable, rotate and read the
+secret, send a test event, replay past events."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from tillhook.api.schemas import (
     EndpointIn,
     EndpointOut,
     EndpointPatch,
+    EndpointSecretOut,
     EndpointState,
     EndpointWithSecret,
     PingOut,
+    PreviousSecret,
     ReplayIn,
     ReplayOut,
     RotateIn,
@@ -188,6 +190,25 @@ async def rotate_secret(request: web.Request) -> web.Response:
     rotated = await services.store.rotate_secret(endpoint.id, new_secret, now + grace_s, now)
     _settled(services, rotated)
     return web.json_response(_with_secret(services, rotated).model_dump(mode="json"))
+
+
+async def get_secret(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    endpoint = find_endpoint(services.registry, request.match_info["id"])
+    now = services.clock.now()
+    current = next(s.secret for s in endpoint.secrets if s.expires_at is None)
+    graced = sorted(
+        (s for s in endpoint.secrets if s.expires_at is not None and s.expires_at > now),
+        key=lambda s: s.expires_at or 0.0, reverse=True,
+    )
+    reply = EndpointSecretOut(
+        endpoint_id=endpoint.id,
+        name=endpoint.name,
+        secret=current,
+        previous=[PreviousSecret(secret=s.secret, expires_at=format_time(s.expires_at or 0.0)) for s in graced],
+    )
+    # A secret has no business in a cache between the daemon and whoever asked.
+    return web.json_response(reply.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
 
 def _grace(value: str) -> float:

@@ -106,6 +106,21 @@ class EndpointWithSecret(EndpointOut):
     secret: str = Field(description="shown only in this reply; keep it for the receiver")
 
 
+class PreviousSecret(BaseModel):
+    secret: str
+    expires_at: Timestamp = Field(description="until then it still signs beside the current one")
+
+
+class EndpointSecretOut(BaseModel):
+    """What a receiver verifies with: how its developer gets a generated secret, also of a
+    config-managed endpoint."""
+
+    endpoint_id: str
+    name: str
+    secret: str = Field(description="the current secret")
+    previous: list[PreviousSecret] = Field(description="rotated-out secrets still in their grace period, newest first")
+
+
 class RotateIn(_In):
     grace: str = Field(default="24h", description='how long the old secret keeps signing, like "24h"; "0s" ends it now')
     secret: str | None = Field(default=None, description="the new secret; generated when absent")
