@@ -13,7 +13,11 @@ from aiohttp import web
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
 from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
-from tillhook.api.descriptors import AcceptErrors, connection_budget, raise_open_file_limit
+from tillhook.api.descriptors import (
+    AcceptErrors,
+    connection_budget,
+    raise_open_file_limit,
+)
 from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
 from tillhook.api.routes import add_routes

@@ -72,7 +72,7 @@ class _Tracked(asyncio.Protocol):
     """aiohttp's protocol for one connection, seen through: it tells the tracker what the
     connection is doing and forwards everything unchanged."""
 
-    __slots__ = ("tracker", "inner", "transport", "state", "open")
+    __slots__ = ("inner", "open", "state", "tracker", "transport")
 
     def __init__(self, tracker: ConnectionTracker, inner: RequestHandler) -> None:
         self.tracker = tracker
@@ -92,8 +92,8 @@ class _Tracked(asyncio.Protocol):
             self.tracker.move(self, READING)
         self.inner.data_received(data)
 
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+    def eof_received(self) -> None:
+        self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tracker.forget(self)
@@ -293,6 +293,7 @@ class TrackedSite(web.BaseSite):
         if self._address.unix_path is not None:
             self._server = await loop.create_unix_server(factory, self._address.unix_path, backlog=self._backlog)
         else:
+            assert self._address.port is not None
             self._server = await loop.create_server(
                 factory, self._address.host, self._address.port, backlog=self._backlog
             )
