@@ -130,6 +130,25 @@ async def test_idle_and_slow_connections_do_not_stop_ingest_under_1024_open_file
         assert f"server.{which}_timeout".encode() in client.received
         assert timeout_s * 0.9 <= client.closed_after_s <= timeout_s + CLOSE_SLACK_S, (which, client.closed_after_s)
 
+    reached = await daemon.wait_log("connection_limit_reached")
+    assert reached["max_connections"] == lowered["effective"] and reached["idle_closed"] > 0
     accept_lines = [e for e in daemon.log if "accept" in json.dumps(e).lower()]
     assert len(accept_lines) < 5, accept_lines[:5]
+    assert await daemon.terminate() == 0
+
+
+async def test_a_unix_socket_listener_takes_events_and_closes_idle_connections(
+    tmp_path_factory: pytest.TempPathFactory, daemons: Callable[..., Daemon]
+) -> None:
+    directory = tmp_path_factory.mktemp("unix")  # short: a socket path has at most 107 bytes
+    path = directory / "tillhook.sock"
+    config = write_config(directory / "tillhook.toml", [], server={"listen": f"unix:{path}", "idle_timeout": "1s"})
+    daemon = await daemons(config).start()
+    idle_reader, idle_writer = await asyncio.open_unix_connection(str(path))
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as http:
+        async with http.post("http://tillhook/v1/events", json={"type": "sale.completed", "data": {}},
+                             headers=daemon.headers()) as response:
+            assert response.status == 202, await response.text()
+    assert await asyncio.wait_for(idle_reader.read(), 10) == b""  # closed by the daemon
+    idle_writer.close()
     assert await daemon.terminate() == 0

@@ -251,24 +251,20 @@ class ConnectionTracker:
 
     async def sweep(self) -> None:
         """Runs for the life of the daemon: closes connections past their deadline, and says
-        how often the cap was reached."""
+        when the cap was reached (at once, then at most every few seconds)."""
         limits = self.limits
         tick = min(max(min(limits.idle_timeout, limits.header_timeout) / 4, 0.05), 1.0)
-        next_report = self._now() + _REPORT_EVERY_S
+        next_report = 0.0
         while True:
             await asyncio.sleep(tick)
             self.sweep_once()
-            if self._now() >= next_report:
+            if (self._evicted or self._refused) and self._now() >= next_report:
                 next_report = self._now() + _REPORT_EVERY_S
-                self._report()
-
-    def _report(self) -> None:
-        if self._evicted or self._refused:
-            log.warning(
-                "connection_limit_reached", max_connections=self.limits.max_connections,
-                idle_closed=self._evicted, refused_503=self._refused, open=self.open_count,
-            )
-            self._evicted = self._refused = 0
+                log.warning(
+                    "connection_limit_reached", max_connections=limits.max_connections,
+                    idle_closed=self._evicted, refused_503=self._refused, open=self.open_count,
+                )
+                self._evicted = self._refused = 0
 
 
 class TrackedSite(web.BaseSite):
