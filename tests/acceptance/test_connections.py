@@ -145,10 +145,12 @@ async def test_a_unix_socket_listener_takes_events_and_closes_idle_connections(
     config = write_config(directory / "tillhook.toml", [], server={"listen": f"unix:{path}", "idle_timeout": "1s"})
     daemon = await daemons(config).start()
     idle_reader, idle_writer = await asyncio.open_unix_connection(str(path))
-    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as http:
-        async with http.post("http://tillhook/v1/events", json={"type": "sale.completed", "data": {}},
-                             headers=daemon.headers()) as response:
-            assert response.status == 202, await response.text()
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as http,
+        http.post("http://tillhook/v1/events", json={"type": "sale.completed", "data": {}}, headers=daemon.headers())
+        as response,
+    ):
+        assert response.status == 202, await response.text()
     assert await asyncio.wait_for(idle_reader.read(), 10) == b""  # closed by the daemon
     idle_writer.close()
     assert await daemon.terminate() == 0
