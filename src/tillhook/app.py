@@ -12,6 +12,12 @@ from aiohttp import web
 
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
+from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
+from tillhook.api.descriptors import (
+    AcceptErrors,
+    connection_budget,
+    raise_open_file_limit,
+)
 from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
 from tillhook.api.routes import add_routes
@@ -136,15 +142,14 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    connections = _connection_tracker(config)
+    accept_errors = AcceptErrors()
+    accept_errors.install(loop)
     app = build_app(config)
+    app.middlewares.insert(0, connections.middleware)  # outermost: it sees every request
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_grace)
     await runner.setup()
-    address = config.server.address
-    site: web.BaseSite
-    if address.unix_path is not None:
-        site = web.UnixSite(runner, address.unix_path)
-    else:
-        site = web.TCPSite(runner, address.host, address.port)
+    site = TrackedSite(runner, config.server.address, connections)
     try:
         await site.start()
     except OSError as exc:
@@ -165,8 +170,9 @@ async def serve(config: Config) -> int:
         notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         name="tillhook-watchdog",
     )
+    sweeper = asyncio.create_task(connections.sweep(), name="tillhook-connections")
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
-    done, _ = await asyncio.wait([stopper, retention, *watched], return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait([stopper, retention, sweeper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
         died = next(iter(done))
@@ -177,9 +183,22 @@ async def serve(config: Config) -> int:
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     retention.cancel()
     await runner.cleanup()
+    sweeper.cancel()
     watchdog.cancel()
+    accept_errors.uninstall(loop)
     log.info("serve_stopped")
     return code
+
+
+def _connection_tracker(config: Config) -> ConnectionTracker:
+    server = config.server
+    budget = connection_budget(server.max_connections, config.delivery.max_in_flight, raise_open_file_limit())
+    if budget.lowered:
+        log.warning(
+            "max_connections_lowered", configured=server.max_connections, effective=budget.max_connections,
+            open_file_limit=budget.open_files, delivery_max_in_flight=config.delivery.max_in_flight,
+        )
+    return ConnectionTracker(ConnectionLimits(budget.max_connections, server.idle_timeout, server.header_timeout))
 
 
 def _bound(runner: web.AppRunner, config: Config) -> str:

@@ -98,6 +98,11 @@ class ServerConfig(_Section):
     listen: str = "127.0.0.1:8787"
     max_body_bytes: int = Field(default=262144, ge=1024, le=64 * 1024 * 1024)
     shutdown_grace: Duration = 10.0
+    # Lowered at start if the open-file limit cannot hold this many beside the deliveries.
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    idle_timeout: Duration = 30.0
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 30.0
 
     @field_validator("listen")
     @classmethod

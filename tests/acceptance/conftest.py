@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -64,8 +65,9 @@ def write_config(
 class Daemon:
     """One `tillhook serve` process; start() again after a stop or kill reuses the same database."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, open_files: int | None = None) -> None:
         self.config_path = config_path
+        self.open_files = open_files  # soft and hard RLIMIT_NOFILE of the process; None: inherited
         self.process: asyncio.subprocess.Process | None = None
         self.url = ""
         self.log: list[dict[str, Any]] = []
@@ -77,12 +79,17 @@ class Daemon:
             sys.executable, "-m", "tillhook", "serve", "--config", str(self.config_path),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=self._limit_open_files if self.open_files is not None else None,
         )
         mark = len(self.log)
         self._drain = asyncio.create_task(self._read_log(self.process))
         started = await self.wait_log("serve_started", START_TIMEOUT_S, since=mark)
         self.url = f"http://{started['listen']}"
         return self
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     async def _read_log(self, process: asyncio.subprocess.Process) -> None:
         # Read to the end so the daemon never blocks on a full pipe.
@@ -142,11 +149,11 @@ class Daemon:
 
 
 @pytest.fixture
-async def daemons() -> AsyncIterator[Callable[[Path], Daemon]]:
+async def daemons() -> AsyncIterator[Callable[..., Daemon]]:
     made: list[Daemon] = []
 
-    def make(config_path: Path) -> Daemon:
-        daemon = Daemon(config_path)
+    def make(config_path: Path, **options: Any) -> Daemon:
+        daemon = Daemon(config_path, **options)
         made.append(daemon)
         return daemon
 

@@ -40,6 +40,8 @@ def assert_defaults(config: Config) -> None:
     assert config.server.address == Listen(host="127.0.0.1", port=8787)
     assert config.server.max_body_bytes == 262144
     assert config.server.shutdown_grace == 10.0
+    assert config.server.max_connections == 1024
+    assert (config.server.idle_timeout, config.server.header_timeout, config.server.body_timeout) == (30.0, 10.0, 30.0)
     assert config.auth.ingest_token is None and config.auth.admin_token is None
     assert config.storage.retention == 30 * 86400
     assert config.delivery.timeout == 15.0
@@ -140,6 +142,30 @@ def test_bad_durations_are_refused(text: object) -> None:
 def test_a_zero_duration_is_refused(section: str, key: str) -> None:
     (error,) = errors_of({section: {key: "0s"}})
     assert error == f"{section}.{key}: must be longer than zero"
+
+
+def test_connection_keys_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "connections.toml"
+    path.write_text('[server]\nmax_connections = 200\nidle_timeout = "5s"\nheader_timeout = "2s"\nbody_timeout = "1m"\n')
+    server = load_config(path, env={}).server
+    assert (server.max_connections, server.idle_timeout, server.header_timeout, server.body_timeout) == (
+        200, 5.0, 2.0, 60.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"max_connections": 0}, "server.max_connections: Input should be greater than or equal to 1"),
+        ({"max_connections": "many"}, "server.max_connections:"),
+        ({"idle_timeout": "0s"}, "server.idle_timeout: must be longer than zero"),
+        ({"header_timeout": "10"}, "server.header_timeout:"),
+        ({"body_timeout": 30}, "server.body_timeout:"),
+    ],
+)
+def test_bad_connection_keys_are_named(raw: dict[str, Any], named: str) -> None:
+    errors = errors_of({"server": raw})
+    assert len(errors) == 1 and errors[0].startswith(named), errors
 
 
 @pytest.mark.parametrize(

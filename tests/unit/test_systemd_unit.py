@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tillhook.api.descriptors import connection_budget
+from tillhook.config import Config
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "tillhook.service"
 
@@ -43,3 +46,10 @@ def test_the_unit_keeps_its_promises() -> None:
     stop_s = int(s["TimeoutStopSec"][0].removesuffix("s"))
     assert stop_s > 10 + 15
     assert int(s["WatchdogSec"][0].removesuffix("s")) >= 10
+
+
+def test_the_open_file_limit_holds_the_default_connections_and_deliveries() -> None:
+    (limit,) = settings()["LimitNOFILE"]
+    defaults = Config()
+    budget = connection_budget(defaults.server.max_connections, defaults.delivery.max_in_flight, int(limit))
+    assert not budget.lowered

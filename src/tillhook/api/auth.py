@@ -27,7 +27,13 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
             401, "unauthorized", "send Authorization: Bearer <token>; `tillhook tokens` prints the tokens",
             headers=_CHALLENGE,
         )
-    given = token.strip().encode()
+    try:
+        given = token.strip().encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates; no token has them
+        raise HttpProblem(
+            401, "unauthorized", "the bearer token is not UTF-8 text; `tillhook tokens` prints the tokens",
+            headers=_CHALLENGE,
+        ) from None
     tokens = request.app[SERVICES].tokens
     # Both comparisons always run, in constant time, so timing tells nothing about either token.
     is_admin = hmac.compare_digest(given, tokens.admin)

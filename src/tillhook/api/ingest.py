@@ -7,6 +7,7 @@ from collections import Counter
 import orjson
 from aiohttp import web
 
+from tillhook.api.parsing import read_body
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 from tillhook.envelope import parse_body, to_new_events
@@ -23,7 +24,7 @@ async def post_events(request: web.Request) -> web.Response:
             415, "unsupported-media-type",
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
         )
-    raw = await request.read()
+    raw = await read_body(request)
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
     new_events = to_new_events(events, now, services.registry.subscribers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any, TypeVar
@@ -9,6 +10,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from tillhook.api.connections import CLOSE_AFTER_RESPONSE
+from tillhook.api.problems import HttpProblem
+from tillhook.api.state import SERVICES
 from tillhook.config import parse_duration
 from tillhook.errors import InvalidInput, NotFound
 from tillhook.models import Endpoint, field_path
@@ -46,10 +50,27 @@ def validate(model: type[M], data: Any, what: str, prefix: str = "", context: di
         ) from None
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, if it arrives within server.body_timeout; else a 408 that also ends the
+    connection, since the rest of the body is not worth waiting for."""
+    timeout = request.app[SERVICES].config.server.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        request[CLOSE_AFTER_RESPONSE] = True
+        raise HttpProblem(
+            408, "request-timeout",
+            f"the body did not arrive within server.body_timeout ({timeout:g}s); nothing was stored."
+            " Send the whole request at once",
+            headers={"Connection": "close"},
+        ) from None
+
+
 async def body_model(
     request: web.Request, model: type[M], *, empty_ok: bool = False, context: dict[str, Any] | None = None
 ) -> M:
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip() and empty_ok:
         return validate(model, {}, "the body", context=context)
     if request.content_type != "application/json":
