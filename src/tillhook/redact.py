@@ -42,23 +42,36 @@ def _split(url: str) -> tuple[str | None, str | None, str, str | None, str | Non
     return scheme, authority, path, query, fragment
 
 
+# Any URL quoted in a text, up to the quote, bracket or space that ends it.
+_QUOTED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# Credentials shorter than this are masked only where they stand inside a quoted URL:
+# masking every "1" of "?v=1" would garble addresses and durations in the message.
+_MIN_LONE_SECRET = 4
+
+
 class Scrubber:
     """Replaces the credential parts of one URL with *** wherever they appear in a text
     (an HTTP library's error message quotes the URL, decoded or re-encoded, or sends the
-    user info as a Basic authorization). The host is kept even if a credential is part of
-    it: the message must still say where the attempt went."""
+    user info as a Basic authorization). Every URL quoted in the text is redacted whole;
+    then each credential of at least four characters is masked wherever else it appears.
+    The host is kept even if a credential is part of it: the message must still say where
+    the attempt went."""
 
     def __init__(self, url: str) -> None:
-        secrets = _credentials(url)
+        secrets = {s for s in _credentials(url) if len(s) >= _MIN_LONE_SECRET}
         _, authority, _, _, _ = _split(url)
         hostport = (authority or "").rpartition("@")[2]
         host = hostport.rsplit(":", 1)[0] if not hostport.endswith("]") else hostport
         self._keep = {part for part in (hostport, host, hostport.lower(), host.lower()) if part}
         tokens = sorted(secrets | self._keep, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, tokens))) if secrets else None
+        self._has_credentials = bool(_credentials(url))
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not self._has_credentials or not text:
+            return text
+        text = _QUOTED_URL.sub(lambda m: redact_url(m.group()), text)
+        if self._pattern is None:
             return text
         return self._pattern.sub(self._mask, text)
 

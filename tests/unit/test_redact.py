@@ -49,7 +49,9 @@ URL = "https://user:secret-pass@hooks.example:8443/in?token=secret-token&v=1"
         ("Basic " + base64.b64encode(b"user:secret-pass").decode(), "Basic ***"),
         # The host stays readable even where a short query value appears inside it:
         ("cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)",
-         "cannot connect to hooks.example:8443: Connect call failed ('***0.0.0.***', 8443)"),
+         "cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)"),
+        # A short value is masked inside a quoted URL, and left alone elsewhere:
+        ("timed out after 15s", "timed out after 15s"),
         ("nothing secret here", "nothing secret here"),
         ("", ""),
     ],
@@ -65,7 +67,9 @@ def test_scrubber(text: str, scrubbed: str) -> None:
         ("https://someone:p%40ss%20w@a.example/h", "login p@ss w failed", "login *** failed"),
         ("https://a.example/h?t=a%2Fb", "url=https://a.example/h?t=a/b", "url=https://a.example/h?t=***"),
         ("https://a.example/h?t=a b", "url=https://a.example/h?t=a%20b", "url=https://a.example/h?t=***"),
-        ("https://a.example/h?t=a+b", "token a b", "token ***"),
+        ("https://a.example/h?t=ab+cd", "token ab cd", "token ***"),
+        # Any URL quoted in the text is redacted whole, short values too:
+        ("https://a.example/h?k=v1", "url='https://a.example/h?k=v1&x=1'", "url='https://a.example/h?k=***&x=***'"),
         # A URL without credentials leaves every text alone:
         ("https://a.example/h", "cannot connect to a.example:443", "cannot connect to a.example:443"),
         # The host is kept, whatever the credentials:
