@@ -25,7 +25,12 @@ async def serve_once(config: Path, cwd: Path) -> tuple[int, str]:
         sys.executable, "-m", "tillhook", "serve", "--config", str(config), cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(process.communicate(), 60)
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"the second `serve` on {config.name} kept running beside the first") from None
     assert process.returncode is not None
     return process.returncode, err.decode()
 

@@ -98,7 +98,7 @@ class DatabaseWatch:
         if failed is not None:
             return (
                 f"{what}, and saving what it held failed ({failed}); tillhook keeps it and tries again every"
-                f" {RESCUE_RETRY_S:.0f}s: do not stop tillhook, free space in {path.parent} or make it writable"
+                f" {RESCUE_RETRY_S:.0f}s: do not stop tillhook; make {path.parent} exist, writable, with free space"
             )
         return (
             f"{what}; what it had accepted is saved in {self._rescue}: stop tillhook, move that file to {path}"
