@@ -34,6 +34,7 @@ from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.store import SqliteStore
+from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
 
 log = structlog.get_logger("tillhook")
@@ -156,6 +157,7 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         raise TillhookError(f"cannot listen on {config.server.listen}: {exc.strerror or exc}") from None
     services = app[SERVICES]
+    services.store.announce(listen=_bound(runner, config))  # named by a second daemon's refusal
     notifier = Notifier()
     notifier.send("READY=1", f"STATUS=delivering; listening on {_bound(runner, config)}")
     log.info(
@@ -171,8 +173,11 @@ async def serve(config: Config) -> int:
         name="tillhook-watchdog",
     )
     sweeper = asyncio.create_task(connections.sweep(), name="tillhook-connections")
+    database_watch = asyncio.create_task(DatabaseWatch(services.store).run(), name="tillhook-database-watch")
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
-    done, _ = await asyncio.wait([stopper, retention, sweeper, *watched], return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        [stopper, retention, sweeper, database_watch, *watched], return_when=asyncio.FIRST_COMPLETED
+    )
     code = 0
     if stopper not in done:
         died = next(iter(done))
@@ -182,6 +187,7 @@ async def serve(config: Config) -> int:
     notifier.send("STOPPING=1", "STATUS=draining deliveries in flight")
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     retention.cancel()
+    database_watch.cancel()
     await runner.cleanup()
     sweeper.cancel()
     watchdog.cancel()

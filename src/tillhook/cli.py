@@ -87,7 +87,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "serve":
             return _serve(config)
         if args.command == "tokens":
-            return _run(_tokens(config))
+            return _run(_tokens(config, args))
         if args.command == "backup":
             return _backup(config, args.path)
         if args.command == "send":
@@ -140,21 +140,35 @@ def _serve(config: Config) -> int:
     return _run(serve(config))
 
 
-async def _stored_tokens(config: Config) -> tuple[str, str]:
-    from tillhook.store import SqliteStore
+async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str, str]:
+    """The config's tokens, else those the daemon keeps in its database, read without
+    creating one: run from the wrong directory, a command must not invent a database whose
+    tokens the daemon does not know."""
+    from pathlib import Path
+
+    from tillhook.errors import NoDatabase
+    from tillhook.store.readonly import stored_tokens
 
     auth = config.auth
-    if auth.ingest_token and auth.admin_token:
-        return auth.ingest_token.get_secret_value(), auth.admin_token.get_secret_value()
-    store = SqliteStore(config.storage.path)
-    await store.open()
+    ingest = auth.ingest_token.get_secret_value() if auth.ingest_token else None
+    admin = auth.admin_token.get_secret_value() if auth.admin_token else None
+    if ingest and admin:
+        return ingest, admin
+    path = Path(config.storage.path).absolute()
+    source = config_path_from(getattr(args, "config", None))
+    origin = f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
     try:
-        return await store.tokens(
-            auth.ingest_token.get_secret_value() if auth.ingest_token else None,
-            auth.admin_token.get_secret_value() if auth.admin_token else None,
-        )
-    finally:
-        await store.close()
+        stored = stored_tokens(path)
+    except NoDatabase:
+        raise ConfigError(
+            f"there is no tillhook database at {path} ({origin}), so no tokens to read: point this command at the"
+            " daemon's config with --config PATH or $TILLHOOK_CONFIG, or give the token"
+            " (--token, $TILLHOOK_ADMIN_TOKEN / $TILLHOOK_TOKEN, or [auth] in the config)"
+        ) from None
+    ingest, admin = ingest or stored.get("ingest_token"), admin or stored.get("admin_token")
+    if not ingest or not admin:
+        raise TillhookError(f"the database at {path} ({origin}) holds no tokens yet: start `tillhook serve` once")
+    return ingest, admin
 
 
 def _backup(config: Config, path: str) -> int:
@@ -168,15 +182,15 @@ def _backup(config: Config, path: str) -> int:
     return EXIT_OK
 
 
-async def _tokens(config: Config) -> int:
-    ingest, admin = await _stored_tokens(config)
+async def _tokens(config: Config, args: argparse.Namespace) -> int:
+    ingest, admin = await _stored_tokens(config, args)
     print(f"ingest: {ingest}")
     print(f"admin:  {admin}")
     return EXIT_OK
 
 
 async def _admin(config: Config, args: argparse.Namespace) -> int:
-    token = args.token or os.environ.get("TILLHOOK_ADMIN_TOKEN") or (await _stored_tokens(config))[1]
+    token = args.token or os.environ.get("TILLHOOK_ADMIN_TOKEN") or (await _stored_tokens(config, args))[1]
     return await run_admin(config, args, token)
 
 
@@ -186,7 +200,7 @@ async def _send(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error(f"JSON is not valid JSON: {exc}")
         return EXIT_USAGE
-    token = args.token or os.environ.get("TILLHOOK_TOKEN") or (await _stored_tokens(config))[0]
+    token = args.token or os.environ.get("TILLHOOK_TOKEN") or (await _stored_tokens(config, args))[0]
     base, unix_path = daemon_address(config, args)
     url = base + "/v1/events"
     event: dict[str, object] = {"type": args.type, "data": data}

@@ -58,6 +58,7 @@ class Dispatcher:
         self._written.set()
         self._buckets: dict[str, TokenBucket] = {}
         self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
+        self._unavailable: str | None = None  # why the store refused writes, as last logged
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
         self._maybe_due: set[str] = {e.id for e in registry.all()}
         self.admitted = 0
@@ -107,7 +108,7 @@ class Dispatcher:
                 await self.run_once(all_endpoints=tick)
             except StoreUnavailable as exc:
                 # A full disk or a locked file: keep the loop alive and try again next tick.
-                log.error("storage_unavailable", error=exc.message)
+                self._store_refused(exc)
             await self._wait(next_tick)
 
     async def _wait(self, next_tick: float) -> None:
@@ -183,6 +184,7 @@ class Dispatcher:
             return 0
         ordered = frozenset(e.id for e in candidates if e.ordered and e.id in quotas)
         claimed = await self._store.claim_due(quotas, now, ordered)
+        self._unavailable = None
         per_endpoint: defaultdict[str, int] = defaultdict(int)
         for delivery in claimed:
             per_endpoint[delivery.endpoint_id] += 1
@@ -348,7 +350,7 @@ class Dispatcher:
     ) -> None:
         if claimed is None:
             # The delivery stays `delivering` (never claimed twice) until the outcome is written.
-            log.error("storage_unavailable", error=error.message if error else "?", delivery_id=record.delivery_id)
+            self._store_refused(error or StoreUnavailable("?"), delivery_id=record.delivery_id)
             self._unrecorded.append(record)
             self._release(endpoint_id, reserved)
             return
@@ -363,6 +365,12 @@ class Dispatcher:
             self._maybe_due.discard(endpoint_id)  # drained for now; a wake or tick brings it back
         for delivery in claimed:
             self._launch(delivery, probing)
+
+    def _store_refused(self, exc: StoreUnavailable, **context: object) -> None:
+        """Logged once per cause until the store takes writes again, not once a tick."""
+        if exc.message != self._unavailable:
+            self._unavailable = exc.message
+            log.error("storage_unavailable", error=exc.message, **context)
 
     async def _flush_unrecorded(self) -> None:
         records, self._unrecorded = self._unrecorded, []

@@ -26,6 +26,14 @@ class StoreUnavailable(StoreError):
     """The database is not accepting writes right now (disk full, read-only or locked)."""
 
 
+class DatabaseInUse(StoreError):
+    """Another tillhook holds this database; run one daemon per database."""
+
+
+class NoDatabase(StoreError):
+    """There is no database at the configured path."""
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer tillhook; upgrade tillhook or use another database file."""
 

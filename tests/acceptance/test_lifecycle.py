@@ -65,12 +65,15 @@ async def test_sigterm_right_after_start_is_a_clean_stop(tmp_path: Path, daemons
 
 async def test_tokens_are_generated_once_and_printed(tmp_path: Path, daemons: Any, http: aiohttp.ClientSession) -> None:
     config = write_config(tmp_path / "tillhook.toml", [], tokens=False)
+    # Before the first start there are none yet, and `tokens` makes no database to hold some.
+    code, out, err = await tillhook("tokens", "--config", str(config))
+    assert code == 2 and "no tillhook database" in err and not (tmp_path / "tillhook.db").exists(), err
+    daemon = await daemons(config).start()
     code, out, err = await tillhook("tokens", "--config", str(config))
     assert code == 0, err
     tokens = dict(line.split(":", 1) for line in out.splitlines())
     ingest, admin = tokens["ingest"].strip(), tokens["admin"].strip()
     assert ingest.startswith("ing_") and admin.startswith("adm_")
-    daemon = await daemons(config).start()
     # The daemon uses the same stored tokens.
     async with http.post(
         f"{daemon.url}/v1/events", json={"type": "a", "data": {}}, headers={"Authorization": f"Bearer {ingest}"}

@@ -24,8 +24,10 @@ from tillhook.models import (
 )
 from tillhook.store import endpoints_sql, retention_sql
 from tillhook.store.admin import AdminVerbs
+from tillhook.store.backup import abandon_copy, begin_copy, end_copy
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp, settle
+from tillhook.store.lock import DatabaseLock
 from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
@@ -76,15 +78,22 @@ class SqliteStore(AdminVerbs):
         self._committer: GroupCommitter[WriteOp] | None = None
         self.writer_task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[int], None] | None = None  # told how many writes each commit held
+        self.lock = DatabaseLock(self.path)
+        self.file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        self.lost: str | None = None  # why every write is refused (the file is gone), once it is
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
         if not self.path.parent.is_dir():
             raise StoreError(f"the directory for the database, {self.path.parent}, does not exist")
+        # Before anything reads or writes the database: this is its only writer.
+        self.lock.acquire()
         try:
             # The outbox holds secrets and customer data: owner-only from the first byte.
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            st = os.stat(self.path)  # as the watcher will look at it (stat, not fstat)
+            self.file_id = (st.st_dev, st.st_ino)
             self._committer = GroupCommitter(BatchApplier(), settle, self._committed)
             await self._committer.start(lambda: _connect_writer(self.path))
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -124,8 +133,11 @@ class SqliteStore(AdminVerbs):
         if self._reader is not None:
             await self._reader.close()
         self._reader = None
+        self.lock.release()
 
     async def _write(self, op: WriteOp) -> Any:
+        if self.lost is not None:
+            raise StoreUnavailable(self.lost)
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
         if isinstance(op, Ingest):
@@ -156,6 +168,41 @@ class SqliteStore(AdminVerbs):
         if isinstance(result, Exception):
             raise result
         return result
+
+    # -- when the file is lost (store/watch.py) --------------------------------------------
+
+    def refuse_writes(self, reason: str) -> None:
+        """From now on every write fails with StoreUnavailable(reason); reads go on."""
+        self.lost = reason
+
+    async def drain_writes(self) -> None:
+        """Until every write queued so far is committed (or has failed): a no-op queued behind
+        them, as the writer takes its queue in order."""
+        if self._committer is None:
+            return
+        try:
+            barrier = self._committer.submit(Call(lambda conn: None))
+        except RuntimeError:
+            return  # closing: what was queued is being committed anyway
+        with contextlib.suppress(Exception):  # then what was ahead of it failed as well
+            await barrier
+
+    async def copy_to(self, target: Path) -> int:
+        """A consistent copy of what the open connections hold, to a new file `target`, even
+        after the file at `self.path` was deleted (they still have it open); returns its events."""
+        if self._reader is None:
+            raise StoreUnavailable("the store is not open")
+        partial, dst = begin_copy(target)
+        try:
+            await self._reader.backup(dst)
+        except sqlite3.Error as exc:
+            abandon_copy(partial, dst)
+            raise StoreError(f"the copy failed: {exc}") from None
+        return await asyncio.to_thread(end_copy, partial, dst, target)
+
+    def announce(self, **facts: object) -> None:
+        """Tell a second daemon refused the database who holds it (e.g. listen=...)."""
+        self.lock.note(**facts)
 
     @property
     def commit_stats(self) -> tuple[int, int]:
@@ -205,6 +252,8 @@ class SqliteStore(AdminVerbs):
         """As record_attempts, without waiting: `on_done(claimed, None)` runs on the event loop
         as soon as the transaction is committed, or `on_done(None, why)` if it failed. Once
         queued, the outcomes are written even if the daemon is stopping."""
+        if self.lost is not None:
+            raise StoreUnavailable(self.lost)
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
 
