@@ -90,6 +90,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = NEW.delivery_id);
     END;
     """,
+    # The digest of a keyed event's content (envelope.content_digest), so that a key reused
+    # with other content is refused; events stored before it have none (ops.py says what
+    # then counts as the same content).
+    """
+    ALTER TABLE events ADD COLUMN content_digest BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
