@@ -40,8 +40,8 @@ def new_message_id(now_s: float) -> str:
     return "msg_" + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _SHIFTS])
 
 
-# How the standard library says a valid integer is longer than it converts (sys.int_info):
-# the body is valid JSON, just beyond what is accepted.
+# How the standard library says a valid integer has more digits than it converts
+# (sys.get_int_max_str_digits): the body is valid JSON, only beyond what is accepted.
 _INT_DIGITS_LIMIT = "integer string conversion"
 
 
