@@ -29,6 +29,7 @@ from pydantic import (
 from tillhook import rules
 from tillhook.errors import ConfigError
 from tillhook.models import field_path
+from tillhook.wording import plain
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -257,7 +258,7 @@ def _describe(exc: ValidationError) -> list[str]:
         if error["type"] == "extra_forbidden":
             described.append(f"{path}: unknown key")
             continue
-        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        message = plain(error, object_name="a table")
         for line in message.splitlines():
             described.append(f"{path}: {line}" if path else line)
     return described

@@ -3,10 +3,13 @@ Pure: no I/O, no clock of its own."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import random
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +18,7 @@ from pydantic import ValidationError
 
 from tillhook.errors import InvalidInput
 from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, NewEvent, field_path, format_time
+from tillhook.wording import plain
 
 # Base32 in Crockford's lower-case alphabet, which keeps the byte order; two characters
 # (ten bits) per lookup, since base64.b32encode is slow pure Python.
@@ -36,6 +40,11 @@ def new_message_id(now_s: float) -> str:
     return "msg_" + "".join([_PAIRS[(bits >> shift) & 1023] for shift in _SHIFTS])
 
 
+# How the standard library says a valid integer has more digits than it converts
+# (sys.get_int_max_str_digits): the body is valid JSON, only beyond what is accepted.
+_INT_DIGITS_LIMIT = "integer string conversion"
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -45,7 +54,16 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         # Beyond a double: it would reach the receiver as null, so say so now.
         raise InvalidInput(f"the number {text[:40]} is too large to deliver exactly", slug="invalid-event")
+    if value == 0.0 and _NONZERO_MANTISSA.search(text.lower().partition("e")[0]):
+        # Below the smallest double: it would reach the receiver as 0.0.
+        raise InvalidInput(
+            f"the number {text[:40]} is too small to deliver exactly (it would arrive as 0); send it as a string",
+            slug="invalid-event",
+        )
     return value
+
+
+_NONZERO_MANTISSA = re.compile("[1-9]")
 
 
 def _has_lone_surrogate(document: Any) -> bool:
@@ -73,17 +91,43 @@ def _too_deep(document: Any) -> bool:
 
 _CONTAINERS = frozenset((dict, list))  # what the JSON parsers build, exactly these types
 
-# A run of 19 digits may be an integer beyond 64 bits, which orjson would turn into a float.
-# Every digit becomes "0" and everything else a space, then one substring search: several
-# times faster than a regular expression over a large batch.
-_DIGITS_AS_ZEROS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+# A run of 19 digits may be an integer beyond 64 bits, which orjson would turn into a float;
+# an exponent of -100 or below may underflow, which orjson turns into 0.0 without a word.
+# Every digit becomes "0", "E" becomes "e", "e" "-" and "." stay, everything else becomes a
+# space, then substring searches: several times faster than a regular expression over a
+# large batch. A hit only means the exact (slower) parser reads the body.
+_SHAPES = bytes(48 if 48 <= i <= 57 else 101 if i == 69 else i if i in b"e-." else 32 for i in range(256))
 _LONG_RUN = b"0" * 19
+_SMALL_EXPONENT = b"0e-000"
+# What precedes a number in JSON; a hit preceded by anything else is inside a string (like
+# the "123e-4567" of a UUID) and cannot underflow.
+_BEFORE_NUMBER = frozenset(b"[,: \t\r\n")
+_MANTISSA = frozenset(b"0.")
+
+
+def _needs_exact_parser(raw: bytes) -> bool:
+    """Whether the body may hold a number orjson would not keep exactly."""
+    shapes = raw.translate(_SHAPES)
+    if _LONG_RUN in shapes:
+        return True
+    hit = shapes.find(_SMALL_EXPONENT)
+    while hit >= 0:
+        start = hit
+        while start > 0 and shapes[start - 1] in _MANTISSA:  # back to where the number starts
+            start -= 1
+        if start > 0 and shapes[start - 1] == 45:  # a minus sign
+            start -= 1
+        if start == 0 or raw[start - 1] in _BEFORE_NUMBER:
+            return True
+        hit = shapes.find(_SMALL_EXPONENT, hit + 1)
+    return False
 
 
 def _loads(raw: bytes) -> Any:
     """orjson for speed; the standard library when orjson refuses the body (to say exactly
-    why) or when it holds long numbers (to keep them exact)."""
-    if _LONG_RUN not in raw.translate(_DIGITS_AS_ZEROS):
+    why) or when it may hold numbers orjson would not keep exactly (to keep them, or refuse
+    them)."""
+    if not _needs_exact_parser(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -97,6 +141,11 @@ def _loads(raw: bytes) -> Any:
     except RecursionError:
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event") from None
     except ValueError as exc:
+        if _INT_DIGITS_LIMIT in str(exc):
+            raise InvalidInput(
+                f"integers of more than {sys.get_int_max_str_digits()} digits are not accepted; send such a"
+                " number as a string", slug="invalid-event",
+            ) from None
         raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
     if "\\u" in text and _has_lone_surrogate(document):
         raise InvalidInput(
@@ -162,7 +211,7 @@ def _message(error: Any) -> str:
         return "is required"
     if error["type"] == "string_pattern_mismatch":
         return "must be dot-separated names of letters, digits, _ or -, like transaction.completed"
-    return str(error["msg"]).removeprefix("Value error, ")
+    return plain(error)
 
 
 def _dumps(document: dict[str, Any]) -> bytes:
@@ -189,6 +238,20 @@ def to_new_events(
                 body=body,
                 created_at=now_s,
                 endpoint_ids=subscribers(event.type),
+                content_digest=None if event.id is None else content_digest(event),
             )
         )
     return built
+
+
+def content_digest(event: EventIn) -> bytes:
+    """What makes a repeat of an idempotency key the same event: its type, data and the
+    timestamp the POS gave (normalised to UTC; None when it gave none), exactly. A retry
+    resends the same body, so a retry that leaves out a timestamp the original gave (or the
+    other way round) is other content."""
+    document = [event.type, event.data, event.timestamp]
+    try:
+        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits, as in _dumps
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(canonical).digest()

@@ -128,6 +128,9 @@ class NewEvent:
     body: bytes
     created_at: float
     endpoint_ids: tuple[str, ...]
+    # With an idempotency key only: a digest of what the POS sent (type, data and the given
+    # timestamp), so that a repeat of the key can be told from a reuse with other content.
+    content_digest: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

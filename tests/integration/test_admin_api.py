@@ -343,3 +343,17 @@ async def test_openapi_describes_every_route_and_is_valid(admin):
     }
     described = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert registered == described
+
+
+async def test_openapi_needs_no_token_and_says_so(admin):
+    # 404 details point people at it, so it must open without a token; it holds no data.
+    h, _ = admin
+    async with h.session.get(h.server.make_url("/openapi.json")) as r:
+        assert r.status == 200
+        document = await r.json()
+    get = document["paths"]["/openapi.json"]["get"]
+    assert get["security"] == [] and "401" not in get["responses"]
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    assert document["security"] == [{"bearer": []}]  # every other route still needs one
+    async with h.session.get(h.server.make_url("/v1/status")) as r:
+        assert r.status == 401

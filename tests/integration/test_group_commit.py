@@ -10,10 +10,13 @@ import time
 
 import pytest
 
+from tillhook.envelope import parse_body, to_new_events
+from tillhook.errors import InvalidInput
 from tillhook.models import NewEvent
 from tillhook.store import SqliteStore
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.ops import BatchApplier, Claim, Ingest, Record, settle
+from tillhook.store.schema import MIGRATIONS
 
 
 def connector(path):
@@ -130,3 +133,88 @@ def test_a_failing_callback_does_not_strand_the_other_ops_of_its_batch():
     with pytest.raises(RuntimeError, match="a bug"):
         settle([Record([], 0.0, on_done=broken), ingest], sqlite3.OperationalError("disk I/O error"))
     assert slots.given_back == ["ep"]
+
+
+class _Slots:
+    """An admission that reserves every slot and remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.taken, self.started, self.given_back = 0, [], []
+
+    def take(self, endpoint_id):
+        self.taken += 1
+        return True
+
+    def committed(self, started, queued):
+        self.started.extend(started)
+
+    def aborted(self, endpoint_ids):
+        self.given_back.extend(endpoint_ids)
+
+
+def _keyed(event_id: str, key: str, digest: bytes, endpoints=("ep",)) -> NewEvent:
+    return NewEvent(id=event_id, type="a.b", created_at=0.0, body=b'{"type":"a.b","data":{}}', idempotency_key=key,
+                    endpoint_ids=endpoints, content_digest=digest)
+
+
+async def test_a_reused_key_fails_its_op_alone_and_gives_back_its_slots(tmp_path):
+    db = tmp_path / "t.db"
+    store = SqliteStore(db)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    BatchApplier()(conn, [Ingest([_keyed("msg_0", "k", b"first")])])
+    slots = _Slots()
+    before = Ingest([_keyed("msg_1", "other", b"x", ("ep", "ep2"))], slots)
+    reused = Ingest([_keyed("msg_2", "fresh", b"y", ("ep", "ep2")), _keyed("msg_3", "k", b"second")], slots, batch=True)
+    after = Ingest([_keyed("msg_4", "k", b"first")], slots)  # a true repeat, in the same transaction
+    ops = [before, reused, after]
+    for op in ops:
+        op.reserve()
+    results = BatchApplier()(conn, ops)
+    settle(ops, None)
+    assert [r.duplicate for r in results[0]] == [False] and [r.duplicate for r in results[2]] == [True]
+    refused = results[1]
+    assert isinstance(refused, InvalidInput) and refused.slug == "idempotency-key-reused"
+    assert [e["field"] for e in refused.errors or []] == ["[1].id"] and "msg_0" in refused.message
+    stored = conn.execute("SELECT id FROM events ORDER BY seq").fetchall()
+    assert stored == [("msg_0",), ("msg_1",)]  # nothing of the refused op, the others committed
+    assert conn.execute("SELECT count(*) FROM deliveries WHERE event_id IN ('msg_2', 'msg_3')").fetchone() == (0,)
+    # Every slot reserved is either started (the op that went in) or given back.
+    assert sorted(d.event_id for d in slots.started) == ["msg_1", "msg_1"]
+    assert sorted(slots.given_back) == ["ep", "ep", "ep", "ep2"]  # msg_2's two, msg_3's and the repeat's
+    assert slots.taken == len(slots.started) + len(slots.given_back)
+    conn.close()
+
+
+async def test_events_stored_before_digests_are_compared_by_type_and_data(tmp_path):
+    # A database from before the digest column: build it with the migrations that came before.
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    adds_digest = next(i for i, sql in enumerate(MIGRATIONS) if "content_digest" in sql)
+    for sql in MIGRATIONS[:adds_digest]:
+        conn.executescript(sql)
+    conn.execute(f"PRAGMA user_version = {adds_digest}")
+    old_body = b'{"id":"msg_old","type":"a.b","timestamp":"2026-11-22T10:30:00Z","data":{"n":1,"m":2}}'
+    conn.execute(
+        "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES ('msg_old', 'k', 'a.b', 0, ?)",
+        (old_body,),
+    )
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()  # migrates
+    try:
+        def arriving(data: str, timestamp: str | None = None) -> list[NewEvent]:
+            raw = f'{{"type": "a.b", "data": {data}, "id": "k"' + (f', "timestamp": "{timestamp}"' if timestamp else "") + "}"
+            events, _ = parse_body(raw.encode(), None)
+            return to_new_events(events, 1.0, lambda event_type: ())
+
+        (repeat,) = await store.enqueue(arriving('{"m": 2, "n": 1}'))
+        assert (repeat.id, repeat.duplicate) == ("msg_old", True)
+        # Whether the old event's timestamp was given is not known: only type and data count.
+        (repeat,) = await store.enqueue(arriving('{"n": 1, "m": 2}', "2020-01-01T00:00:00Z"))
+        assert repeat.duplicate is True
+        with pytest.raises(InvalidInput, match="msg_old"):
+            await store.enqueue(arriving('{"n": 1, "m": 2.0}'))
+    finally:
+        await store.close()

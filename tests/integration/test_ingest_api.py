@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import pytest
 
@@ -49,7 +50,7 @@ async def test_batch_is_accepted_as_an_array(h):
 
 async def test_idempotency_key_in_body_and_header(h):
     first = await h.post_events({"type": "customer.created", "data": {}, "id": "pos-1"})
-    again = await h.post_events({"type": "customer.created", "data": {"changed": True}, "id": "pos-1"})
+    again = await h.post_events({"type": "customer.created", "data": {}, "id": "pos-1"})
     assert first[0] == again[0] == 202
     assert again[1] == {**first[1], "duplicate": True}
     by_header = await h.post_events({"type": "customer.created", "data": {}}, headers={"Idempotency-Key": "pos-2"})
@@ -111,6 +112,8 @@ async def test_admin_token_may_post_events(h):
         (b"[]", {}, 422, "1 to 1000"),
         (b'"hello"', {}, 422, "one event"),
         (b'[{"type": "a", "data": {}}]', {"Idempotency-Key": "k"}, 422, "Idempotency-Key"),
+        (b'{"type": "a", "data": {"x": 1e-999999}}', {}, 422, "the number 1e-999999 is too small to deliver exactly"),
+        (b'{"type": "a", "data": {"x": 1e999999}}', {}, 422, "too large to deliver exactly"),
     ],
 )
 async def test_bad_input_is_refused_and_changes_nothing(h, raw, headers, status, detail_part):
@@ -119,6 +122,16 @@ async def test_bad_input_is_refused_and_changes_nothing(h, raw, headers, status,
     assert response.content_type == PROBLEM
     assert reply["status"] == status and detail_part in reply["detail"]
     assert await counts(h) == {}
+
+
+async def test_an_integer_beyond_the_digit_limit_is_422_not_malformed(tmp_path, make_harness, clock):
+    h = await make_harness(make_config(tmp_path, [{"name": "all", "url": "http://127.0.0.1:9/b"}]), clock=clock)
+    digits = sys.get_int_max_str_digits()
+    code, reply, _ = await h.post_events(raw=b'{"type": "a", "data": {"n": %s}}' % (b"9" * (digits + 1)))
+    assert code == 422 and reply["type"] == "urn:tillhook:problem:invalid-event"
+    assert f"integers of more than {digits} digits are not accepted" in reply["detail"]
+    code, reply, _ = await h.post_events(raw=b'{"type": "a", "data": {"n": %s}}' % (b"9" * digits))
+    assert code == 202 and reply["deliveries"] == 1
 
 
 async def test_a_batch_with_one_bad_event_stores_nothing(h):

@@ -10,7 +10,7 @@ from aiohttp import web
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})  # the document holds routes, no data
 INGEST_ROUTES = frozenset({("POST", "/v1/events")})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tillhook"'}
 

@@ -28,7 +28,7 @@ async def post_events(request: web.Request) -> web.Response:
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
     new_events = to_new_events(events, now, services.registry.subscribers)
-    accepted = await services.store.enqueue(new_events, services.dispatcher)
+    accepted = await services.store.enqueue(new_events, services.dispatcher, batch=batch)
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():
         services.metrics.events_ingested.labels(event_type).inc(n)

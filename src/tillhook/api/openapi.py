@@ -34,10 +34,10 @@ def build_openapi() -> dict[str, Any]:
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs, components)
     paths["/openapi.json"] = {"get": {
-        "summary": "This document", "tags": ["operations"], "operationId": "get_openapi",
+        "summary": "This document (no token needed: it describes the routes and holds no data)",
+        "tags": ["operations"], "operationId": "get_openapi", "security": [],
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "401": {"description": "Unauthorized", "content": _PROBLEM},
         },
     }}
     return {

@@ -17,6 +17,7 @@ from tillhook.config import parse_duration
 from tillhook.errors import InvalidInput, NotFound
 from tillhook.models import Endpoint, field_path
 from tillhook.registry import EndpointRegistry
+from tillhook.wording import plain
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,7 +34,7 @@ def _message(error: Any) -> str:
         return "is required"
     if error["type"] == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERN_HINTS:
         return _PATTERN_HINTS[str(error["loc"][-1])]
-    return str(error["msg"]).removeprefix("Value error, ")
+    return plain(error)
 
 
 def invalid(errors: list[dict[str, str]], what: str = "the request") -> InvalidInput:

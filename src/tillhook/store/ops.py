@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tillhook.errors import InvalidInput
 from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
+from tillhook.store.idempotency import Seen, known_keys, refusal, reuse, same_content
 from tillhook.store.sql_util import in_chunks, placeholders, rows_at_once
 
 # One statement for a whole batch of outcomes: (state, next_attempt_at, first_attempt_at,
@@ -42,6 +44,7 @@ class Admission(Protocol):
 class Ingest:
     events: Sequence[NewEvent]
     admission: Admission | None = None
+    batch: bool = False  # the events came as an array: errors name them by index
     # Per event, per endpoint: whether a slot was reserved (decided on the event loop).
     admitted: list[list[bool]] | None = None
     # Filled on the writer thread, read back on the loop once the transaction is over.
@@ -97,10 +100,13 @@ WriteOp = Ingest | Record | Claim | Call
 
 
 @dataclass(slots=True)
-class _Seen:
-    id: str
-    type: str
-    deliveries: int
+class _Rows:
+    """What one ingest op adds to the transaction, kept apart until the op is known to be valid."""
+
+    next_id: int
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    deliveries: list[tuple[Any, ...]] = field(default_factory=list)
+    keys: dict[str, Seen] = field(default_factory=dict)
 
 
 def settle(ops: Sequence[WriteOp], error: Exception | None) -> None:
@@ -128,6 +134,36 @@ def _settle_one(op: WriteOp, error: Exception | None) -> None:
     if op.unused:
         op.admission.aborted(op.unused)
     op.admission.committed(op.started, op.queued)
+
+
+def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[AcceptedEvent] | InvalidInput:
+    reply: list[AcceptedEvent] = []
+    reused: list[dict[str, str]] = []
+    pending, delivering = DeliveryState.PENDING.value, DeliveryState.DELIVERING.value
+    for index, event in enumerate(op.events):
+        flags = op.admitted[index] if op.admitted is not None else [False] * len(event.endpoint_ids)
+        key = event.idempotency_key
+        if key is not None:
+            prior = rows.keys.get(key) or seen.get(key)
+            if prior is not None and not same_content(prior, event):
+                reused.append(reuse(key, prior, f"[{index}].id" if op.batch else "id"))
+                continue
+            if prior is not None:
+                reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
+                op.unused.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
+                continue
+            rows.keys[key] = Seen(event.id, event.type, len(event.endpoint_ids), event.content_digest, event.body, index)
+        rows.events.append((event.id, key, event.type, event.created_at, event.body, event.content_digest))
+        t = event.created_at
+        for endpoint_id, admitted in zip(event.endpoint_ids, flags, strict=True):
+            if admitted:
+                op.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body))
+            else:
+                op.queued.add(endpoint_id)
+            rows.deliveries.append((rows.next_id, event.id, endpoint_id, delivering if admitted else pending, t, t, t))
+            rows.next_id += 1
+        reply.append(AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False))
+    return refusal(reused) if reused else reply
 
 
 @dataclass(slots=True)
@@ -195,42 +231,33 @@ class BatchApplier:
         conn.execute("RELEASE op")
         return result
 
-    def _ingest(self, conn: sqlite3.Connection, ops: list[Ingest]) -> list[list[AcceptedEvent]]:
+    def _ingest(self, conn: sqlite3.Connection, ops: list[Ingest]) -> list[list[AcceptedEvent] | InvalidInput]:
+        """Each op's events and deliveries; an op reusing a key with other content fails alone
+        (an InvalidInput as its result), writes nothing and gives back its reserved slots."""
         if not ops:
             return []
-        seen = self._known_keys(conn, [e.idempotency_key for op in ops for e in op.events if e.idempotency_key])
+        seen = known_keys(conn, [e.idempotency_key for op in ops for e in op.events if e.idempotency_key])
         event_rows: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []
-        replies: list[list[AcceptedEvent]] = []
+        replies: list[list[AcceptedEvent] | InvalidInput] = []
         next_id = self._next_delivery_id(conn)
-        pending, delivering = DeliveryState.PENDING.value, DeliveryState.DELIVERING.value
         for op in ops:
-            reply = []
-            for index, event in enumerate(op.events):
-                flags = op.admitted[index] if op.admitted is not None else [False] * len(event.endpoint_ids)
-                key = event.idempotency_key
-                if key is not None and key in seen:
-                    prior = seen[key]
-                    reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
-                    op.unused.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
-                    continue
-                if key is not None:
-                    seen[key] = _Seen(event.id, event.type, len(event.endpoint_ids))
-                event_rows.append((event.id, key, event.type, event.created_at, event.body))
-                t = event.created_at
-                for endpoint_id, admitted in zip(event.endpoint_ids, flags, strict=True):
-                    if admitted:
-                        op.started.append(ClaimedDelivery(next_id, event.id, endpoint_id, 0, None, event.body))
-                    else:
-                        op.queued.add(endpoint_id)
-                    delivery_rows.append((next_id, event.id, endpoint_id, delivering if admitted else pending, t, t, t))
-                    next_id += 1
-                reply.append(
-                    AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False)
-                )
+            rows = _Rows(next_id)
+            reply = _ingest_one(op, seen, rows)
+            if isinstance(reply, InvalidInput):
+                op.started.clear()
+                op.queued.clear()
+                op.unused = op.reserved()
+            else:
+                seen.update(rows.keys)
+                event_rows += rows.events
+                delivery_rows += rows.deliveries
+                next_id = rows.next_id
             replies.append(reply)
         rows_at_once(
-            conn, "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES {rows}", event_rows
+            conn,
+            "INSERT INTO events (id, idempotency_key, type, created_at, body, content_digest) VALUES {rows}",
+            event_rows,
         )
         rows_at_once(
             conn,
@@ -245,18 +272,6 @@ class BatchApplier:
         if self._last_delivery_id is None:
             self._last_delivery_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0])
         return self._last_delivery_id + 1
-
-    @staticmethod
-    def _known_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, _Seen]:
-        seen: dict[str, _Seen] = {}
-        for chunk in in_chunks(sorted(set(keys))):
-            sql = (
-                "SELECT e.idempotency_key, e.id, e.type, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)"
-                f" FROM events e WHERE e.idempotency_key IN ({placeholders(chunk)})"
-            )
-            for key, event_id, event_type, count in conn.execute(sql, chunk):
-                seen[key] = _Seen(event_id, event_type, count)
-        return seen
 
     @staticmethod
     def _record(conn: sqlite3.Connection, ops: list[Record]) -> None:

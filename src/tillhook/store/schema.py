@@ -100,6 +100,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE deleted_at IS NULL AND config_managed = 0 AND enabled = 0
         AND disabled_reason = 'removed from the config file';
     """,
+    # The digest of a keyed event's content (envelope.content_digest), so that a key reused
+    # with other content is refused; events stored before it have none (ops.py says what
+    # then counts as the same content).
+    """
+    ALTER TABLE events ADD COLUMN content_digest BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

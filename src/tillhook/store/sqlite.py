@@ -213,10 +213,14 @@ class SqliteStore(AdminVerbs):
 
     # -- the outbox ----------------------------------------------------------------------
 
-    async def enqueue(self, events: Sequence[NewEvent], admission: Admission | None = None) -> list[AcceptedEvent]:
+    async def enqueue(
+        self, events: Sequence[NewEvent], admission: Admission | None = None, *, batch: bool = False
+    ) -> list[AcceptedEvent]:
         """Store events and their deliveries; returns once they are on disk. With `admission`,
-        deliveries it takes a slot for are stored `delivering` and handed to it after the commit."""
-        result: list[AcceptedEvent] = await self._write(Ingest(events, admission))
+        deliveries it takes a slot for are stored `delivering` and handed to it after the commit.
+        An idempotency key reused with other content refuses them all (InvalidInput, naming
+        each such event by its index when they came as a `batch`)."""
+        result: list[AcceptedEvent] = await self._write(Ingest(events, admission, batch))
         return result
 
     async def claim_due(
