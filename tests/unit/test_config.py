@@ -156,7 +156,7 @@ def test_connection_keys_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "named"),
     [
-        ({"max_connections": 0}, "server.max_connections: Input should be greater than or equal to 1"),
+        ({"max_connections": 0}, "server.max_connections: must be at least 1"),
         ({"max_connections": "many"}, "server.max_connections:"),
         ({"idle_timeout": "0s"}, "server.idle_timeout: must be longer than zero"),
         ({"header_timeout": "10"}, "server.header_timeout:"),
