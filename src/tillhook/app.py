@@ -148,14 +148,7 @@ async def serve(config: Config) -> int:
     accept_errors.install(loop)
     app = build_app(config)
     app.middlewares.insert(0, connections.middleware)  # outermost: it sees every request
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_grace)
-    await runner.setup()
-    site = TrackedSite(runner, config.server.address, connections)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise TillhookError(f"cannot listen on {config.server.listen}: {exc.strerror or exc}") from None
+    runner = await _listen(app, config, connections)
     services = app[SERVICES]
     services.store.announce(listen=_bound(runner, config))  # named by a second daemon's refusal
     notifier = Notifier()
@@ -164,20 +157,11 @@ async def serve(config: Config) -> int:
         "serve_started", version=__version__, listen=_bound(runner, config), database=str(services.store.path),
         endpoints=len(services.registry.all()),
     )
-    watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
-    retention = asyncio.create_task(
-        Retention(services.store, services.clock, config.storage.retention).run(), name="tillhook-retention"
-    )
-    watchdog = asyncio.create_task(
-        notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
-        name="tillhook-watchdog",
-    )
-    sweeper = asyncio.create_task(connections.sweep(), name="tillhook-connections")
-    database_watch = asyncio.create_task(DatabaseWatch(services.store).run(), name="tillhook-database-watch")
+    side = _side_tasks(services, config, connections, notifier)
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
-    done, _ = await asyncio.wait(
-        [stopper, retention, sweeper, database_watch, *watched], return_when=asyncio.FIRST_COMPLETED
-    )
+    watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
+    watched += [side["retention"], side["connections"], side["database-watch"]]
+    done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
         died = next(iter(done))
@@ -186,14 +170,41 @@ async def serve(config: Config) -> int:
     stopper.cancel()
     notifier.send("STOPPING=1", "STATUS=draining deliveries in flight")
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
-    retention.cancel()
-    database_watch.cancel()
+    side["retention"].cancel()
+    side["database-watch"].cancel()
     await runner.cleanup()
-    sweeper.cancel()
-    watchdog.cancel()
+    side["connections"].cancel()
+    side["watchdog"].cancel()
     accept_errors.uninstall(loop)
     log.info("serve_stopped")
     return code
+
+
+async def _listen(app: web.Application, config: Config, connections: ConnectionTracker) -> web.AppRunner:
+    """Start the app (opening the database) and bind the listen address."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.server.shutdown_grace)
+    await runner.setup()
+    site = TrackedSite(runner, config.server.address, connections)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise TillhookError(f"cannot listen on {config.server.listen}: {exc.strerror or exc}") from None
+    return runner
+
+
+def _side_tasks(
+    services: Services, config: Config, connections: ConnectionTracker, notifier: Notifier
+) -> dict[str, asyncio.Task[None]]:
+    """The background tasks beside the dispatcher and the writer, each named and kept; all
+    but the watchdog stop the daemon loudly if they die."""
+    runs = {
+        "retention": Retention(services.store, services.clock, config.storage.retention).run(),
+        "watchdog": notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
+        "connections": connections.sweep(),
+        "database-watch": DatabaseWatch(services.store).run(),
+    }
+    return {name: asyncio.create_task(run, name=f"tillhook-{name}") for name, run in runs.items()}
 
 
 def _connection_tracker(config: Config) -> ConnectionTracker:

@@ -192,8 +192,9 @@ class BatchApplier:
             claims += [(i, op.then_claim) for i, op in enumerate(ops) if isinstance(op, Record) and op.then_claim]
             for index, claimed in self._claim_together(conn, claims):
                 results[index] = claimed
-                if isinstance(ops[index], Record):
-                    ops[index].claimed = claimed
+                asked = ops[index]
+                if isinstance(asked, Record):
+                    asked.claimed = claimed
             conn.execute("COMMIT")
         except BaseException:
             self._last_delivery_id = None
