@@ -54,6 +54,9 @@ def validate(model: type[M], data: Any, what: str, prefix: str = "", context: di
 async def read_body(request: web.Request) -> bytes:
     """The whole body, if it arrives within server.body_timeout; else a 408 that also ends the
     connection, since the rest of the body is not worth waiting for."""
+    if request.content.is_eof():
+        # Already all here (a small request comes in one packet): no timer to arm.
+        return await request.read()
     timeout = request.app[SERVICES].config.server.body_timeout
     try:
         async with asyncio.timeout(timeout):
