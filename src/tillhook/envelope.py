@@ -3,7 +3,6 @@ Pure: no I/O, no clock of its own."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -238,20 +237,7 @@ def to_new_events(
                 body=body,
                 created_at=now_s,
                 endpoint_ids=subscribers(event.type),
-                content_digest=None if event.id is None else content_digest(event),
+                timestamp_given=event.timestamp is not None,
             )
         )
     return built
-
-
-def content_digest(event: EventIn) -> bytes:
-    """What makes a repeat of an idempotency key the same event: its type, data and the
-    timestamp the POS gave (normalised to UTC; None when it gave none), exactly. A retry
-    resends the same body, so a retry that leaves out a timestamp the original gave (or the
-    other way round) is other content."""
-    document = [event.type, event.data, event.timestamp]
-    try:
-        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # an integer beyond 64 bits, as in _dumps
-        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(canonical).digest()

@@ -128,9 +128,9 @@ class NewEvent:
     body: bytes
     created_at: float
     endpoint_ids: tuple[str, ...]
-    # With an idempotency key only: a digest of what the POS sent (type, data and the given
-    # timestamp), so that a repeat of the key can be told from a reuse with other content.
-    content_digest: bytes | None = None
+    # Whether the POS gave the timestamp in the body (or it is the time of receipt): part of
+    # what makes a repeat of an idempotency key the same event.
+    timestamp_given: bool = False
 
 
 @dataclass(frozen=True, slots=True)

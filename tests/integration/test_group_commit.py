@@ -152,9 +152,9 @@ class _Slots:
         self.given_back.extend(endpoint_ids)
 
 
-def _keyed(event_id: str, key: str, digest: bytes, endpoints=("ep",)) -> NewEvent:
-    return NewEvent(id=event_id, type="a.b", created_at=0.0, body=b'{"type":"a.b","data":{}}', idempotency_key=key,
-                    endpoint_ids=endpoints, content_digest=digest)
+def _keyed(event_id: str, key: str, content: bytes, endpoints=("ep",)) -> NewEvent:
+    body = b'{"id":"%s","type":"a.b","timestamp":"2026-11-22T10:30:00Z","data":{"c":"%s"}}' % (event_id.encode(), content)
+    return NewEvent(id=event_id, type="a.b", created_at=0.0, body=body, idempotency_key=key, endpoint_ids=endpoints)
 
 
 async def test_a_reused_key_fails_its_op_alone_and_gives_back_its_slots(tmp_path):
@@ -187,14 +187,14 @@ async def test_a_reused_key_fails_its_op_alone_and_gives_back_its_slots(tmp_path
     conn.close()
 
 
-async def test_events_stored_before_digests_are_compared_by_type_and_data(tmp_path):
-    # A database from before the digest column: build it with the migrations that came before.
+async def test_events_stored_before_the_timestamp_flag_are_compared_by_type_and_data(tmp_path):
+    # A database from before the timestamp_given column: built with the migrations before it.
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    adds_digest = next(i for i, sql in enumerate(MIGRATIONS) if "content_digest" in sql)
-    for sql in MIGRATIONS[:adds_digest]:
+    adds_flag = next(i for i, sql in enumerate(MIGRATIONS) if "timestamp_given" in sql)
+    for sql in MIGRATIONS[:adds_flag]:
         conn.executescript(sql)
-    conn.execute(f"PRAGMA user_version = {adds_digest}")
+    conn.execute(f"PRAGMA user_version = {adds_flag}")
     old_body = b'{"id":"msg_old","type":"a.b","timestamp":"2026-11-22T10:30:00Z","data":{"n":1,"m":2}}'
     conn.execute(
         "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES ('msg_old', 'k', 'a.b', 0, ?)",

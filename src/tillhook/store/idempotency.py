@@ -19,7 +19,7 @@ class Seen:
     id: str
     type: str
     deliveries: int
-    digest: bytes | None
+    timestamp_given: bool | None  # None: stored before this was kept
     body: bytes
     index: int | None = None
 
@@ -30,28 +30,33 @@ def known_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Seen]:
     for chunk in in_chunks(sorted(set(keys))):
         sql = (
             "SELECT e.idempotency_key, e.id, e.type, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id),"
-            f" e.content_digest, e.body FROM events e WHERE e.idempotency_key IN ({placeholders(chunk)})"
+            f" e.timestamp_given, e.body FROM events e WHERE e.idempotency_key IN ({placeholders(chunk)})"
         )
-        for key, event_id, event_type, count, digest, body in conn.execute(sql, chunk):
-            seen[key] = Seen(event_id, event_type, count, digest, body)
+        for key, event_id, event_type, count, given, body in conn.execute(sql, chunk):
+            seen[key] = Seen(event_id, event_type, count, None if given is None else bool(given), body)
     return seen
 
 
 def same_content(prior: Seen, event: NewEvent) -> bool:
     """A repeat of the key with the same type, data and given timestamp (exactly: a retry
-    resends the same body). Events stored before digests were kept have none: for those the
-    type and data are compared, read back from the stored body, since whether their
-    timestamp was given or is the time of receipt is no longer known."""
-    if prior.digest is not None and event.content_digest is not None:
-        return prior.digest == event.content_digest
-    return _type_and_data(prior.body) == _type_and_data(event.body)
+    resends the same body, so one that leaves out a timestamp the original gave, or the other
+    way round, is other content). Both bodies are read back only here, when a key repeats,
+    so that keyed events cost nothing more to accept. For events stored before it was kept
+    whether their timestamp was given, only the type and data count."""
+    before, now = _content(prior.body), _content(event.body)
+    if before[:2] != now[:2]:
+        return False
+    if prior.timestamp_given is None:
+        return True
+    return prior.timestamp_given == event.timestamp_given and (not event.timestamp_given or before[2] == now[2])
 
 
-def _type_and_data(body: bytes) -> str:
+def _content(body: bytes) -> tuple[object, str, object]:
     # The standard library, which keeps integers beyond 64 bits; sorted keys, so that only
-    # the content counts, and 1, 1.0 and true stay apart.
+    # the content counts, and 1, 1.0 and true stay apart. Timestamps in a body are already
+    # normalised to UTC (envelope.py).
     document = json.loads(body)
-    return json.dumps([document.get("type"), document.get("data")], sort_keys=True)
+    return document.get("type"), json.dumps(document.get("data"), sort_keys=True), document.get("timestamp")
 
 
 def reuse(key: str, prior: Seen, field_name: str) -> dict[str, str]:

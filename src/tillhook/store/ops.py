@@ -152,8 +152,9 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[Accepted
                 reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
                 op.unused.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
                 continue
-            rows.keys[key] = Seen(event.id, event.type, len(event.endpoint_ids), event.content_digest, event.body, index)
-        rows.events.append((event.id, key, event.type, event.created_at, event.body, event.content_digest))
+            rows.keys[key] = Seen(event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index)
+        given = None if key is None else int(event.timestamp_given)
+        rows.events.append((event.id, key, event.type, event.created_at, event.body, given))
         t = event.created_at
         for endpoint_id, admitted in zip(event.endpoint_ids, flags, strict=True):
             if admitted:
@@ -257,7 +258,7 @@ class BatchApplier:
             replies.append(reply)
         rows_at_once(
             conn,
-            "INSERT INTO events (id, idempotency_key, type, created_at, body, content_digest) VALUES {rows}",
+            "INSERT INTO events (id, idempotency_key, type, created_at, body, timestamp_given) VALUES {rows}",
             event_rows,
         )
         rows_at_once(

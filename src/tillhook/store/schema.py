@@ -100,11 +100,11 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE deleted_at IS NULL AND config_managed = 0 AND enabled = 0
         AND disabled_reason = 'removed from the config file';
     """,
-    # The digest of a keyed event's content (envelope.content_digest), so that a key reused
-    # with other content is refused; events stored before it have none (ops.py says what
-    # then counts as the same content).
+    # Whether the POS gave a keyed event's timestamp (NULL: not known, stored before this),
+    # so that a repeat of the key can be told from the key reused with other content by
+    # reading the stored body back (store/idempotency.py), only when a key does repeat.
     """
-    ALTER TABLE events ADD COLUMN content_digest BLOB;
+    ALTER TABLE events ADD COLUMN timestamp_given INTEGER;
     """,
 )
 
