@@ -12,6 +12,8 @@ from aiohttp import web
 
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
+from tillhook.api.dashboard.guard import dashboard_guard
+from tillhook.api.dashboard.routes import add_dashboard
 from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.descriptors import (
     AcceptErrors,
@@ -68,9 +70,10 @@ def build_app(
     clock = clock or SystemClock()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[problems_middleware, auth_middleware],
+        middlewares=[problems_middleware, dashboard_guard, auth_middleware],
     )
     add_routes(app)
+    add_dashboard(app, clock)
     app.router.add_get("/openapi.json", get_openapi)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tillhook.api.dashboard.guard import is_dashboard
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 
@@ -17,7 +18,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tillhook"'}
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or is_dashboard(request.path):  # the dashboard has sessions
         response: web.StreamResponse = await handler(request)
         return response
     header = request.headers.get("Authorization", "")

@@ -40,6 +40,14 @@ def build_openapi() -> dict[str, Any]:
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
         },
     }}
+    paths["/"] = {"get": {
+        "summary": "The dashboard (HTML): its pages sign in with a token at /ui/signin and keep a session cookie",
+        "tags": ["dashboard"], "operationId": "get_dashboard", "security": [],
+        "responses": {
+            "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+            "303": {"description": "Not signed in: to the sign-in page"},
+        },
+    }}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -23,7 +23,12 @@ def database_size(services: Services) -> int:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
+    reply = await status_report(request.app[SERVICES])
+    return web.json_response(reply.model_dump(mode="json"))
+
+
+async def status_report(services: Services) -> StatusOut:
+    """The status of the daemon and each endpoint: the API's reply and the dashboard's overview."""
     store, dispatcher = services.store, services.dispatcher
     now = services.clock.now()
     counts = await store.count_by_state()
@@ -67,7 +72,7 @@ async def get_status(request: web.Request) -> web.Response:
         )
     oldest_all = min((t for _, t in pending.values()), default=None)
     uptime_s = services.clock.monotonic() - services.started_monotonic
-    reply = StatusOut(
+    return StatusOut(
         version=__version__,
         started_at=format_time(now - uptime_s),
         uptime_s=round(uptime_s, 3),
@@ -78,4 +83,3 @@ async def get_status(request: web.Request) -> web.Response:
         in_flight=dispatcher.in_flight,
         endpoints=endpoints,
     )
-    return web.json_response(reply.model_dump(mode="json"))

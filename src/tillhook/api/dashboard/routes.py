@@ -1,0 +1,26 @@
+"""The dashboard's routes: `/` and everything under `/ui/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from tillhook.api.dashboard import pages
+from tillhook.api.dashboard.guard import SESSIONS
+from tillhook.api.dashboard.render import TEMPLATES, environment
+from tillhook.api.dashboard.sessions import Sessions
+from tillhook.clock import Clock
+
+STATIC = Path(__file__).with_name("static")
+SESSION_IDLE_S = 30 * 60.0
+
+
+def add_dashboard(app: web.Application, clock: Clock) -> None:
+    app[SESSIONS] = Sessions(SESSION_IDLE_S, clock.monotonic)
+    app[TEMPLATES] = environment()
+    app.router.add_get("/", pages.overview)
+    app.router.add_get("/ui/signin", pages.sign_in_page)
+    app.router.add_post("/ui/signin", pages.sign_in)
+    app.router.add_post("/ui/signout", pages.sign_out)
+    app.router.add_static("/ui/static/", STATIC, append_version=True)

@@ -1,0 +1,48 @@
+// tillhook dashboard: keeps the parts of a page marked data-live="URL" up to date by
+// fetching their server-rendered HTML every few seconds (no full reload). Nothing else.
+"use strict";
+
+const REFRESH_MS = 2000;
+
+async function refresh(region) {
+  if (document.hidden || region.contains(document.activeElement) && document.activeElement !== document.body) {
+    return;
+  }
+  let response;
+  try {
+    response = await fetch(region.dataset.live, { credentials: "same-origin", headers: { Accept: "text/html" } });
+  } catch (error) {
+    document.body.dataset.offline = "true";
+    return;
+  }
+  delete document.body.dataset.offline;
+  if (response.redirected || response.status === 401 || response.status === 403) {
+    window.location.reload(); // signed out meanwhile: show the sign-in page
+    return;
+  }
+  if (response.ok) {
+    // The server escapes everything it shows; scripts in inserted HTML never run, and the
+    // Content-Security-Policy allows none but this file.
+    region.innerHTML = await response.text();
+    region.dataset.refreshed = String(Date.now());
+  }
+}
+
+function start() {
+  const regions = document.querySelectorAll("[data-live]");
+  if (regions.length === 0) {
+    return;
+  }
+  window.setInterval(() => regions.forEach(refresh), REFRESH_MS);
+}
+
+document.addEventListener("DOMContentLoaded", start);
+
+// Buttons that need a second thought carry data-confirm="question".
+document.addEventListener("submit", (event) => {
+  const button = event.submitter;
+  const question = button && button.dataset.confirm;
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
