@@ -19,6 +19,7 @@ from tillhook.store import SqliteStore
 class Tokens:
     ingest: bytes
     admin: bytes
+    viewer: bytes
 
 
 @dataclass(slots=True)
