@@ -168,3 +168,32 @@ async def restart(h: Harness, make_harness: Any, config: Any, clock: Any) -> Har
     await h.server.close()  # runs the app's cleanup: the dispatcher stops, the store closes
     made: Harness = await make_harness(config, clock=clock)
     return made
+
+
+async def test_no_reply_to_the_viewer_holds_a_credential(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: Any
+) -> None:
+    """The endpoint's signing secret, its url's password and query token, and its static
+    headers' values appear in no reply the viewer token gets; the admin token still sees them."""
+    receiver = await receivers()
+    host = receiver.url.split("//", 1)[1]
+    url = f"http://shop:pw-0123456789@{host}?token=tk-0123456789"
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    code, created = await call(h, ADMIN_TOKEN, "POST", "/v1/endpoints",
+                               {"name": "shop", "url": url, "headers": {"x-api-key": "key-0123456789"}})
+    assert code == 201, created
+    assert (await call(h, INGEST_TOKEN, "POST", "/v1/events", {"type": "sale.completed", "data": {}}))[0] == 202
+    assert await h.step() == 1
+    (delivery,) = (await call(h, ADMIN_TOKEN, "GET", "/v1/deliveries"))[1]["data"]
+    credentials = [created["secret"], "pw-0123456789", "tk-0123456789", "key-0123456789"]
+    paths = ["/v1/status", "/v1/endpoints", "/v1/endpoints/shop", "/v1/deliveries", "/v1/events", "/metrics",
+             f"/v1/deliveries/{delivery['id']}", f"/v1/events/{delivery['event_id']}"]
+    for path in paths:
+        code, body = await call(h, VIEWER_TOKEN, "GET", path)
+        assert code == 200, (path, body)
+        assert not [c for c in credentials if c in json.dumps(body)], (path, body)
+    shown = (await call(h, VIEWER_TOKEN, "GET", "/v1/endpoints/shop"))[1]
+    assert shown["headers"] == {"x-api-key": "***"}
+    assert shown["url"] == f"http://***@{host}?token=***"
+    as_admin = (await call(h, ADMIN_TOKEN, "GET", "/v1/endpoints/shop"))[1]
+    assert as_admin["url"] == url and as_admin["headers"] == {"x-api-key": "key-0123456789"}

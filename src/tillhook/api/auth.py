@@ -9,13 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from tillhook.api.problems import HttpProblem
-from tillhook.api.state import SERVICES
+from tillhook.api.state import ROLE, SERVICES
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})  # the document holds routes, no data
 INGEST_ROUTES = frozenset({("POST", "/v1/events")})
 SECRET_ROUTES = frozenset({("GET", "/v1/endpoints/{id}/secret")})
 READ_METHODS = frozenset({"GET", "HEAD"})
-ROLE = web.RequestKey("role", str)  # "admin", "viewer" or "ingest": who the caller is
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tillhook"'}
 
 
@@ -68,6 +67,9 @@ def _pattern(request: web.Request) -> str:
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else None
     return canonical or request.path
+
+
+__all__ = ["ROLE", "allowed", "auth_middleware"]
 
 
 @web.middleware

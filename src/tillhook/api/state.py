@@ -36,3 +36,5 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# Who the caller is, set by the auth middleware: "admin", "viewer" or "ingest".
+ROLE = web.RequestKey("role", str)
