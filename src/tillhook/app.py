@@ -133,7 +133,8 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
-        tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()), started_monotonic=clock.monotonic(), metrics=metrics,
+        tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
+        started_monotonic=clock.monotonic(), metrics=metrics,
     )
 
 
