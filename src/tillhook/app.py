@@ -98,9 +98,10 @@ def build_app(
 
 async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
     auth = config.auth
-    ingest, admin = await store.tokens(
+    ingest, admin, viewer = await store.tokens(
         auth.ingest_token.get_secret_value() if auth.ingest_token else None,
         auth.admin_token.get_secret_value() if auth.admin_token else None,
+        auth.viewer_token.get_secret_value() if auth.viewer_token else None,
     )
     applied = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
     for name in applied.removed:
@@ -135,7 +136,8 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
-        tokens=Tokens(ingest.encode(), admin.encode()), started_monotonic=clock.monotonic(), metrics=metrics,
+        tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
+        started_monotonic=clock.monotonic(), metrics=metrics,
     )
 
 

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config(commands.add_parser("serve", help="run the daemon"))
     check = commands.add_parser("check-config", help="validate a config file and name every error")
     check.add_argument("path", metavar="PATH")
-    with_config(commands.add_parser("tokens", help="print the ingest and admin tokens"))
+    with_config(commands.add_parser("tokens", help="print the ingest, admin and viewer tokens"))
     backup = with_config(commands.add_parser("backup", help="copy the live database consistently to PATH"))
     backup.add_argument("path", metavar="PATH", help="the new file (must not exist)")
     send = with_config(commands.add_parser("send", help="post one event to the running daemon"))
@@ -140,10 +140,11 @@ def _serve(config: Config) -> int:
     return _run(serve(config))
 
 
-async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str, str]:
+async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str, str, str | None]:
     """The config's tokens, else those the daemon keeps in its database, read without
     creating one: run from the wrong directory, a command must not invent a database whose
-    tokens the daemon does not know."""
+    tokens the daemon does not know. The viewer token is None in a database from before it,
+    until the daemon's next start makes one."""
     from pathlib import Path
 
     from tillhook.errors import NoDatabase
@@ -152,14 +153,17 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     auth = config.auth
     ingest = auth.ingest_token.get_secret_value() if auth.ingest_token else None
     admin = auth.admin_token.get_secret_value() if auth.admin_token else None
-    if ingest and admin:
-        return ingest, admin
+    viewer = auth.viewer_token.get_secret_value() if auth.viewer_token else None
+    if ingest and admin and viewer:
+        return ingest, admin, viewer
     path = Path(config.storage.path).absolute()
     source = config_path_from(getattr(args, "config", None))
     origin = f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
     try:
         stored = stored_tokens(path)
     except NoDatabase:
+        if ingest and admin:  # the commands that need a token have theirs
+            return ingest, admin, None
         raise ConfigError(
             f"there is no tillhook database at {path} ({origin}), so no tokens to read: point this command at the"
             " daemon's config with --config PATH or $TILLHOOK_CONFIG, or give the token"
@@ -168,7 +172,7 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     ingest, admin = ingest or stored.get("ingest_token"), admin or stored.get("admin_token")
     if not ingest or not admin:
         raise TillhookError(f"the database at {path} ({origin}) holds no tokens yet: start `tillhook serve` once")
-    return ingest, admin
+    return ingest, admin, viewer or stored.get("viewer_token")
 
 
 def _backup(config: Config, path: str) -> int:
@@ -183,9 +187,13 @@ def _backup(config: Config, path: str) -> int:
 
 
 async def _tokens(config: Config, args: argparse.Namespace) -> int:
-    ingest, admin = await _stored_tokens(config, args)
+    ingest, admin, viewer = await _stored_tokens(config, args)
     print(f"ingest: {ingest}")
     print(f"admin:  {admin}")
+    if viewer:
+        print(f"viewer: {viewer}")
+    else:  # a database from before the viewer token: the daemon makes one when it starts
+        print("the viewer token appears after the next start of the daemon", file=sys.stderr)
     return EXIT_OK
 
 

@@ -119,6 +119,15 @@ class ServerConfig(_Section):
 class AuthConfig(_Section):
     ingest_token: SecretStr | None = Field(default=None, min_length=16)
     admin_token: SecretStr | None = Field(default=None, min_length=16)
+    viewer_token: SecretStr | None = Field(default=None, min_length=16)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AuthConfig:
+        # A token shared by two roles would be taken for the stronger one.
+        given = [t.get_secret_value() for t in (self.ingest_token, self.admin_token, self.viewer_token) if t]
+        if len(set(given)) < len(given):
+            raise ValueError("the ingest, admin and viewer tokens must all differ")
+        return self
 
 
 class StorageConfig(_Section):
@@ -194,7 +203,7 @@ class Config(_Section):
             allow_http=self.delivery.allow_http,
             allow_networks=self.delivery.allow_networks,
             listen=self.server.listen,
-            has_tokens=bool(self.auth.ingest_token and self.auth.admin_token),
+            has_tokens=bool(self.auth.ingest_token and self.auth.admin_token and self.auth.viewer_token),
         )
         if problems:
             raise ValueError("\n".join(problems))
@@ -223,8 +232,8 @@ def _cross_problems(
         loopback = True  # reported by the field itself
     if not loopback and not has_tokens:
         problems.append(
-            f"server.listen: {listen!r} is not a loopback address, so auth.ingest_token"
-            " and auth.admin_token must both be set"
+            f"server.listen: {listen!r} is not a loopback address, so auth.ingest_token,"
+            " auth.admin_token and auth.viewer_token must all be set"
         )
     return problems
 
@@ -286,7 +295,7 @@ def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
         allow_http=section("delivery").get("allow_http", False),
         allow_networks=networks if isinstance(networks, list) else [],
         listen=section("server").get("listen", ServerConfig().listen),
-        has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token")),
+        has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token") and auth.get("viewer_token")),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 INGEST_TOKEN = "ingest-token-acceptance-0001"
 ADMIN_TOKEN = "admin-token-acceptance-00001"
+VIEWER_TOKEN = "viewer-token-acceptance-0001"
 START_TIMEOUT_S = 30.0
 
 
@@ -48,7 +49,7 @@ def write_config(
         },
     }
     if tokens:
-        raw["auth"] = {"ingest_token": INGEST_TOKEN, "admin_token": ADMIN_TOKEN}
+        raw["auth"] = {"ingest_token": INGEST_TOKEN, "admin_token": ADMIN_TOKEN, "viewer_token": VIEWER_TOKEN}
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     lines = []

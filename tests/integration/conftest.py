@@ -21,12 +21,13 @@ from tests.support import FakeClock
 
 INGEST_TOKEN = "ingest-token-for-tests-0001"
 ADMIN_TOKEN = "admin-token-for-tests-00001"
+VIEWER_TOKEN = "viewer-token-for-tests-0001"
 
 
 def make_config(tmp_path: Path, endpoints: list[dict[str, Any]], **sections: dict[str, Any]) -> Config:
     raw: dict[str, Any] = {
         "server": {"listen": "127.0.0.1:0", "shutdown_grace": "2s"},
-        "auth": {"ingest_token": INGEST_TOKEN, "admin_token": ADMIN_TOKEN},
+        "auth": {"ingest_token": INGEST_TOKEN, "admin_token": ADMIN_TOKEN, "viewer_token": VIEWER_TOKEN},
         "storage": {"path": str(tmp_path / "tillhook.db")},
         "delivery": {
             "allow_http": True,

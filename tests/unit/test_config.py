@@ -23,7 +23,7 @@ from tillhook.config import (
 from tillhook.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-TOKENS = {"ingest_token": "i" * 16, "admin_token": "a" * 16}
+TOKENS = {"ingest_token": "i" * 16, "admin_token": "a" * 16, "viewer_token": "v" * 16}
 GOOD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -94,6 +94,7 @@ def test_a_full_file_is_read(tmp_path: Path) -> None:
     path.write_text(
         '[server]\nlisten = "0.0.0.0:9000"\nshutdown_grace = "500ms"\n'
         '[auth]\ningest_token = "ingest-token-0123456"\nadmin_token = "admin-token-01234567"\n'
+        'viewer_token = "viewer-token-0123456"\n'
         '[delivery]\nretry_schedule = ["1s", "1m"]\ngive_up_after = "1d"\nallow_http = true\n'
         'allow_networks = ["192.168.1.0/24", "fd00::/8"]\n'
         '[[endpoints]]\nname = "lan"\nurl = "http://192.168.1.5/hook"\nevents = ["order.*"]\n'
@@ -383,16 +384,40 @@ def _errors_or_none(raw: dict[str, Any]) -> list[str] | None:
 
 @pytest.mark.parametrize(
     "auth",
-    [{}, {"ingest_token": "i" * 16}, {"admin_token": "a" * 16}],
+    [
+        {},
+        {"ingest_token": "i" * 16},
+        {"admin_token": "a" * 16},
+        {"ingest_token": "i" * 16, "admin_token": "a" * 16},  # the viewer token is needed too
+    ],
 )
 @pytest.mark.parametrize("listen", ["0.0.0.0:8787", "192.168.1.2:8787", "[::]:8787", "pos.lan:8787"])
-def test_non_loopback_listen_needs_both_tokens(listen: str, auth: dict[str, str]) -> None:
+def test_non_loopback_listen_needs_all_three_tokens(listen: str, auth: dict[str, str]) -> None:
     (error,) = errors_of({"server": {"listen": listen}, "auth": auth})
-    assert error.startswith("server.listen:") and "auth.ingest_token" in error and "auth.admin_token" in error
+    assert error.startswith("server.listen:")
+    assert all(f"auth.{name}_token" in error for name in ("ingest", "admin", "viewer")), error
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"ingest_token": "s" * 16, "viewer_token": "s" * 16},
+        {"admin_token": "s" * 16, "viewer_token": "s" * 16},
+        {"ingest_token": "s" * 16, "admin_token": "s" * 16},
+    ],
+)
+def test_a_token_shared_by_two_roles_is_refused(auth: dict[str, str]) -> None:
+    (error,) = errors_of({"auth": auth})
+    assert error == "auth: the ingest, admin and viewer tokens must all differ", error
+
+
+def test_a_short_viewer_token_is_refused() -> None:
+    (error,) = errors_of({"auth": {"viewer_token": "short"}})
+    assert error.startswith("auth.viewer_token:"), error
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:8787", "192.168.1.2:8787", "[::]:8787"])
-def test_non_loopback_listen_with_both_tokens_is_fine(listen: str) -> None:
+def test_non_loopback_listen_with_all_three_tokens_is_fine(listen: str) -> None:
     assert validate_config({"server": {"listen": listen}, "auth": TOKENS}, "t").server.listen == listen
 
 

@@ -1,4 +1,5 @@
-"""Bearer tokens: the ingest token may only post events; the admin token may do everything."""
+"""Bearer tokens: the ingest token may only post events; the viewer token may read everything
+but secrets and change nothing; the admin token may do everything."""
 
 from __future__ import annotations
 
@@ -9,11 +10,67 @@ from aiohttp import web
 
 from tillhook.api.dashboard.guard import is_dashboard
 from tillhook.api.problems import HttpProblem
-from tillhook.api.state import SERVICES
+from tillhook.api.state import ROLE, SERVICES
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})  # the document holds routes, no data
 INGEST_ROUTES = frozenset({("POST", "/v1/events")})
+SECRET_ROUTES = frozenset({("GET", "/v1/endpoints/{id}/secret")})
+READ_METHODS = frozenset({"GET", "HEAD"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tillhook"'}
+
+
+def allowed(role: str, method: str, path_pattern: str) -> str | None:
+    """None when `role` may call `method` on the route `path_pattern` (e.g.
+    "/v1/endpoints/{id}"), else why not, in words for the caller. The one place the rule lives."""
+    if role == "admin":
+        return None
+    if role == "viewer":
+        if method not in READ_METHODS:
+            return "the viewer token may only read; use the admin token to change anything"
+        if ("GET", path_pattern) in SECRET_ROUTES:
+            return "the viewer token may not read secrets; use the admin token"
+        return None
+    if role == "ingest":
+        if (method, path_pattern) in INGEST_ROUTES:
+            return None
+        return "the ingest token may only POST /v1/events; use the admin token here"
+    return f"no route is open to the role {role!r}"
+
+
+def _unauthorized(detail: str) -> HttpProblem:
+    return HttpProblem(401, "unauthorized", f"{detail}; `tillhook tokens` prints the tokens", headers=_CHALLENGE)
+
+
+def _role(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("send Authorization: Bearer <token>")
+    try:
+        given = token.strip().encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates; no token has them
+        raise _unauthorized("the bearer token is not UTF-8 text") from None
+    tokens = request.app[SERVICES].tokens
+    # Every comparison always runs, in constant time, so timing tells nothing about any token.
+    matches = [
+        (role, hmac.compare_digest(given, expected))
+        for role, expected in (("admin", tokens.admin), ("viewer", tokens.viewer), ("ingest", tokens.ingest))
+    ]
+    role = next((role for role, match in matches if match), None)
+    if role is None:
+        raise _unauthorized("the bearer token is not valid")
+    return role
+
+
+def _pattern(request: web.Request) -> str:
+    # The route's pattern, so a rule names "/v1/endpoints/{id}/secret" once for every id; an
+    # unknown path is its own pattern (and then a 404 for whoever may reach it).
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else None
+    return canonical or request.path
+
+
+__all__ = ["ROLE", "allowed", "auth_middleware"]
 
 
 @web.middleware
@@ -21,30 +78,10 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if request.path in PUBLIC_PATHS or is_dashboard(request.path):  # the dashboard has sessions
         response: web.StreamResponse = await handler(request)
         return response
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HttpProblem(
-            401, "unauthorized", "send Authorization: Bearer <token>; `tillhook tokens` prints the tokens",
-            headers=_CHALLENGE,
-        )
-    try:
-        given = token.strip().encode()
-    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogates; no token has them
-        raise HttpProblem(
-            401, "unauthorized", "the bearer token is not UTF-8 text; `tillhook tokens` prints the tokens",
-            headers=_CHALLENGE,
-        ) from None
-    tokens = request.app[SERVICES].tokens
-    # Both comparisons always run, in constant time, so timing tells nothing about either token.
-    is_admin = hmac.compare_digest(given, tokens.admin)
-    is_ingest = hmac.compare_digest(given, tokens.ingest)
-    if not (is_admin or is_ingest):
-        raise HttpProblem(
-            401, "unauthorized", "the bearer token is not valid; `tillhook tokens` prints the tokens",
-            headers=_CHALLENGE,
-        )
-    if not is_admin and (request.method, request.path) not in INGEST_ROUTES:
-        raise HttpProblem(403, "forbidden", "the ingest token may only POST /v1/events; use the admin token here")
+    role = _role(request)
+    refused = allowed(role, request.method, _pattern(request))
+    if refused is not None:
+        raise HttpProblem(403, "forbidden", refused)
+    request[ROLE] = role
     response = await handler(request)
     return response

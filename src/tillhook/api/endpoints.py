@@ -22,12 +22,13 @@ from tillhook.api.schemas import (
     ReplayOut,
     RotateIn,
 )
-from tillhook.api.state import SERVICES, Services
+from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.config import parse_duration
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
 from tillhook.health import EndpointHealth
 from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
+from tillhook.redact import MASK, redact_url
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
@@ -46,14 +47,16 @@ def state_of(endpoint: Endpoint, health: EndpointHealth | None, now: float) -> E
     return "backing_off" if health.backing_off else "healthy"
 
 
-def endpoint_out(services: Services, endpoint: Endpoint) -> EndpointOut:
+def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True) -> EndpointOut:
+    """`reveal=False` (for the viewer token) masks what may be a credential: the url's user
+    info and query values, and every static header's value (its name stays)."""
     expiring = [s.expires_at for s in endpoint.secrets if s.expires_at is not None]
     now = services.clock.now()
     live = [t for t in expiring if t > now]
     return EndpointOut(
         id=endpoint.id,
         name=endpoint.name,
-        url=endpoint.url,
+        url=endpoint.url if reveal else redact_url(endpoint.url),
         events=list(endpoint.events),
         enabled=endpoint.enabled,
         state=endpoint_state(services, endpoint),
@@ -61,7 +64,7 @@ def endpoint_out(services: Services, endpoint: Endpoint) -> EndpointOut:
         max_in_flight=endpoint.max_in_flight,
         rate_limit=endpoint.rate_limit,
         ordered=endpoint.ordered,
-        headers=dict(endpoint.headers),
+        headers=dict(endpoint.headers) if reveal else {name: MASK for name, _ in endpoint.headers},
         config_managed=endpoint.config_managed,
         previous_secret_expires_at=format_time(max(live)) if live else None,
     )
@@ -97,7 +100,8 @@ def _settled(services: Services, endpoint: Endpoint) -> None:
 
 async def list_endpoints(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    items = [endpoint_out(services, e).model_dump(mode="json") for e in services.registry.all()]
+    reveal = request.get(ROLE) != "viewer"
+    items = [endpoint_out(services, e, reveal=reveal).model_dump(mode="json") for e in services.registry.all()]
     return web.json_response({"data": items, "next_cursor": None})
 
 
@@ -128,7 +132,8 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def get_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    return web.json_response(endpoint_out(services, endpoint).model_dump(mode="json"))
+    reveal = request.get(ROLE) != "viewer"
+    return web.json_response(endpoint_out(services, endpoint, reveal=reveal).model_dump(mode="json"))
 
 
 async def patch_endpoint(request: web.Request) -> web.Response:

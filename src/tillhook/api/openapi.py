@@ -65,7 +65,9 @@ def build_openapi() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the admin token, or for POST /v1/events the ingest token (`tillhook tokens`)",
+                    "description": "the admin token (everything); the viewer token (every GET route but"
+                    " GET /v1/endpoints/{id}/secret: it reads, never a secret, and changes nothing); or for"
+                    " POST /v1/events the ingest token (`tillhook tokens` prints all three)",
                 }
             },
         },

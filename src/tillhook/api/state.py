@@ -19,6 +19,7 @@ from tillhook.store import SqliteStore
 class Tokens:
     ingest: bytes
     admin: bytes
+    viewer: bytes
 
 
 @dataclass(slots=True)
@@ -35,3 +36,5 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# Who the caller is, set by the auth middleware: "admin", "viewer" or "ingest".
+ROLE = web.RequestKey("role", str)

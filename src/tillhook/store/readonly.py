@@ -9,7 +9,7 @@ from pathlib import Path
 from tillhook.errors import NoDatabase, StoreError
 from tillhook.store.backup import read_only_uri
 
-TOKEN_KEYS = ("ingest_token", "admin_token")
+TOKEN_KEYS = ("ingest_token", "admin_token", "viewer_token")
 
 
 def stored_tokens(path: Path) -> dict[str, str]:

@@ -313,20 +313,23 @@ class SqliteStore(AdminVerbs):
 
     # -- tokens and endpoints ------------------------------------------------------------
 
-    async def tokens(self, ingest: str | None, admin: str | None) -> tuple[str, str]:
-        """The configured tokens, else those kept in the database (made on first use)."""
+    async def tokens(self, ingest: str | None, admin: str | None, viewer: str | None) -> tuple[str, str, str]:
+        """The configured tokens, else those kept in the database (made on first use; a
+        database from before the viewer token gets one at its next start)."""
 
         def ensure(conn: sqlite3.Connection) -> dict[str, str]:
-            for key, prefix in (("ingest_token", "ing_"), ("admin_token", "adm_")):
+            for key, prefix in (("ingest_token", "ing_"), ("admin_token", "adm_"), ("viewer_token", "vwr_")):
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                     (key, prefix + secrets.token_urlsafe(32)),
                 )
-            rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token')")
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token', 'viewer_token')"
+            )
             return {key: value for key, value in rows}
 
         stored: dict[str, str] = await self.call(ensure)
-        return ingest or stored["ingest_token"], admin or stored["admin_token"]
+        return ingest or stored["ingest_token"], admin or stored["admin_token"], viewer or stored["viewer_token"]
 
     async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> endpoints_sql.ConfigApplied:
         """Create or update the config file's endpoints by name. Config-managed endpoints no
