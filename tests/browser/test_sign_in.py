@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.acceptance.conftest import ADMIN_TOKEN, write_config
+from tests.acceptance.conftest import ADMIN_TOKEN, VIEWER_TOKEN, write_config
 
 
 async def test_sign_in_shows_the_endpoints_and_sign_out_locks_the_pages(
@@ -80,3 +80,25 @@ async def test_changes_need_the_session_token_and_the_same_origin(
         assert response.status == 303
     async with http.get(f"{daemon.url}/", cookies=jar, allow_redirects=False) as response:
         assert response.status == 303  # the session is gone
+
+
+async def test_the_viewer_token_signs_in_read_only(tmp_path: Path, daemons: Any, browser: Any) -> None:
+    config = write_config(tmp_path / "tillhook.toml", [{"name": "loyalty", "url": "http://127.0.0.1:9/hook"}])
+    daemon = await daemons(config).start()
+    page = browser(daemon)
+    await page.sign_in(VIEWER_TOKEN)
+    await page.wait("[data-endpoint=loyalty]")
+    assert "read-only" in await page.text("header")
+    # Its session may sign out, and nothing else: every other change is refused before it runs.
+    cookie = page.driver.get_cookie("tillhook_session")
+    assert cookie is not None
+    jar = {"tillhook_session": cookie["value"]}
+    source = page.driver.page_source
+    csrf = source.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    async with aiohttp.ClientSession(cookies=jar) as session:
+        async with session.post(f"{daemon.url}/ui/endpoints/loyalty/disable", data={"csrf": csrf},
+                                headers={"Origin": daemon.url}, allow_redirects=False) as response:
+            assert response.status == 403
+            assert "viewer" in await response.text()
+    await page.click("[data-action=sign-out]")
+    await page.wait("#token")

@@ -25,7 +25,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if role is None:
         return render(
             request, "signin.html", status=401,
-            error="That token is not valid. `tillhook tokens` prints the admin token.",
+            error="That token is not valid. `tillhook tokens` prints the admin and viewer tokens.",
         )
     session = request.app[SESSIONS].create(role)
     response = web.HTTPSeeOther("/")
@@ -39,9 +39,12 @@ def _role_of(request: web.Request, given: str) -> str | None:
         raw = given.strip().encode()
     except UnicodeEncodeError:
         return None
-    # Every comparison runs, in constant time, whatever the token.
+    # Both comparisons run, in constant time, whatever the token.
     is_admin = hmac.compare_digest(raw, tokens.admin)
-    return "admin" if is_admin and raw else None
+    is_viewer = hmac.compare_digest(raw, tokens.viewer)
+    if not raw:
+        return None
+    return "admin" if is_admin else "viewer" if is_viewer else None
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:
