@@ -184,7 +184,7 @@ async def post_retry_matching(request: web.Request) -> web.Response:
 def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) -> list[tuple[str, str]]:
     """The request headers of an attempt as `delivery.Deliverer` sent them, without secrets:
     the signature itself and the values of the endpoint's own headers are left out."""
-    extra = [(name, "(set)") for name in (endpoint.headers if endpoint is not None else {})]
+    extra = [(name, "(set)") for name, _ in (endpoint.headers if endpoint is not None else ())]
     return [
         *extra,
         ("content-type", "application/json"),

@@ -219,7 +219,7 @@ class EventSearch(EventQuery):
     """The dashboard's event search: the API's filters, and an exact id or idempotency key."""
 
     id: str | None = Field(default=None, max_length=200, description="event id, exactly")
-    idempotency_key: str | None = Field(default=None, max_length=200, description="idempotency key, exactly")
+    idempotency_key: str | None = Field(default=None, max_length=255, description="idempotency key, exactly")
 
 
 class RetryMatchingIn(_In):
