@@ -144,7 +144,8 @@ async def test_events_are_found_by_type_and_idempotency_key_with_their_deliverie
         endpoints = [{"name": "shop", "url": receiver.url, "events": ["sale.*"]},
                      {"name": "loyalty", "url": receiver.url, "events": ["*"]}]
         daemon = await daemons(write_config(tmp_path / "tillhook.toml", endpoints)).start()
-        sale = await send(http, daemon, "sale.completed", key="till-3-receipt-1001")
+        sale_key = "till-3-receipt-1001"
+        sale = await send(http, daemon, "sale.completed", key=sale_key)
         refund = await send(http, daemon, "sale.refunded")
         customer = await send(http, daemon, "customer.created", key="till-3-customer-77")
         await receiver.wait_count(5)
@@ -161,12 +162,19 @@ async def test_events_are_found_by_type_and_idempotency_key_with_their_deliverie
         await page.screenshot("dashboard-events")
 
         await page.open("/ui/events")
-        await page.type("#f-idempotency_key", "till-3-receipt-1001")
+        await page.type("#f-idempotency_key", sale_key)
         await page.click("[data-action=search]")
         await page.wait_until(lambda d: "idempotency_key=" in d.current_url)
         found = [e.get_attribute("data-event") for e in await page.find_all("tr[data-event]")]
         assert found == [sale]
 
+        # A bad field is named next to the form, in words, and nothing is listed.
+        await page.type("#f-since", "tuesday")
+        await page.click("[data-action=search]")
+        error = await page.wait("[data-error=since]")
+        assert "RFC 3339" in error.text and not await page.find_all("tr[data-event]")
+
+        await page.open(f"/ui/events?idempotency_key={sale_key}")
         await page.click(f'tr[data-event="{sale}"] a')
         payload = await page.wait("[data-field=payload]")
         assert '"total": 12.5' in payload.text and sale in payload.text
