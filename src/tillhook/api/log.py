@@ -1,14 +1,23 @@
-"""/v1/events and /v1/deliveries: the delivery log, newest first, a page at a time."""
+"""/v1/events and /v1/deliveries: the delivery log, newest first, a page at a time. Each handler
+parses and replies; the work is in a plain function of `services` the dashboard calls too."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from tillhook import rules
-from tillhook.api.parsing import find_endpoint, invalid, parse_cursor, parse_when, query_model
+from tillhook.api.parsing import (
+    body_model,
+    find_endpoint,
+    invalid,
+    parse_cursor,
+    parse_when,
+    query_model,
+)
 from tillhook.api.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -17,10 +26,14 @@ from tillhook.api.schemas import (
     EventDetail,
     EventOut,
     EventQuery,
+    RetryMatchingIn,
+    RetryMatchingOut,
 )
 from tillhook.api.state import SERVICES, Services
+from tillhook.delivery import USER_AGENT
 from tillhook.errors import InvalidInput
-from tillhook.models import format_time
+from tillhook.models import Endpoint, format_time
+from tillhook.store.admin_sql import RETRY_MATCHING_MAX
 from tillhook.store.log_sql import LogFilter
 
 
@@ -70,28 +83,42 @@ def _window(services: Services, since: str | None, until: str | None) -> tuple[f
     )
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    q = query_model(request, DeliveryQuery)
+def _endpoint_id(services: Services, ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    # A deleted endpoint is no longer in the registry, but its id still finds its log.
+    known = services.registry.get(ref) or services.registry.by_name(ref)
+    endpoint_id = known.id if known else (ref if ref.startswith("ep_") else None)
+    if endpoint_id is None:
+        find_endpoint(services.registry, ref)
+    return endpoint_id
+
+
+def delivery_filter(services: Services, q: DeliveryQuery | RetryMatchingIn) -> LogFilter:
+    """The store's filter for the delivery log's query (a page) or a retry of what it matches."""
     since, until = _window(services, q.since, q.until)
-    endpoint_id = None
-    if q.endpoint is not None:
-        # A deleted endpoint is no longer in the registry, but its id still finds its log.
-        known = services.registry.get(q.endpoint) or services.registry.by_name(q.endpoint)
-        endpoint_id = known.id if known else (q.endpoint if q.endpoint.startswith("ep_") else None)
-        if endpoint_id is None:
-            find_endpoint(services.registry, q.endpoint)
     f = LogFilter(
-        endpoint_id=endpoint_id, state=q.state.value if q.state else None, type_pattern=_type_pattern(q.type),
-        event_id=q.event, since=since, until=until, before=parse_cursor(q.cursor), limit=q.limit,
+        endpoint_id=_endpoint_id(services, q.endpoint), state="failed", type_pattern=_type_pattern(q.type),
+        last_status=q.status, since=since, until=until,
     )
-    rows, cursor = _page(await services.store.list_deliveries(f), q.limit, "id")
-    data = [delivery_out(row).model_dump(mode="json") for row in rows]
-    return web.json_response({"data": data, "next_cursor": cursor})
+    if isinstance(q, RetryMatchingIn):
+        return f
+    return replace(
+        f, state=q.state.value if q.state else None, event_id=q.event, before=parse_cursor(q.cursor), limit=q.limit
+    )
 
 
-def _delivery_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
+async def deliveries_page(services: Services, q: DeliveryQuery) -> tuple[list[DeliveryOut], str | None]:
+    rows, cursor = _page(await services.store.list_deliveries(delivery_filter(services, q)), q.limit, "id")
+    return [delivery_out(row) for row in rows], cursor
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    deliveries, cursor = await deliveries_page(request.app[SERVICES], query_model(request, DeliveryQuery))
+    return web.json_response({"data": [d.model_dump(mode="json") for d in deliveries], "next_cursor": cursor})
+
+
+def delivery_id_of(raw: str) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise InvalidInput(
             f"{raw!r} is not a delivery id; delivery ids are numbers, as GET /v1/deliveries lists them",
@@ -100,12 +127,14 @@ def _delivery_id(request: web.Request) -> int:
     return int(raw)
 
 
-async def get_delivery(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    delivery_id = _delivery_id(request)
+def _delivery_id(request: web.Request) -> int:
+    return delivery_id_of(request.match_info["id"])
+
+
+async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetail:
     row = await services.store.get_delivery(delivery_id)
     attempts = await services.store.attempts_of_delivery(delivery_id)
-    detail = DeliveryDetail(
+    return DeliveryDetail(
         **delivery_out(row).model_dump(),
         first_attempt_at=_time(row["first_attempt_at"]),
         attempt_log=[
@@ -116,15 +145,54 @@ async def get_delivery(request: web.Request) -> web.Response:
             for n, a in enumerate(attempts, start=1)
         ],
     )
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    detail = await delivery_detail(request.app[SERVICES], _delivery_id(request))
     return web.json_response(detail.model_dump(mode="json"))
 
 
-async def retry_delivery(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    delivery_id = _delivery_id(request)
+async def retry_one(services: Services, delivery_id: int) -> DeliveryOut:
     endpoint_id, row = await services.store.retry_delivery(delivery_id, services.clock.now())
     services.dispatcher.wake([endpoint_id])
-    return web.json_response(delivery_out(row).model_dump(mode="json"), status=202)
+    return delivery_out(row)
+
+
+async def retry_delivery(request: web.Request) -> web.Response:
+    retried = await retry_one(request.app[SERVICES], _delivery_id(request))
+    return web.json_response(retried.model_dump(mode="json"), status=202)
+
+
+async def retry_matching(services: Services, q: RetryMatchingIn) -> RetryMatchingOut:
+    """Count, or retry, the failed deliveries the filters match (at most RETRY_MATCHING_MAX)."""
+    f = delivery_filter(services, q)
+    if q.dry_run:
+        return RetryMatchingOut(matched=await services.store.count_failed_matching(f), retried=0)
+    matched, retried, endpoint_ids = await services.store.retry_matching(f, services.clock.now(), RETRY_MATCHING_MAX)
+    if endpoint_ids:
+        services.dispatcher.wake(endpoint_ids)
+    return RetryMatchingOut(matched=matched, retried=retried)
+
+
+async def post_retry_matching(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    q = await body_model(request, RetryMatchingIn)
+    done = await retry_matching(services, q)
+    return web.json_response(done.model_dump(mode="json"))
+
+
+def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) -> list[tuple[str, str]]:
+    """The request headers of an attempt as `delivery.Deliverer` sent them, without secrets:
+    the signature itself and the values of the endpoint's own headers are left out."""
+    extra = [(name, "(set)") for name, _ in (endpoint.headers if endpoint is not None else ())]
+    return [
+        *extra,
+        ("content-type", "application/json"),
+        ("user-agent", USER_AGENT),
+        ("webhook-id", event_id),
+        ("webhook-timestamp", str(int(started_at))),
+        ("webhook-signature", "v1,… (signature not shown)"),
+    ]
 
 
 def event_out(row: dict[str, Any]) -> EventOut:
@@ -133,22 +201,33 @@ def event_out(row: dict[str, Any]) -> EventOut:
     )
 
 
-async def list_events(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    q = query_model(request, EventQuery)
+async def events_page(
+    services: Services, q: EventQuery, *, event_id: str | None = None, idempotency_key: str | None = None
+) -> tuple[list[EventOut], str | None]:
     since, until = _window(services, q.since, q.until)
-    f = LogFilter(type_pattern=_type_pattern(q.type), since=since, until=until, before=parse_cursor(q.cursor), limit=q.limit)
+    f = LogFilter(
+        type_pattern=_type_pattern(q.type), event_id=event_id, idempotency_key=idempotency_key,
+        since=since, until=until, before=parse_cursor(q.cursor), limit=q.limit,
+    )
     rows, cursor = _page(await services.store.list_events(f), q.limit, "seq")
-    return web.json_response({"data": [event_out(r).model_dump(mode="json") for r in rows], "next_cursor": cursor})
+    return [event_out(r) for r in rows], cursor
 
 
-async def get_event(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    row, body = await services.store.get_event(request.match_info["id"])
+async def list_events(request: web.Request) -> web.Response:
+    events, cursor = await events_page(request.app[SERVICES], query_model(request, EventQuery))
+    return web.json_response({"data": [e.model_dump(mode="json") for e in events], "next_cursor": cursor})
+
+
+async def event_detail(services: Services, event_id: str) -> EventDetail:
+    row, body = await services.store.get_event(event_id)
     deliveries = await services.store.list_deliveries(LogFilter(event_id=row["id"], limit=1000))
-    detail = EventDetail(
+    return EventDetail(
         **event_out(row).model_dump(),
         payload=json.loads(body),
         deliveries=[delivery_out(d) for d in reversed(deliveries)],
     )
+
+
+async def get_event(request: web.Request) -> web.Response:
+    detail = await event_detail(request.app[SERVICES], request.match_info["id"])
     return web.json_response(detail.model_dump(mode="json"))

@@ -30,6 +30,8 @@ from tillhook.api.schemas import (
     PingOut,
     ReplayIn,
     ReplayOut,
+    RetryMatchingIn,
+    RetryMatchingOut,
     RotateIn,
     StatusOut,
 )
@@ -97,6 +99,9 @@ ROUTES: tuple[Route, ...] = (
           200, EventDetail, errors=_ONE),
     Route("GET", "/v1/deliveries", log.list_deliveries, "Deliveries, newest first", "log", 200, Page[DeliveryOut],
           query=DeliveryQuery, errors=(404, 422)),
+    Route("POST", "/v1/deliveries/retry", log.post_retry_matching,
+          "Retry every failed delivery the filters match (at most 10,000 a call, oldest first); dry_run counts them",
+          "log", 200, RetryMatchingOut, body=RetryMatchingIn, errors=(400, 404, 415, 422, 503)),
     Route("GET", "/v1/deliveries/{id}", log.get_delivery, "One delivery with every attempt", "log",
           200, DeliveryDetail, errors=_ONE),
     Route("POST", "/v1/deliveries/{id}/retry", log.retry_delivery,

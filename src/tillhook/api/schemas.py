@@ -212,6 +212,34 @@ class DeliveryQuery(EventQuery):
     endpoint: str | None = Field(default=None, description="endpoint id or name")
     state: DeliveryState | None = None
     event: str | None = Field(default=None, description="event id")
+    status: int | None = Field(default=None, ge=100, le=599, description="HTTP status of the latest attempt")
+
+
+class EventSearch(EventQuery):
+    """The dashboard's event search: the API's filters, and an exact id or idempotency key."""
+
+    id: str | None = Field(default=None, max_length=200, description="event id, exactly")
+    idempotency_key: str | None = Field(default=None, max_length=255, description="idempotency key, exactly")
+
+
+class RetryMatchingIn(_In):
+    """The delivery log's filters; the failed deliveries they match are made due now."""
+
+    endpoint: str | None = Field(default=None, description="endpoint id or name")
+    state: Literal["failed"] = Field(default="failed", description="only failed deliveries are retried this way")
+    type: str | None = Field(default=None, description="event type or pattern, like sale.*")
+    since: str | None = Field(default=None, description="RFC 3339 date-time, or a duration ago like 2h")
+    until: str | None = None
+    status: int | None = Field(default=None, ge=100, le=599, description="HTTP status of the latest attempt")
+    dry_run: bool = Field(default=False, description="true: only count them")
+
+
+class RetryMatchingOut(BaseModel):
+    matched: int = Field(description="failed deliveries matching the filters")
+    retried: int = Field(
+        description="made due now: at most 10,000 a call (oldest first; call again for the rest),"
+        " none of a disabled or deleted endpoint; 0 on a dry run"
+    )
 
 
 class EndpointStatus(BaseModel):

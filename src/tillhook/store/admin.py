@@ -79,6 +79,19 @@ class AdminVerbs:
         retried: tuple[str, dict[str, Any]] = await self.call(retry)
         return retried
 
+    async def count_failed_matching(self, f: LogFilter) -> int:
+        """How many failed deliveries `f` matches: what a retry of them would take up."""
+        rows = await self._read(*admin_sql.count_failed_query(f))
+        return int(rows[0][0])
+
+    async def retry_matching(self, f: LogFilter, now: float, at_most: int) -> tuple[int, int, list[str]]:
+        """Counts and retries the failed deliveries `f` matches in one write transaction (see
+        `admin_sql.retry_matching`): (matched, retried, endpoint ids to wake)."""
+        done: tuple[int, int, list[str]] = await self.call(
+            lambda conn: admin_sql.retry_matching(conn, f, now, at_most)
+        )
+        return done
+
     # -- the log -------------------------------------------------------------------------
 
     async def list_deliveries(self, f: LogFilter) -> list[dict[str, Any]]:
@@ -138,3 +151,4 @@ class AdminVerbs:
             )
             found.update({row[0]: row[1] for row in rows})
         return found
+

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import Endpoint, SigningSecret
-from tillhook.store import endpoints_sql
+from tillhook.store import endpoints_sql, log_sql
+from tillhook.store.log_sql import LogFilter
 
 _UNFINISHED = "('pending', 'delivering')"
 
@@ -168,3 +170,43 @@ def _editable(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
             slug="config-managed",
         )
     return endpoint
+
+
+# A retry of everything a filter matches is bounded, so one click cannot hold the writer for
+# long; what is left over is retried by the next click.
+RETRY_MATCHING_MAX = 10_000
+
+
+def _failed_matching(f: LogFilter) -> tuple[str, str, list[Any]]:
+    """FROM, WHERE and parameters of the failed deliveries `f` matches, by the same builder as
+    the delivery log's pages; the cursor and page size of `f` play no part."""
+    return log_sql.deliveries_where(replace(f, state="failed", before=None))
+
+
+def count_failed_query(f: LogFilter) -> tuple[str, list[Any]]:
+    source, where, params = _failed_matching(f)
+    return f"SELECT count(*){source}{where}", params
+
+
+def retry_matching(conn: sqlite3.Connection, f: LogFilter, now: float, at_most: int) -> tuple[int, int, list[str]]:
+    """The failed deliveries `f` matches, oldest first and at most `at_most` of them, made due
+    now with a fresh `give_up_after` window, as `retry_delivery` does one; those of a disabled
+    or deleted endpoint stay failed (enable it first, or replay). Returns (matched, retried,
+    the endpoints that got work)."""
+    matched = int(conn.execute(*count_failed_query(f)).fetchone()[0])
+    source, where, params = _failed_matching(f)
+    live = " AND ep.deleted_at IS NULL AND ep.enabled = 1"
+    picked = [
+        (row[0], row[1])
+        for row in conn.execute(
+            f"SELECT d.id, d.endpoint_id{source}{where}{live} ORDER BY d.id LIMIT ?", [*params, at_most]
+        )
+    ]
+    for start in range(0, len(picked), 500):
+        chunk = [delivery_id for delivery_id, _ in picked[start : start + 500]]
+        conn.execute(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?, first_attempt_at = NULL"
+            f" WHERE state = 'failed' AND id IN ({', '.join('?' * len(chunk))})",
+            [now, now, *chunk],
+        )
+    return matched, len(picked), sorted({endpoint_id for _, endpoint_id in picked})

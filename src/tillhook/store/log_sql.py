@@ -28,6 +28,8 @@ class LogFilter:
     state: str | None = None
     type_pattern: str | None = None
     event_id: str | None = None
+    idempotency_key: str | None = None
+    last_status: int | None = None  # deliveries: the HTTP status of the latest attempt
     since: float | None = None
     until: float | None = None
     before: int | None = None  # the cursor: rows older than this one
@@ -42,11 +44,9 @@ DELIVERY_COLUMNS = (
 _DELIVERY_FROM = " FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id"
 
 
-def _page_query(
-    select: str, f: LogFilter, equal: dict[str, Any], type_col: str, time_col: str, key_col: str
-) -> tuple[str, list[Any]]:
-    """`select` filtered by `f`, newest first by `key_col`, one row beyond the page (to know
-    whether there is a next one)."""
+def _where(f: LogFilter, equal: dict[str, Any], type_col: str, time_col: str, key_col: str) -> tuple[str, list[Any]]:
+    """The WHERE clause of `f` (empty without conditions): the one place a filter becomes SQL,
+    so a page of the log and a retry of what it matches cannot disagree."""
     where = [f"{column} = ?" for column, value in equal.items() if value is not None]
     params: list[Any] = [value for value in equal.values() if value is not None]
     for condition, value in (
@@ -58,13 +58,31 @@ def _page_query(
         if value is not None:
             where.append(condition)
             params.append(value)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def _page_query(
+    select: str, f: LogFilter, equal: dict[str, Any], type_col: str, time_col: str, key_col: str
+) -> tuple[str, list[Any]]:
+    """`select` filtered by `f`, newest first by `key_col`, one row beyond the page (to know
+    whether there is a next one)."""
+    clause, params = _where(f, equal, type_col, time_col, key_col)
     return f"{select}{clause} ORDER BY {key_col} DESC LIMIT ?", [*params, f.limit + 1]
 
 
+def _delivery_equal(f: LogFilter) -> dict[str, Any]:
+    return {"d.endpoint_id": f.endpoint_id, "d.state": f.state, "d.event_id": f.event_id, "d.last_status": f.last_status}
+
+
 def deliveries_query(f: LogFilter) -> tuple[str, list[Any]]:
-    equal = {"d.endpoint_id": f.endpoint_id, "d.state": f.state, "d.event_id": f.event_id}
-    return _page_query(f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}", f, equal, "e.type", "d.created_at", "d.id")
+    return _page_query(f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}", f, _delivery_equal(f), "e.type", "d.created_at", "d.id")
+
+
+def deliveries_where(f: LogFilter) -> tuple[str, str, list[Any]]:
+    """FROM and WHERE of the deliveries `f` matches (its cursor and page size aside), for
+    statements that count or change all of them."""
+    clause, params = _where(f, _delivery_equal(f), "e.type", "d.created_at", "d.id")
+    return _DELIVERY_FROM, clause, params
 
 
 def delivery_query(delivery_id: int) -> tuple[str, list[Any]]:
@@ -75,7 +93,8 @@ EVENT_COLUMNS = "seq, id, type, idempotency_key, created_at"
 
 
 def events_query(f: LogFilter) -> tuple[str, list[Any]]:
-    return _page_query(f"SELECT {EVENT_COLUMNS} FROM events", f, {}, "type", "created_at", "seq")
+    equal = {"id": f.event_id, "idempotency_key": f.idempotency_key}
+    return _page_query(f"SELECT {EVENT_COLUMNS} FROM events", f, equal, "type", "created_at", "seq")
 
 
 ATTEMPTS_OF_DELIVERY = (

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from tillhook.api.dashboard import pages
 from tillhook.api.dashboard.guard import SESSIONS
+from tillhook.api.dashboard.log_pages import add_log_pages
 from tillhook.api.dashboard.render import TEMPLATES, environment
 from tillhook.api.dashboard.sessions import Sessions
 from tillhook.clock import Clock
@@ -23,4 +24,5 @@ def add_dashboard(app: web.Application, clock: Clock) -> None:
     app.router.add_get("/ui/signin", pages.sign_in_page)
     app.router.add_post("/ui/signin", pages.sign_in)
     app.router.add_post("/ui/signout", pages.sign_out)
+    add_log_pages(app)
     app.router.add_static("/ui/static/", STATIC, append_version=True)
