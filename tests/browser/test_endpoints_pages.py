@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from standardwebhooks.webhooks import Webhook
 
@@ -38,14 +42,27 @@ async def _copied_secret(page: Browser) -> str:
 
 
 async def _press(page: Browser, css: str) -> None:
-    """Click `css` once it is on the page (after the last click's page has loaded)."""
-    await page.wait(css)
-    await page.click(css)
+    """Click `css` once it is on the page (after the last click's page has loaded); a live
+    region may swap the element for a fresh copy meanwhile, so find it again then."""
+
+    def pressed(driver: Any) -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return True
+
+    await page.wait_until(pressed, what=f"{css} to click")
 
 
 async def _field(page: Browser, css: str, value: str) -> None:
-    await page.wait_until(lambda d: d.find_element(By.CSS_SELECTOR, css).text.strip() == value,
-                          what=f"{css} showing {value!r}")
+    def shows(driver: Any) -> bool:
+        try:
+            return bool(driver.find_element(By.CSS_SELECTOR, css).text.strip() == value)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False  # the live region was just refreshed
+
+    await page.wait_until(shows, what=f"{css} showing {value!r}")
 
 
 def _signatures(headers: dict[str, str]) -> list[str]:
