@@ -71,11 +71,11 @@ def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True)
 
 
 def _with_secret(services: Services, endpoint: Endpoint) -> EndpointWithSecret:
-    current = next(s.secret for s in endpoint.secrets if s.expires_at is None)
-    return EndpointWithSecret(**endpoint_out(services, endpoint).model_dump(), secret=current)
+    return EndpointWithSecret(**endpoint_out(services, endpoint).model_dump(), secret=current_secret(endpoint))
 
 
-def _context(services: Services) -> dict[str, object]:
+def validation_context(services: Services) -> dict[str, object]:
+    """What EndpointIn and EndpointPatch check a URL against."""
     delivery = services.config.delivery
     return {"allow_http": delivery.allow_http, "allow_networks": delivery.allow_networks}
 
@@ -98,16 +98,10 @@ def _settled(services: Services, endpoint: Endpoint) -> None:
     services.dispatcher.wake([endpoint.id])
 
 
-async def list_endpoints(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    reveal = request.get(ROLE) != "viewer"
-    items = [endpoint_out(services, e, reveal=reveal).model_dump(mode="json") for e in services.registry.all()]
-    return web.json_response({"data": items, "next_cursor": None})
+# -- the verbs: the API's handlers below and the dashboard's pages both call these -----------
 
 
-async def create_endpoint(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    spec = await body_model(request, EndpointIn, context=_context(services))
+async def create(services: Services, spec: EndpointIn) -> Endpoint:
     endpoint = Endpoint(
         id="",
         name=spec.name,
@@ -122,6 +116,140 @@ async def create_endpoint(request: web.Request) -> web.Response:
     )
     created = await services.store.create_endpoint(endpoint, services.clock.now())
     _settled(services, created)
+    return created
+
+
+async def update(services: Services, endpoint: Endpoint, changes: dict[str, Any]) -> Endpoint:
+    """`changes`: the fields an EndpointPatch set."""
+    for required in ("name", "url", "events", "headers", "ordered"):
+        if required in changes and changes[required] is None:
+            raise invalid([{"field": required, "message": "may not be null"}], "the body")
+    _check_patched(endpoint, changes)
+    updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
+    _settled(services, updated)
+    return updated
+
+
+async def delete(services: Services, endpoint: Endpoint) -> int:
+    """Returns how many unfinished deliveries it cancelled."""
+    cancelled = await services.store.delete_endpoint(endpoint.id, services.clock.now())
+    services.registry.remove(endpoint.id)
+    return cancelled
+
+
+async def set_enabled(services: Services, endpoint: Endpoint, enabled: bool) -> Endpoint:
+    changed = await services.store.set_endpoint_enabled(
+        endpoint.id, enabled, "disabled through the admin API", services.clock.now()
+    )
+    if enabled:
+        # A fresh start: whatever made it fail before is presumably fixed.
+        services.dispatcher.health.pop(endpoint.id, None)
+    _settled(services, changed)
+    return changed
+
+
+def secret_pinned(services: Services, endpoint: Endpoint) -> bool:
+    """Its secret is written in the config file, so only the file changes it."""
+    pinned = next((e for e in services.config.endpoints if e.name == endpoint.name and e.secret), None)
+    return endpoint.config_managed and pinned is not None
+
+
+async def rotate(services: Services, endpoint: Endpoint, grace_s: float, secret: str | None = None) -> Endpoint:
+    if secret_pinned(services, endpoint):
+        raise Conflict(
+            f"the secret of endpoint {endpoint.name!r} is set in the config file: change it there",
+            slug="config-managed",
+        )
+    now = services.clock.now()
+    new_secret = secret or rules.new_secret()
+    rotated = await services.store.rotate_secret(endpoint.id, new_secret, now + grace_s, now)
+    _settled(services, rotated)
+    return rotated
+
+
+def current_secret(endpoint: Endpoint) -> str:
+    return next(s.secret for s in endpoint.secrets if s.expires_at is None)
+
+
+def secrets_of(services: Services, endpoint: Endpoint) -> EndpointSecretOut:
+    now = services.clock.now()
+    graced = sorted(
+        (s for s in endpoint.secrets if s.expires_at is not None and s.expires_at > now),
+        key=lambda s: s.expires_at or 0.0, reverse=True,
+    )
+    return EndpointSecretOut(
+        endpoint_id=endpoint.id,
+        name=endpoint.name,
+        secret=current_secret(endpoint),
+        previous=[PreviousSecret(secret=s.secret, expires_at=format_time(s.expires_at or 0.0)) for s in graced],
+    )
+
+
+def grace_seconds(value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        grace_s = parse_duration(value)
+    except ValueError as exc:
+        raise invalid([{"field": "grace", "message": str(exc)}], "the body") from None
+    if grace_s > 30 * 86400:
+        raise invalid([{"field": "grace", "message": "may be at most 30d"}], "the body")
+    return grace_s
+
+
+async def send_test(services: Services, endpoint: Endpoint) -> PingOut:
+    if not endpoint.enabled:
+        raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it first", slug="endpoint-disabled")
+    now = services.clock.now()
+    ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
+    (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
+    await services.store.enqueue([event], services.dispatcher)
+    (delivery,) = await services.store.deliveries_of_event(event.id)
+    return PingOut(event_id=event.id, delivery_id=delivery["id"])
+
+
+def replay_window(services: Services, spec: ReplayIn) -> tuple[float, float]:
+    """[since, until) in unix seconds; without an until, up to and including now."""
+    now = services.clock.now()
+    since = parse_when(spec.since, now, "since")
+    until = parse_when(spec.until, now, "until") if spec.until is not None else now
+    if until <= since:
+        raise invalid([{"field": "until", "message": "must be later than since"}], "the body")
+    # Events received at `now` count too.
+    return since, until if spec.until else now + 0.001
+
+
+async def replay(services: Services, endpoint: Endpoint, since: float, until: float, only_failed: bool) -> int:
+    """Returns how many deliveries it made."""
+    created = await services.store.replay(endpoint, since, until, only_failed, services.clock.now())
+    services.dispatcher.wake([endpoint.id])
+    return created
+
+
+async def replay_count(services: Services, endpoint: Endpoint, since: float, until: float, only_failed: bool) -> int:
+    """How many deliveries `replay` with the same arguments would make now."""
+    return await services.store.replay_count(endpoint, since, until, only_failed)
+
+
+async def unfinished_count(services: Services, endpoint: Endpoint) -> int:
+    """What `delete` would cancel now."""
+    return await services.store.unfinished_count(endpoint.id)
+
+
+# -- the API's handlers ----------------------------------------------------------------------
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    reveal = request.get(ROLE) != "viewer"
+    items = [endpoint_out(services, e, reveal=reveal).model_dump(mode="json") for e in services.registry.all()]
+    return web.json_response({"data": items, "next_cursor": None})
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    spec = await body_model(request, EndpointIn, context=validation_context(services))
+    created = await create(services, spec)
     return web.json_response(
         _with_secret(services, created).model_dump(mode="json"),
         status=201,
@@ -139,22 +267,15 @@ async def get_endpoint(request: web.Request) -> web.Response:
 async def patch_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    patch = await body_model(request, EndpointPatch, context=_context(services))
-    changes = patch.model_dump(exclude_unset=True)
-    for required in ("name", "url", "events", "headers", "ordered"):
-        if required in changes and changes[required] is None:
-            raise invalid([{"field": required, "message": "may not be null"}], "the body")
-    _check_patched(endpoint, changes)
-    updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
-    _settled(services, updated)
+    patch = await body_model(request, EndpointPatch, context=validation_context(services))
+    updated = await update(services, endpoint, patch.model_dump(exclude_unset=True))
     return web.json_response(endpoint_out(services, updated).model_dump(mode="json"))
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    await services.store.delete_endpoint(endpoint.id, services.clock.now())
-    services.registry.remove(endpoint.id)
+    await delete(services, endpoint)
     return web.Response(status=204)
 
 
@@ -169,13 +290,7 @@ async def disable_endpoint(request: web.Request) -> web.Response:
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    changed = await services.store.set_endpoint_enabled(
-        endpoint.id, enabled, "disabled through the admin API", services.clock.now()
-    )
-    if enabled:
-        # A fresh start: whatever made it fail before is presumably fixed.
-        services.dispatcher.health.pop(endpoint.id, None)
-    _settled(services, changed)
+    changed = await set_enabled(services, endpoint, enabled)
     return web.json_response(endpoint_out(services, changed).model_dump(mode="json"))
 
 
@@ -183,76 +298,30 @@ async def rotate_secret(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
     spec = await body_model(request, RotateIn, empty_ok=True)
-    grace_s = _grace(spec.grace)
-    pinned = next((e for e in services.config.endpoints if e.name == endpoint.name and e.secret), None)
-    if endpoint.config_managed and pinned is not None:
-        raise Conflict(
-            f"the secret of endpoint {endpoint.name!r} is set in the config file: change it there",
-            slug="config-managed",
-        )
-    now = services.clock.now()
-    new_secret = spec.secret or rules.new_secret()
-    rotated = await services.store.rotate_secret(endpoint.id, new_secret, now + grace_s, now)
-    _settled(services, rotated)
+    rotated = await rotate(services, endpoint, grace_seconds(spec.grace), spec.secret)
     return web.json_response(_with_secret(services, rotated).model_dump(mode="json"))
 
 
 async def get_secret(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    now = services.clock.now()
-    current = next(s.secret for s in endpoint.secrets if s.expires_at is None)
-    graced = sorted(
-        (s for s in endpoint.secrets if s.expires_at is not None and s.expires_at > now),
-        key=lambda s: s.expires_at or 0.0, reverse=True,
-    )
-    reply = EndpointSecretOut(
-        endpoint_id=endpoint.id,
-        name=endpoint.name,
-        secret=current,
-        previous=[PreviousSecret(secret=s.secret, expires_at=format_time(s.expires_at or 0.0)) for s in graced],
-    )
+    reply = secrets_of(services, endpoint)
     # A secret has no business in a cache between the daemon and whoever asked.
     return web.json_response(reply.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
-
-
-def _grace(value: str) -> float:
-    if value.strip() in ("0", "0s"):
-        return 0.0
-    try:
-        grace_s = parse_duration(value)
-    except ValueError as exc:
-        raise invalid([{"field": "grace", "message": str(exc)}], "the body") from None
-    if grace_s > 30 * 86400:
-        raise invalid([{"field": "grace", "message": "may be at most 30d"}], "the body")
-    return grace_s
 
 
 async def test_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    if not endpoint.enabled:
-        raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it first", slug="endpoint-disabled")
-    now = services.clock.now()
-    ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
-    (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
-    await services.store.enqueue([event], services.dispatcher)
-    (delivery,) = await services.store.deliveries_of_event(event.id)
-    return web.json_response(PingOut(event_id=event.id, delivery_id=delivery["id"]).model_dump(), status=202)
+    ping = await send_test(services, endpoint)
+    return web.json_response(ping.model_dump(), status=202)
 
 
 async def replay_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
     spec = await body_model(request, ReplayIn)
-    now = services.clock.now()
-    since = parse_when(spec.since, now, "since")
-    until = parse_when(spec.until, now, "until") if spec.until is not None else now
-    if until <= since:
-        raise invalid([{"field": "until", "message": "must be later than since"}], "the body")
-    # Events received at `now` count too.
-    created = await services.store.replay(endpoint, since, until if spec.until else now + 0.001, spec.only_failed, now)
-    services.dispatcher.wake([endpoint.id])
+    since, until = replay_window(services, spec)
+    created = await replay(services, endpoint, since, until, spec.only_failed)
     reply = ReplayOut(endpoint_id=endpoint.id, deliveries=created)
     return web.json_response(reply.model_dump(), status=202)
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import Endpoint
@@ -65,6 +65,17 @@ class AdminVerbs:
     ) -> int:
         count: int = await self.call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
         return count
+
+    async def replay_count(self, endpoint: Endpoint, since: float, until: float, only_failed: bool) -> int:
+        """How many deliveries `replay` with these arguments would make now."""
+        params = admin_sql.replay_params(endpoint, since, until)  # named: sqlite3 takes a mapping too
+        rows = await self._read(admin_sql.replay_count_query(only_failed), cast(Any, params))
+        return int(rows[0][0])
+
+    async def unfinished_count(self, endpoint_id: str) -> int:
+        """Its pending and in-flight deliveries: what deleting it would cancel."""
+        rows = await self._read(admin_sql.UNFINISHED_OF_ENDPOINT, (endpoint_id,))
+        return int(rows[0][0])
 
     async def retry_delivery(self, delivery_id: int, now: float) -> tuple[str, dict[str, Any]]:
         """Due now, whatever its state. Returns its endpoint's id and the delivery as the

@@ -107,6 +107,33 @@ def rotate_secret(
     return fetch_endpoint(conn, endpoint_id)
 
 
+def _replay_source(only_failed: bool) -> str:
+    """The events a replay makes deliveries for: `replay` inserts them and `replay_count`
+    counts them, from this one text so the two cannot disagree."""
+    condition = ""
+    if only_failed:
+        condition = (
+            " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = e.id AND f.endpoint_id = :ep"
+            " AND f.state = 'failed')"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = :ep"
+            " AND g.state = 'delivered')"
+        )
+    return (
+        " FROM events e"
+        " WHERE e.created_at >= :since AND e.created_at < :until AND tillhook_subscribes(:patterns, e.type)"
+        f" AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = :ep"
+        f" AND u.state IN {_UNFINISHED}){condition}"
+    )
+
+
+def replay_params(endpoint: Endpoint, since: float, until: float) -> dict[str, Any]:
+    return {"ep": endpoint.id, "since": since, "until": until, "patterns": json.dumps(endpoint.events)}
+
+
+def replay_count_query(only_failed: bool) -> str:
+    return "SELECT count(*)" + _replay_source(only_failed)
+
+
 def replay(
     conn: sqlite3.Connection,
     endpoint: Endpoint,
@@ -117,24 +144,15 @@ def replay(
 ) -> int:
     """New pending deliveries to `endpoint` for the matching events received in [since, until),
     oldest first; events with a delivery still under way there are skipped."""
-    condition = ""
-    if only_failed:
-        condition = (
-            " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = e.id AND f.endpoint_id = :ep"
-            " AND f.state = 'failed')"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = :ep"
-            " AND g.state = 'delivered')"
-        )
     cursor = conn.execute(
         "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
-        " SELECT e.id, :ep, 'pending', :now, :now, :now FROM events e"
-        " WHERE e.created_at >= :since AND e.created_at < :until AND tillhook_subscribes(:patterns, e.type)"
-        f" AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = :ep"
-        f" AND u.state IN {_UNFINISHED}){condition}"
-        " ORDER BY e.seq",
-        {"ep": endpoint.id, "now": now, "since": since, "until": until, "patterns": json.dumps(endpoint.events)},
+        " SELECT e.id, :ep, 'pending', :now, :now, :now" + _replay_source(only_failed) + " ORDER BY e.seq",
+        {**replay_params(endpoint, since, until), "now": now},
     )
     return cursor.rowcount
+
+
+UNFINISHED_OF_ENDPOINT = f"SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND state IN {_UNFINISHED}"
 
 
 def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> str:

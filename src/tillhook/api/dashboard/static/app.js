@@ -46,3 +46,20 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// A button with data-copy="#selector" copies that element's text (a secret shown once).
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  const source = button && document.querySelector(button.dataset.copy);
+  if (!source) {
+    return;
+  }
+  try {
+    await navigator.clipboard.writeText(source.textContent.trim());
+    button.dataset.copied = "true";
+    button.textContent = "Copied";
+  } catch (error) {
+    button.dataset.copied = "false";
+    button.textContent = "Not copied: select the text and copy it";
+  }
+});

@@ -1,0 +1,221 @@
+"""The endpoint pages: the list with the add form, one endpoint with its actions, and the
+pages that show a secret or ask before a replay or a delete. Every change calls the same
+verb in api/endpoints.py that the admin API's handler calls."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from tillhook.api import endpoints as verbs
+from tillhook.api.dashboard import endpoint_forms as forms
+from tillhook.api.dashboard.guard import SESSION
+from tillhook.api.dashboard.render import render
+from tillhook.api.parsing import find_endpoint
+from tillhook.api.schemas import EndpointStatus
+from tillhook.api.state import SERVICES, Services
+from tillhook.api.status import status_report
+from tillhook.errors import Conflict, InvalidInput, NotFound
+from tillhook.models import Endpoint
+
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FILE_OWNS = "url, events, headers, limits and ordered"
+
+
+def page_of(endpoint: Endpoint) -> str:
+    return f"/ui/endpoints/{quote(endpoint.name, safe='')}"
+
+
+def _back(location: str, notice: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{location}?{urlencode({'notice': notice})}")
+
+
+def in_words(page: Page) -> Page:
+    """A missing endpoint or a refused change as a page in words, never problem+json."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await page(request)
+        except NotFound as exc:
+            return render(request, "message.html", status=404, title="Not found", message=exc.message)
+        except Conflict as exc:
+            return render(request, "message.html", status=409, title="Not done", message=exc.message)
+        except InvalidInput as exc:
+            return render(request, "message.html", status=422, title="Not done", message=exc.message)
+
+    return wrapped
+
+
+def _endpoint(request: web.Request) -> tuple[Services, Endpoint]:
+    services = request.app[SERVICES]
+    return services, find_endpoint(services.registry, request.match_info["name"])
+
+
+async def _statuses(services: Services) -> dict[str, EndpointStatus]:
+    return {e.id: e for e in (await status_report(services)).endpoints}
+
+
+@in_words
+async def list_page(request: web.Request) -> web.Response:
+    return await _list(request)
+
+
+async def _list(request: web.Request, *, status: int = 200, **form: Any) -> web.Response:
+    services = request.app[SERVICES]
+    statuses = await _statuses(services)
+    rows = [(e, statuses[e.id]) for e in services.registry.all() if e.id in statuses]
+    template = "endpoints_live.html" if request.query.get("part") == "live" else "endpoints.html"
+    form.setdefault("values", {"events": "*"})
+    form.setdefault("errors", {})
+    return render(request, template, status=status, rows=rows, notice=request.query.get("notice"), **form)
+
+
+@in_words
+async def add(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    form = await request.post()
+    try:
+        created = await verbs.create(services, forms.new_endpoint(form, verbs.validation_context(services)))
+    except InvalidInput as exc:
+        return await _list(request, status=422, values=forms.entered(form), errors=forms.field_errors(exc))
+    except Conflict as exc:
+        return await _list(request, status=409, values=forms.entered(form), errors={"name": [exc.message]})
+    return render(
+        request, "endpoint_secret.html", status=201, endpoint=created, page=page_of(created),
+        heading=f"Endpoint {created.name} added", secret=verbs.current_secret(created), previous=[],
+        note="Its signing secret is shown this once here; give it to the receiver to verify signatures.",
+    )
+
+
+@in_words
+async def detail(request: web.Request) -> web.Response:
+    services, endpoint = _endpoint(request)
+    return await _detail(request, services, endpoint)
+
+
+async def _detail(request: web.Request, services: Services, endpoint: Endpoint, *, status: int = 200,
+                  **extra: Any) -> web.Response:
+    e = (await _statuses(services))[endpoint.id]
+    template = "endpoint_live.html" if request.query.get("part") == "live" else "endpoint.html"
+    extra.setdefault("replay_errors", {})
+    return render(
+        request, template, status=status, endpoint=endpoint, e=e, page=page_of(endpoint),
+        out=verbs.endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"), pinned=verbs.secret_pinned(services, endpoint),
+        file_owns=FILE_OWNS, notice=request.query.get("notice"), **extra,
+    )
+
+
+@in_words
+async def edit_page(request: web.Request) -> web.Response:
+    _, endpoint = _endpoint(request)
+    return _edit_form(request, endpoint, forms.values_of(endpoint), {})
+
+
+def _edit_form(request: web.Request, endpoint: Endpoint, values: dict[str, str], errors: dict[str, list[str]],
+               status: int = 200) -> web.Response:
+    if endpoint.config_managed:
+        raise Conflict(f"endpoint {endpoint.name!r} comes from the config file, which owns its {FILE_OWNS}:"
+                       " change it there and restart tillhook", slug="config-managed")
+    return render(request, "endpoint_edit.html", status=status, endpoint=endpoint, page=page_of(endpoint),
+                  values=values, errors=errors)
+
+
+@in_words
+async def edit(request: web.Request) -> web.StreamResponse:
+    services, endpoint = _endpoint(request)
+    form = await request.post()
+    try:
+        updated = await verbs.update(services, endpoint, forms.changes(form, verbs.validation_context(services)))
+    except InvalidInput as exc:
+        return _edit_form(request, endpoint, forms.entered(form), forms.field_errors(exc), status=422)
+    raise _back(page_of(updated), "Saved.")
+
+
+@in_words
+async def enable(request: web.Request) -> web.StreamResponse:
+    services, endpoint = _endpoint(request)
+    await verbs.set_enabled(services, endpoint, True)
+    raise _back(page_of(endpoint), "Enabled: its held deliveries go out now, in order.")
+
+
+@in_words
+async def disable(request: web.Request) -> web.StreamResponse:
+    services, endpoint = _endpoint(request)
+    await verbs.set_enabled(services, endpoint, False)
+    raise _back(page_of(endpoint), "Disabled: its deliveries are held until it is enabled; nothing is dropped.")
+
+
+@in_words
+async def send_test(request: web.Request) -> web.StreamResponse:
+    services, endpoint = _endpoint(request)
+    ping = await verbs.send_test(services, endpoint)
+    raise _back(page_of(endpoint), f"Test event {ping.event_id} sent as delivery {ping.delivery_id}.")
+
+
+@in_words
+async def rotate(request: web.Request) -> web.Response:
+    services, endpoint = _endpoint(request)
+    form = await request.post()
+    try:
+        grace_s = verbs.grace_seconds(forms.text(form, "grace") or "24h")
+    except InvalidInput as exc:
+        return await _detail(request, services, endpoint, status=422, rotate_errors=forms.field_errors(exc))
+    rotated = await verbs.rotate(services, endpoint, grace_s)
+    secrets = verbs.secrets_of(services, rotated)
+    return render(
+        request, "endpoint_secret.html", endpoint=rotated, page=page_of(rotated),
+        heading=f"New secret for {rotated.name}", secret=secrets.secret, previous=secrets.previous,
+        note="The old secret keeps signing beside it until the time shown, so the receiver can switch.",
+    )
+
+
+@in_words
+async def show_secret(request: web.Request) -> web.Response:
+    services, endpoint = _endpoint(request)
+    if request[SESSION].role != "admin":  # the guard refuses a viewer's POST already
+        raise Conflict("signed in with the viewer token, which may not see secrets")
+    secrets = verbs.secrets_of(services, endpoint)
+    return render(
+        request, "endpoint_secret.html", endpoint=endpoint, page=page_of(endpoint),
+        heading=f"Signing secret of {endpoint.name}", secret=secrets.secret, previous=secrets.previous,
+        note="Receivers verify the webhook-signature header with it. Keep it out of chats and tickets.",
+    )
+
+
+@in_words
+async def replay(request: web.Request) -> web.StreamResponse:
+    """The first submit counts what the replay would make and asks; the confirmation runs it
+    over the same window, carried as exact times."""
+    services, endpoint = _endpoint(request)
+    form = await request.post()
+    if form.get("confirm") == "yes":
+        since, until = forms.moment(form, "since"), forms.moment(form, "until")
+        made = await verbs.replay(services, endpoint, since, until, form.get("scope") != "all")
+        raise _back(page_of(endpoint), f"Replayed: {made} new deliveries.")
+    try:
+        spec = forms.replay_request(form)
+        since, until = verbs.replay_window(services, spec)
+    except InvalidInput as exc:
+        return await _detail(request, services, endpoint, status=422, replay_errors=forms.field_errors(exc))
+    count = await verbs.replay_count(services, endpoint, since, until, spec.only_failed)
+    return render(
+        request, "endpoint_replay.html", endpoint=endpoint, page=page_of(endpoint), count=count,
+        since=repr(since), until=repr(until), since_text=forms.text(form, "since"),
+        until_text=forms.text(form, "until") or "now", scope="failed" if spec.only_failed else "all",
+    )
+
+
+@in_words
+async def delete(request: web.Request) -> web.StreamResponse:
+    services, endpoint = _endpoint(request)
+    form = await request.post()
+    if form.get("confirm") != "yes":
+        if endpoint.config_managed:
+            raise Conflict(f"endpoint {endpoint.name!r} comes from the config file: remove it there and restart tillhook")
+        count = await verbs.unfinished_count(services, endpoint)
+        return render(request, "endpoint_delete.html", endpoint=endpoint, page=page_of(endpoint), count=count)
+    cancelled = await verbs.delete(services, endpoint)
+    raise _back("/ui/endpoints", f"Deleted {endpoint.name}; {cancelled} unfinished deliveries cancelled (kept in the log).")
