@@ -89,6 +89,9 @@ class Browser:
         value: str = await self._run(lambda: element.text)
         return value
 
+    async def script(self, js: str) -> Any:
+        return await self._run(self.driver.execute_script, js)
+
     @property
     def path(self) -> str:
         return self.driver.current_url.removeprefix(self.base)
