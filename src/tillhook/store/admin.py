@@ -9,6 +9,7 @@ from typing import Any
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import Endpoint
 from tillhook.store import admin_sql, log_sql
+from tillhook.store.hourly import HourOfAttempts, hours_of_attempts
 from tillhook.store.log_sql import LogFilter
 
 
@@ -107,7 +108,17 @@ class AdminVerbs:
 
     async def count_by_state(self) -> dict[str, int]:
         rows = await self._read(log_sql.COUNT_BY_STATE)
-        return {state: count for state, count in rows}
+        counts = {"pending": 0, "delivering": 0, "delivered": 0, "failed": 0, "cancelled": 0}
+        counts.update({state: count for state, count in rows})
+        # Delivered is the rest: of the five states, the only one without an index of its own.
+        counts["delivered"] = counts.pop("all") - sum(n for state, n in counts.items() if state != "delivered")
+        return counts
+
+    async def attempts_by_hour(self, now: float, hours: int = 24) -> list[HourOfAttempts]:
+        """The last `hours` hours of attempts, oldest first, the current hour last."""
+        first = int(now // 3600) - hours + 1
+        rows = await self._read(log_sql.ATTEMPT_HOURS, (first,))
+        return hours_of_attempts(rows, first, hours)
 
     async def pending_by_endpoint(self) -> dict[str, tuple[int, float]]:
         """endpoint id -> (pending deliveries, when the oldest of them was created)."""
