@@ -95,8 +95,13 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
         await store.call(change)
         assert await store.count_by_state() == {"pending": 4, "delivering": 1, "delivered": 7, "failed": 2,
                                                 "cancelled": 1}
+        # Rows above the highest id counted before are added to what was counted then.
+        await store.call(lambda conn: add_deliveries(conn, ["pending", "delivered", "failed"], start_id=16))
+        assert await store.count_by_state() == {"pending": 5, "delivering": 1, "delivered": 8, "failed": 3,
+                                                "cancelled": 1}
         assert await store.purge_before(NOW) > 0  # every finished event is older than the cutoff
-        assert await store.count_by_state() == {"pending": 4, "delivering": 1, "delivered": 0, "failed": 0,
+        # The purge deleted rows below that id: everything is counted again.
+        assert await store.count_by_state() == {"pending": 5, "delivering": 1, "delivered": 0, "failed": 0,
                                                 "cancelled": 0}
     finally:
         await store.close()

@@ -45,3 +45,5 @@ async def test_the_overview_counts_on_partial_indexes_and_reads_hours_by_key(tmp
     assert "SCAN deliveries\u0020|" not in counts + " |" and not counts.endswith("SCAN deliveries")
     hours = plan(db, log_sql.ATTEMPT_HOURS, (1,))
     assert "SEARCH attempt_hours USING PRIMARY KEY (hour>?)" in hours
+    since = plan(db, log_sql.COUNT_BY_STATE_SINCE, (1,))
+    assert "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid>?)" in since

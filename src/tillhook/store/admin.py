@@ -106,12 +106,28 @@ class AdminVerbs:
 
     # -- status --------------------------------------------------------------------------
 
+    # (deletions seen, highest delivery id counted, rows up to it): see log_sql.COUNT_BY_STATE.
+    _rows_counted: tuple[int, int, int] | None = None
+    _deletions = 0
+
+    def rows_deleted(self) -> None:
+        """Deliveries were deleted (the purge): the next count counts every row again."""
+        self._deletions += 1
+
     async def count_by_state(self) -> dict[str, int]:
-        rows = await self._read(log_sql.COUNT_BY_STATE)
+        deletions, counted = self._deletions, self._rows_counted
+        if counted is not None and counted[0] == deletions:
+            rows = await self._read(log_sql.COUNT_BY_STATE_SINCE, (counted[1],))
+        else:
+            counted, rows = None, await self._read(log_sql.COUNT_BY_STATE)
         counts = {"pending": 0, "delivering": 0, "delivered": 0, "failed": 0, "cancelled": 0}
         counts.update({state: count for state, count in rows})
+        total = counts.pop("all") + (counted[2] if counted is not None else 0)
+        max_id = counts.pop("max_id")
+        if max_id is not None:
+            self._rows_counted = (deletions, max_id, total)
         # Delivered is the rest: of the five states, the only one without an index of its own.
-        counts["delivered"] = counts.pop("all") - sum(n for state, n in counts.items() if state != "delivered")
+        counts["delivered"] = total - sum(n for state, n in counts.items() if state != "delivered")
         return counts
 
     async def attempts_by_hour(self, now: float, hours: int = 24) -> list[HourOfAttempts]:

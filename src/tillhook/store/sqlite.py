@@ -303,6 +303,8 @@ class SqliteStore(AdminVerbs):
     async def purge_before(self, cutoff: float, limit: int = 500) -> int:
         """One small batch of the history older than `cutoff` (finished deliveries only)."""
         purged: int = await self.call(lambda conn: retention_sql.purge_batch(conn, cutoff, limit))
+        if purged:
+            self.rows_deleted()
         return purged
 
     async def check_writable(self) -> None:
