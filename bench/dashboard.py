@@ -179,6 +179,12 @@ NOTE = """\
   100 times timed, one at a time, from request to last byte with `urllib` (so the
   figure includes a loopback HTTP round trip). Pages that answer 404 are not there yet and
   are listed in the details. The target: p95 ≤ 100 ms for every page.
+  What the overview reads, measured on such a database with `sqlite3`: counting deliveries
+  by state with `GROUP BY state` read the whole table (0.43–0.55 s), so the daemon counts
+  pending, delivering, failed and cancelled on their partial indexes and all rows with
+  `count(*)` (10–25 ms, once after a start), then only the rows above the highest id
+  counted (~2 ms for the whole count); the charts read the per-hour table a trigger keeps
+  (0.3 ms), where grouping 24 h of attempts by hour took 0.6–0.9 s.
 """
 
 MARK_START, MARK_END = "<!-- dashboard figure -->", "<!-- /dashboard figure -->"

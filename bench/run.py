@@ -1426,6 +1426,8 @@ def main() -> int:
     elapsed = time.monotonic() - started
     rows = build_rows(raw)
     print(table(rows))
+    if raw.get("dashboard"):
+        print("\n" + table(dashboard.rows(raw["dashboard"], fmt_ms, span, med)))
     print(f"\n{runs} run(s) in {elapsed:.0f} s")
     for title, notes in (("Daemon problems", bench.observations), ("Harness notes", bench.harness_notes)):
         if notes:
