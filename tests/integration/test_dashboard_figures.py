@@ -73,8 +73,7 @@ async def test_the_hours_are_counted_from_attempts_written_before_the_upgrade(tm
     try:
         last = (await store.attempts_by_hour(now))[-1]
         assert (last.delivered, last.failed) == (1, 1) and last.p50_ms is not None and 7 <= last.p50_ms <= 10
-        assert await store.count_by_state() == {"pending": 0, "delivering": 0, "delivered": 1, "failed": 1,
-                                                "cancelled": 0}
+        assert await store.count_by_state() == {"delivered": 1, "failed": 1}
     finally:
         await store.close()
 
@@ -101,7 +100,6 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
                                                 "cancelled": 1}
         assert await store.purge_before(NOW) > 0  # every finished event is older than the cutoff
         # The purge deleted rows below that id: everything is counted again.
-        assert await store.count_by_state() == {"pending": 5, "delivering": 1, "delivered": 0, "failed": 0,
-                                                "cancelled": 0}
+        assert await store.count_by_state() == {"pending": 5, "delivering": 1}
     finally:
         await store.close()

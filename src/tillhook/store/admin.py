@@ -111,14 +111,17 @@ class AdminVerbs:
     _deletions = 0
 
     def rows_deleted(self) -> None:
-        """Deliveries were deleted (the purge): the next count counts every row again."""
+        """Deliveries are being or were deleted (the purge): counts count every row again."""
         self._deletions += 1
 
     async def count_by_state(self) -> dict[str, int]:
         deletions, counted = self._deletions, self._rows_counted
+        rows = None
         if counted is not None and counted[0] == deletions:
             rows = await self._read(log_sql.COUNT_BY_STATE_SINCE, (counted[1],))
-        else:
+            if self._deletions != deletions:  # a purge ran meanwhile: what was counted may be gone
+                rows = None
+        if rows is None:
             counted, rows = None, await self._read(log_sql.COUNT_BY_STATE)
         counts = {"pending": 0, "delivering": 0, "delivered": 0, "failed": 0, "cancelled": 0}
         counts.update({state: count for state, count in rows})
@@ -128,7 +131,7 @@ class AdminVerbs:
             self._rows_counted = (deletions, max_id, total)
         # Delivered is the rest: of the five states, the only one without an index of its own.
         counts["delivered"] = total - sum(n for state, n in counts.items() if state != "delivered")
-        return counts
+        return {state: n for state, n in counts.items() if n}  # as GROUP BY gave them: states present
 
     async def attempts_by_hour(self, now: float, hours: int = 24) -> list[HourOfAttempts]:
         """The last `hours` hours of attempts, oldest first, the current hour last."""
