@@ -19,10 +19,13 @@ Figures (each the median of N runs, with the spread min-max):
   6. isolation: deliveries/s to 3 fast endpoints beside one whose receiver never answers, vs
      the same 3 alone;
   7. idle footprint: CPU and RSS of a daemon with nothing to do over 60 s, vs a bare aiohttp
-     server (the N runs are N daemons side by side).
+     server (the N runs are N daemons side by side);
+  8. the dashboard: each page's p50/p95 render time, signed in, over a database of 1,000,000
+     deliveries received over the last 24 h (bench/dashboard.py), against 100 ms.
 
 --only takes a comma-separated subset of: single, batch, delivery, latency, backlog,
-isolation, idle.
+isolation, idle, dashboard. `--only dashboard` alone updates only its own section of
+bench/README.md and its entry in results.json.
 
 Load generators and receivers are separate processes (bench/worker.py). A full run writes
 the table into bench/README.md; --quick is a smoke check that only prints it (unless
@@ -52,6 +55,8 @@ import urllib.request
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
+
+import dashboard  # figure 8, beside this file (the script's directory is on sys.path)
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = str(BENCH_DIR / "worker.py")
@@ -372,6 +377,7 @@ class Bench:
         self.max_in_flight = defaults.max_in_flight
         self.endpoint_max_in_flight = defaults.endpoint_max_in_flight
         self._outbox: dict[str, Any] | None = None  # the prefilled databases of figure 5, built once
+        self._dashboard_db: tuple[Path, dict[str, Any]] | None = None  # figure 8's database, built once
 
     def note(self, text: str) -> None:
         say("  !! " + text)
@@ -699,6 +705,44 @@ class Bench:
         }
 
     # 6 --------------------------------------------------------------------------------------
+    # 8 --------------------------------------------------------------------------------------
+    def dashboard(self, run: int, receiver: Receiver) -> dict[str, Any]:
+        started = time.monotonic()
+        endpoints = [{"name": f"shop{i}", "url": f"{receiver.base}/hook/shop{i}", "events": ["*"]} for i in range(4)]
+        if self._dashboard_db is None:
+            seed = Daemon(self.tmp / "dashboard-seed", endpoints)
+            self._daemon_done(seed, "dashboard (making the schema)")
+            conn = sqlite3.connect(f"file:{seed.workdir / 'tillhook.db'}?mode=ro", uri=True)
+            try:
+                ids = [row[0] for row in conn.execute("SELECT id FROM endpoints ORDER BY name")]
+            finally:
+                conn.close()
+            path = self.tmp / "dashboard-1m.db"
+            events = 2_500 if self.quick else dashboard.EVENTS
+            proc = subprocess.run(
+                [sys.executable, str(BENCH_DIR / "dashboard.py"), "build", json.dumps({
+                    "seed": str(seed.workdir / "tillhook.db"), "path": str(path), "endpoint_ids": ids,
+                    "now_s": time.time(), "events": events})],
+                capture_output=True, text=True, timeout=900, check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"building the dashboard database failed: {proc.stderr[-2000:]}")
+            self._dashboard_db = (path, json.loads(proc.stdout.splitlines()[-1]))
+        path, built = self._dashboard_db
+        workdir = self.tmp / f"dashboard-{run}"
+        workdir.mkdir(parents=True)
+        shutil.copyfile(path, workdir / "tillhook.db")
+        receiver.reset()
+        daemon = Daemon(workdir, endpoints, start_timeout_s=120)
+        try:
+            timed = dashboard.time_pages(daemon.base, ADMIN_TOKEN, repeats=20 if self.quick else 100)
+        finally:
+            self._daemon_done(daemon, "dashboard")
+        shutil.rmtree(workdir, ignore_errors=True)
+        for page in timed["skipped"] if run == 0 else []:
+            self.harness(f"dashboard: {page} answered 404 (not in this build); not timed")
+        return {**timed, "build": built, "elapsed_s": time.monotonic() - started}
+
     def isolation(self, run: int, receiver: Receiver) -> dict[str, Any]:
         started = time.monotonic()
         events = 1_000 if self.quick else 3_000
@@ -1253,7 +1297,7 @@ script): [FINDINGS.md](FINDINGS.md).
 # -- main ------------------------------------------------------------------------------------
 
 
-FIGURES = ("single", "batch", "delivery", "latency", "backlog", "isolation", "idle")
+FIGURES = ("single", "batch", "delivery", "latency", "backlog", "isolation", "idle", "dashboard")
 
 
 def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, only: set[str]) -> None:
@@ -1271,6 +1315,37 @@ def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, on
         raw.setdefault("isolation", []).append(bench.isolation(run, receiver))
         r = raw["isolation"][-1]
         say(f"    with it {fmt_rate(r['value'])}, without {fmt_rate(r['ceiling'])} ({r['elapsed_s']:.0f} s)")
+    if "dashboard" in only:
+        say(f"[run {run + 1}/{runs}] dashboard pages over 1,000,000 deliveries")
+        raw.setdefault("dashboard", []).append(bench.dashboard(run, receiver))
+        r = raw["dashboard"][-1]
+        for path, p in r["pages"].items():
+            say(f"    {path}: p50 {fmt_ms(p['ms_p50'])}, p95 {fmt_ms(p['ms_p95'])} (first {fmt_ms(p['first_ms'])})")
+        say(f"    ({r['elapsed_s']:.0f} s)")
+
+
+def _write_dashboard_section(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any]) -> None:
+    runs = raw["dashboard"]
+    when = (f"median of {len(runs)} run(s); {info['nproc']} CPUs ({info['cpu']}), Python {info['python']},"
+            f" SQLite {info['sqlite']}, load average at start {info['loadavg_at_start']};"
+            f" {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+    text = dashboard.section(table(dashboard.rows(runs, fmt_ms, span, med)), dashboard.details(runs, fmt_ms),
+                             command, when)
+    readme.write_text(dashboard.splice(readme.read_text() if readme.exists() else "", text))
+
+
+def _write_dashboard_only(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any], bench: Bench) -> None:
+    """Figure 8 alone: its section of the README and its entry in results.json; the other
+    figures' results stay as their last full run left them."""
+    _write_dashboard_section(readme, info, command, raw)
+    results = BENCH_DIR / "results.json"
+    if readme.resolve() != (BENCH_DIR / "README.md").resolve():
+        return  # a trial run written elsewhere: the kept results are the README's
+    kept = json.loads(results.read_text()) if results.exists() else {"raw": {}}
+    kept["raw"]["dashboard"] = raw["dashboard"]
+    kept["dashboard"] = {"machine": info, "observations": bench.observations, "harness_notes": bench.harness_notes}
+    results.write_text(json.dumps(kept, indent=1))
+    say(f"wrote the dashboard section of {readme} and its entry in {results}")
 
 
 def main() -> int:
@@ -1279,7 +1354,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--readme", help="write the report here (default: bench/README.md on a full run)")
     parser.add_argument("--only", help="comma-separated subset:"
-                        " single,batch,delivery,latency,backlog,isolation,idle")
+                        " single,batch,delivery,latency,backlog,isolation,idle,dashboard")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -1328,7 +1403,7 @@ def main() -> int:
                 r = raw["latency"][-1]
                 say(f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
                     f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}")
-            if only & {"backlog", "isolation"}:
+            if only & {"backlog", "isolation", "dashboard"}:
                 assert receiver is not None
                 _run_later_figures(bench, run, runs, receiver, only)
         if "idle" in only:
@@ -1351,14 +1426,20 @@ def main() -> int:
     elapsed = time.monotonic() - started
     rows = build_rows(raw)
     print(table(rows))
+    if raw.get("dashboard"):
+        print("\n" + table(dashboard.rows(raw["dashboard"], fmt_ms, span, med)))
     print(f"\n{runs} run(s) in {elapsed:.0f} s")
     for title, notes in (("Daemon problems", bench.observations), ("Harness notes", bench.harness_notes)):
         if notes:
             print(f"\n{title}:")
             for o in notes:
                 print(f"- {o}")
-    if readme is not None:
+    if readme is not None and only == {"dashboard"}:
+        _write_dashboard_only(readme, info, command, raw, bench)
+    elif readme is not None:
         write_readme(readme, rows, info, command, elapsed, runs, raw, bench.observations, bench.harness_notes)
+        if raw.get("dashboard"):
+            _write_dashboard_section(readme, info, command, raw)
         (BENCH_DIR / "results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "runs": runs,
                                                              "raw": raw, "observations": bench.observations,
                                                              "harness_notes": bench.harness_notes}, indent=1))

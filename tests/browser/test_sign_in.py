@@ -32,7 +32,6 @@ async def test_sign_in_shows_the_endpoints_and_sign_out_locks_the_pages(
     assert "Healthy" in card.text  # the state in words, not only a colour
     cookie = page.driver.get_cookie("tillhook_session")
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    await page.screenshot("dashboard-overview")
 
     await page.click("[data-action=sign-out]")
     await page.wait("#token")

@@ -29,3 +29,21 @@ async def test_hot_statements_search_by_index(tmp_path):
     assert "SEARCH events USING INDEX" in bodies
     retention = plan(db, "SELECT id FROM events WHERE created_at < ? ORDER BY created_at LIMIT ?", (time.time(), 500))
     assert "events_by_time" in retention
+
+
+async def test_the_overview_counts_on_partial_indexes_and_reads_hours_by_key(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    await store.close()
+    db = tmp_path / "t.db"
+    from tillhook.store import log_sql
+
+    counts = plan(db, log_sql.COUNT_BY_STATE)
+    # count(*) walks an index, never the table; each state is counted on an index holding it alone.
+    assert "SCAN deliveries USING COVERING INDEX" in counts
+    assert "deliveries_due" in counts and "deliveries_in_flight" in counts and "deliveries_unsuccessful" in counts
+    assert "SCAN deliveries\u0020|" not in counts + " |" and not counts.endswith("SCAN deliveries")
+    hours = plan(db, log_sql.ATTEMPT_HOURS, (1,))
+    assert "SEARCH attempt_hours USING PRIMARY KEY (hour>?)" in hours
+    since = plan(db, log_sql.COUNT_BY_STATE_SINCE, (1,))
+    assert "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid>?)" in since

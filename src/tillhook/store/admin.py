@@ -9,6 +9,7 @@ from typing import Any, cast
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import Endpoint
 from tillhook.store import admin_sql, log_sql
+from tillhook.store.hourly import HourOfAttempts, hours_of_attempts
 from tillhook.store.log_sql import LogFilter
 
 
@@ -129,9 +130,38 @@ class AdminVerbs:
 
     # -- status --------------------------------------------------------------------------
 
+    # (deletions seen, highest delivery id counted, rows up to it): see log_sql.COUNT_BY_STATE.
+    _rows_counted: tuple[int, int, int] | None = None
+    _deletions = 0
+
+    def rows_deleted(self) -> None:
+        """Deliveries are being or were deleted (the purge): counts count every row again."""
+        self._deletions += 1
+
     async def count_by_state(self) -> dict[str, int]:
-        rows = await self._read(log_sql.COUNT_BY_STATE)
-        return {state: count for state, count in rows}
+        deletions, counted = self._deletions, self._rows_counted
+        rows = None
+        if counted is not None and counted[0] == deletions:
+            rows = await self._read(log_sql.COUNT_BY_STATE_SINCE, (counted[1],))
+            if self._deletions != deletions:  # a purge ran meanwhile: what was counted may be gone
+                rows = None
+        if rows is None:
+            counted, rows = None, await self._read(log_sql.COUNT_BY_STATE)
+        counts = {"pending": 0, "delivering": 0, "delivered": 0, "failed": 0, "cancelled": 0}
+        counts.update({state: count for state, count in rows})
+        total = counts.pop("all") + (counted[2] if counted is not None else 0)
+        max_id = counts.pop("max_id")
+        if max_id is not None:
+            self._rows_counted = (deletions, max_id, total)
+        # Delivered is the rest: of the five states, the only one without an index of its own.
+        counts["delivered"] = total - sum(n for state, n in counts.items() if state != "delivered")
+        return {state: n for state, n in counts.items() if n}  # as GROUP BY gave them: states present
+
+    async def attempts_by_hour(self, now: float, hours: int = 24) -> list[HourOfAttempts]:
+        """The last `hours` hours of attempts, oldest first, the current hour last."""
+        first = int(now // 3600) - hours + 1
+        rows = await self._read(log_sql.ATTEMPT_HOURS, (first,))
+        return hours_of_attempts(rows, first, hours)
 
     async def pending_by_endpoint(self) -> dict[str, tuple[int, float]]:
         """endpoint id -> (pending deliveries, when the oldest of them was created)."""

@@ -106,7 +106,18 @@ ATTEMPTS_OF_DELIVERY = (
 PENDING_BY_ENDPOINT = (
     "SELECT endpoint_id, count(*), min(id) FROM deliveries WHERE state = 'pending' GROUP BY endpoint_id"
 )
-COUNT_BY_STATE = "SELECT state, count(*) FROM deliveries GROUP BY state"
+# One statement, so one snapshot: each unfinished or unsuccessful state counted on its partial
+# index, delivered as the rest of all rows (GROUP BY state read the whole table, ~0.5 s at 1M
+# rows). All rows: count(*) walks the smallest index (~10-25 ms at 1M rows) once; after that
+# only the rows above the highest id counted, as ids only grow and rows go only by the purge.
+_COUNT_STATES = (
+    " UNION ALL SELECT 'max_id', max(id) FROM deliveries"
+    " UNION ALL SELECT 'pending', count(*) FROM deliveries WHERE state = 'pending'"
+    " UNION ALL SELECT 'delivering', count(*) FROM deliveries WHERE state = 'delivering'"
+    " UNION ALL SELECT state, count(*) FROM deliveries WHERE state IN ('failed', 'cancelled') GROUP BY state"
+)
+COUNT_BY_STATE = "SELECT 'all', count(*) FROM deliveries" + _COUNT_STATES
+COUNT_BY_STATE_SINCE = "SELECT 'all', count(*) FROM deliveries WHERE id > ?" + _COUNT_STATES
 ENDPOINT_STATS = (
     "SELECT id, last_success_at, last_failure_at, last_failure_reason FROM endpoints WHERE deleted_at IS NULL"
 )
@@ -114,3 +125,6 @@ ORDERED_HEAD = (
     "SELECT id, event_id, state, attempts, next_attempt_at, last_error, last_status FROM deliveries"
     " WHERE endpoint_id = ? AND state IN ('pending', 'delivering') ORDER BY id LIMIT 1"
 )
+
+# Attempts per hour (started_at // 3600) and duration step, kept by a trigger (store/schema.py).
+ATTEMPT_HOURS = "SELECT hour, bucket, delivered, failed FROM attempt_hours WHERE hour >= ? ORDER BY hour, bucket"

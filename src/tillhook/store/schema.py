@@ -6,6 +6,18 @@ import sqlite3
 
 from tillhook.errors import SchemaTooNew
 
+# Upper edges (ms) of the attempt-duration histogram's steps; a last step holds the rest.
+DURATION_EDGES_MS: tuple[float, ...] = (
+    1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
+    1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 30000,
+)
+
+
+def duration_bucket(column: str) -> str:
+    """SQL for the histogram step of a duration: the index of the first edge above it."""
+    steps = " ".join(f"WHEN {column} < {edge:g} THEN {i}" for i, edge in enumerate(DURATION_EDGES_MS))
+    return f"(CASE {steps} ELSE {len(DURATION_EDGES_MS)} END)"
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (
@@ -106,6 +118,39 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN timestamp_given INTEGER;
     """,
+    # 6: the status page's and the dashboard's figures at a cost that does not grow with the
+    # history kept (counting deliveries by state took ~0.5 s at 1M rows). Failed and
+    # cancelled deliveries get a partial index, as pending and delivering have one: counted
+    # there, and delivered is the rest of count(*). Attempts per hour by outcome and duration
+    # (a histogram whose steps grow by ~1.5x, for the hourly p50/p95) are kept by a trigger
+    # beside each attempt written; hours older than 31 days are dropped as new hours begin.
+    # (Counting every state change by triggers as well cost the writer ~40 us a delivery.)
+    """
+    CREATE INDEX deliveries_unsuccessful ON deliveries(state) WHERE state IN ('failed', 'cancelled');
+    CREATE TABLE attempt_hours (
+        hour INTEGER NOT NULL,             -- started_at // 3600
+        bucket INTEGER NOT NULL,           -- duration histogram step: DURATION_EDGES_MS
+        delivered INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        PRIMARY KEY (hour, bucket)
+    ) WITHOUT ROWID;
+    INSERT INTO attempt_hours (hour, bucket, delivered, failed)
+        SELECT CAST(started_at / 3600 AS INTEGER), DURATION_BUCKET, sum(outcome = 'delivered'),
+            sum(outcome != 'delivered') FROM attempts
+            WHERE started_at >= CAST(strftime('%s', 'now') AS INTEGER) - 31 * 86400 GROUP BY 1, 2;
+    CREATE TRIGGER attempts_count_hour AFTER INSERT ON attempts BEGIN
+        INSERT INTO attempt_hours (hour, bucket, delivered, failed)
+            VALUES (CAST(NEW.started_at / 3600 AS INTEGER), NEW_DURATION_BUCKET,
+                NEW.outcome = 'delivered', NEW.outcome != 'delivered')
+            ON CONFLICT (hour, bucket) DO UPDATE SET
+                delivered = delivered + excluded.delivered, failed = failed + excluded.failed;
+    END;
+    CREATE TRIGGER attempt_hours_prune AFTER INSERT ON attempt_hours BEGIN
+        DELETE FROM attempt_hours WHERE hour < NEW.hour - 31 * 24;
+    END;
+    """.replace("NEW_DURATION_BUCKET", duration_bucket("NEW.duration_ms")).replace(
+        "DURATION_BUCKET", duration_bucket("duration_ms")
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

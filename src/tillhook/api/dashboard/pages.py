@@ -7,6 +7,7 @@ import hmac
 
 from aiohttp import web
 
+from tillhook.api.dashboard.charts import deliveries_chart, latency_chart
 from tillhook.api.dashboard.guard import SESSION, SESSIONS, SIGN_IN
 from tillhook.api.dashboard.render import render
 from tillhook.api.dashboard.sessions import COOKIE
@@ -55,6 +56,9 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 
 async def overview(request: web.Request) -> web.Response:
-    status = await status_report(request.app[SERVICES])
+    services = request.app[SERVICES]
+    status = await status_report(services)
+    hours = await services.store.attempts_by_hour(services.clock.now())
     template = "overview_live.html" if request.query.get("part") == "live" else "overview.html"
-    return render(request, template, status=200, report=status)
+    return render(request, template, status=200, report=status,
+                  charts=(deliveries_chart(hours), latency_chart(hours)))
