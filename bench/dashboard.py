@@ -21,7 +21,11 @@ from typing import Any
 
 # The pages timed, in order; a page answering 404 (not built yet) is skipped with a note.
 # `/?part=live` is what an open overview fetches every 2 s.
-PAGES = ("/", "/?part=live", "/ui/endpoints", "/ui/deliveries", "/ui/events")
+PAGES = (
+    "/", "/?part=live", "/ui/endpoints", "/ui/endpoints/shop0", "/ui/deliveries", "/ui/deliveries?state=failed",
+    "/ui/deliveries?status=500&endpoint=shop1", "/ui/deliveries/1", "/ui/events", "/ui/events?type=transaction.*",
+    "/ui/events?idempotency_key=dash-4242", "/ui/events/msg_01jdash0000000000004242",
+)
 TARGET_MS = 100.0
 EVENTS = 250_000  # x 4 endpoints: 1,000,000 deliveries
 PENDING_EVENTS = 500  # the newest events: 2,000 deliveries still pending
@@ -43,14 +47,16 @@ def build(args: dict[str, Any]) -> None:
     conn.execute("PRAGMA cache_size = -262144")
     endpoint_ids, now_s, events = list(args["endpoint_ids"]), float(args["now_s"]), int(args["events"])
     rng = random.Random(8)
-    body = b'{"type":"transaction.completed","data":{"total":"12.50","currency":"EUR","items":3}}' * 5
+    line = '{"sku":"sku-1","name":"Flat white","qty":1,"price":"3.40"}'
+    body = ('{"id":"%s","type":"transaction.completed","timestamp":"2026-11-22T10:30:00Z","data":{"total":"12.50",'
+            '"currency":"EUR","lines":[' + ",".join([line] * 4) + ']}}')
     next_id, per_txn = 1, 20_000
     for start in range(0, events, per_txn):
         event_rows, delivery_rows, attempt_rows = [], [], []
         for i in range(start, min(events, start + per_txn)):
             msg_id = f"msg_01jdash{i:016d}"
             t = now_s - SPAN_S + SPAN_S * i / events
-            event_rows.append((msg_id, f"dash-{i}", "transaction.completed", t, body))
+            event_rows.append((msg_id, f"dash-{i}", "transaction.completed", t, (body % msg_id).encode()))
             for endpoint_id in endpoint_ids:
                 if i >= events - PENDING_EVENTS:
                     delivery_rows.append((next_id, msg_id, endpoint_id, "pending", 0, t, None, None, None, t, t))

@@ -47,3 +47,17 @@ async def test_the_overview_counts_on_partial_indexes_and_reads_hours_by_key(tmp
     assert "SEARCH attempt_hours USING PRIMARY KEY (hour>?)" in hours
     since = plan(db, log_sql.COUNT_BY_STATE_SINCE, (1,))
     assert "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid>?)" in since
+
+
+async def test_the_delivery_log_filtered_by_status_searches_an_index(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    await store.close()
+    from tillhook.store import log_sql
+    from tillhook.store.log_sql import LogFilter
+
+    sql, params = log_sql.deliveries_query(LogFilter(endpoint_id="e", last_status=500))
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        conn.create_function("tillhook_subscribes", 2, lambda patterns, event_type: True)
+        found = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "deliveries_by_status" in found and "SCAN d" not in found

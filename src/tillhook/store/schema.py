@@ -151,6 +151,11 @@ MIGRATIONS: tuple[str, ...] = (
     """.replace("NEW_DURATION_BUCKET", duration_bucket("NEW.duration_ms")).replace(
         "DURATION_BUCKET", duration_bucket("duration_ms")
     ),
+    # 7: the delivery log filtered by HTTP status, newest first, without reading every row
+    # (a status that matched nothing read the whole table: ~0.2 s at 1M deliveries).
+    """
+    CREATE INDEX deliveries_by_status ON deliveries(last_status, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
