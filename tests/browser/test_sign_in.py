@@ -94,10 +94,11 @@ async def test_the_viewer_token_signs_in_read_only(tmp_path: Path, daemons: Any,
     jar = {"tillhook_session": cookie["value"]}
     source = page.driver.page_source
     csrf = source.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    async with aiohttp.ClientSession(cookies=jar) as session:
-        async with session.post(f"{daemon.url}/ui/endpoints/loyalty/disable", data={"csrf": csrf},
-                                headers={"Origin": daemon.url}, allow_redirects=False) as response:
-            assert response.status == 403
-            assert "viewer" in await response.text()
+    async with aiohttp.ClientSession(cookies=jar) as session, session.post(
+        f"{daemon.url}/ui/endpoints/loyalty/disable", data={"csrf": csrf}, headers={"Origin": daemon.url},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 403
+        assert "viewer" in await response.text()
     await page.click("[data-action=sign-out]")
     await page.wait("#token")
