@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -22,6 +23,9 @@ from tests.acceptance.conftest import ADMIN_TOKEN, Daemon, daemons, http  # noqa
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs"
+# A live region is replaced every 2 s: an element found a moment ago may be gone already, so
+# waits look again instead of failing.
+_LOOK_AGAIN = (NoSuchElementException, StaleElementReferenceException)
 
 
 def _driver(profile: Path) -> webdriver.Chrome:
@@ -71,7 +75,8 @@ class Browser:
     async def wait_until(self, condition: Callable[[webdriver.Chrome], Any], timeout_s: float = 20.0,
                          what: str = "the condition") -> Any:
         def until() -> Any:
-            return WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(condition, what)
+            wait = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1, ignored_exceptions=_LOOK_AGAIN)
+            return wait.until(condition, what)
 
         return await self._run(until)
 
@@ -84,10 +89,18 @@ class Browser:
         await self._run(element.clear)
         await self._run(element.send_keys, text)
 
-    async def text(self, css: str) -> str:
-        element = await self.find(css)
-        value: str = await self._run(lambda: element.text)
-        return value
+    async def text(self, css: str, timeout_s: float = 20.0) -> str:
+        """The text of the element matching `css` now (found again if a refresh replaced it)."""
+        found: tuple[str] = await self.wait_until(
+            lambda d: (d.find_element(By.CSS_SELECTOR, css).text,), timeout_s, f"no {css!r} on the page"
+        )
+        return found[0]
+
+    async def attribute(self, css: str, name: str, timeout_s: float = 20.0) -> str | None:
+        found: tuple[str | None] = await self.wait_until(
+            lambda d: (d.find_element(By.CSS_SELECTOR, css).get_attribute(name),), timeout_s, f"no {css!r} on the page"
+        )
+        return found[0]
 
     async def script(self, js: str) -> Any:
         return await self._run(self.driver.execute_script, js)

@@ -76,8 +76,8 @@ async def test_a_shop_runs_its_webhooks_from_the_dashboard(
         for n in range(6):
             await _post(http, daemon.url, 100 + n)
         await page.open("/")
-        card = await page.wait("[data-endpoint=shop][data-state=backing_off]")
-        assert "Backing off" in card.text
+        await page.wait("[data-endpoint=shop][data-state=backing_off]")
+        assert "Backing off" in await page.text("[data-endpoint=shop]")
         await page.screenshot("dashboard-backing-off")
         await page.open("/ui/deliveries?state=failed")
         await page.wait_until(lambda d: _rows("failed")(d) == 6, 30, "6 failed deliveries")

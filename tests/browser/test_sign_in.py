@@ -27,9 +27,9 @@ async def test_sign_in_shows_the_endpoints_and_sign_out_locks_the_pages(
     assert "not valid" in error.text
 
     await page.sign_in(ADMIN_TOKEN)
-    card = await page.wait("[data-endpoint=loyalty]")
-    assert card.get_attribute("data-state") == "healthy"
-    assert "Healthy" in card.text  # the state in words, not only a colour
+    await page.wait("[data-endpoint=loyalty]")
+    assert await page.attribute("[data-endpoint=loyalty]", "data-state") == "healthy"
+    assert "Healthy" in await page.text("[data-endpoint=loyalty]")  # the state in words, not only a colour
     cookie = page.driver.get_cookie("tillhook_session")
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 

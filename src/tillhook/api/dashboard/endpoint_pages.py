@@ -164,11 +164,9 @@ async def rotate(request: web.Request) -> web.Response:
     except InvalidInput as exc:
         return await _detail(request, services, endpoint, status=422, rotate_errors=forms.field_errors(exc))
     rotated = await verbs.rotate(services, endpoint, grace_s)
-    secrets = verbs.secrets_of(services, rotated)
-    return render(
-        request, "endpoint_secret.html", endpoint=rotated, page=page_of(rotated),
-        heading=f"New secret for {rotated.name}", secret=secrets.secret, previous=secrets.previous,
-        note="The old secret keeps signing beside it until the time shown, so the receiver can switch.",
+    return _secret_page(
+        request, services, rotated, f"New secret for {rotated.name}",
+        "The old secret keeps signing beside it until the time shown, so the receiver can switch.",
     )
 
 
@@ -177,11 +175,17 @@ async def show_secret(request: web.Request) -> web.Response:
     services, endpoint = _endpoint(request)
     if request[SESSION].role != "admin":  # the guard refuses a viewer's POST already
         raise Conflict("signed in with the viewer token, which may not see secrets")
+    return _secret_page(
+        request, services, endpoint, f"Signing secret of {endpoint.name}",
+        "Receivers verify the webhook-signature header with it. Keep it out of chats and tickets.",
+    )
+
+
+def _secret_page(request: web.Request, services: Services, endpoint: Endpoint, heading: str, note: str) -> web.Response:
     secrets = verbs.secrets_of(services, endpoint)
     return render(
-        request, "endpoint_secret.html", endpoint=endpoint, page=page_of(endpoint),
-        heading=f"Signing secret of {endpoint.name}", secret=secrets.secret, previous=secrets.previous,
-        note="Receivers verify the webhook-signature header with it. Keep it out of chats and tickets.",
+        request, "endpoint_secret.html", endpoint=endpoint, page=page_of(endpoint), heading=heading,
+        secret=secrets.secret, previous=secrets.previous, note=note,
     )
 
 

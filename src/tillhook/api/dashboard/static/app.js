@@ -3,6 +3,7 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+const lastHtml = new WeakMap(); // region -> the HTML it was last given
 
 async function refresh(region) {
   if (document.hidden || region.contains(document.activeElement) && document.activeElement !== document.body) {
@@ -21,9 +22,14 @@ async function refresh(region) {
     return;
   }
   if (response.ok) {
+    const html = await response.text();
+    if (html === lastHtml.get(region)) {
+      return; // nothing changed: keep the page as it is (a selection, the focus, a screen reader's place)
+    }
+    lastHtml.set(region, html);
     // The server escapes everything it shows; scripts in inserted HTML never run, and the
     // Content-Security-Policy allows none but this file.
-    region.innerHTML = await response.text();
+    region.innerHTML = html;
     region.dataset.refreshed = String(Date.now());
   }
 }
