@@ -3,12 +3,8 @@ whatever the HTTP library's error text quotes."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
-from collections.abc import AsyncIterator, Iterator
 
-import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
@@ -28,31 +24,6 @@ def assert_clean(text: str | None) -> None:
     assert text is not None
     for secret in SECRETS:
         assert secret not in text, text
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound, never listening, for the whole test."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
-@pytest.fixture
-async def not_http() -> AsyncIterator[int]:
-    """A loopback server that answers anything with a line that is not HTTP: aiohttp's error
-    then quotes the request URL."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
 
 
 async def echo_url(request: web.Request, n: int) -> web.StreamResponse:
