@@ -28,6 +28,7 @@ from pydantic import (
 
 from tillhook import rules
 from tillhook.errors import ConfigError
+from tillhook.expressions import language
 from tillhook.models import field_path
 from tillhook.wording import plain
 
@@ -162,6 +163,18 @@ class DeliveryConfig(_Section):
     response_body_limit: int = Field(default=2048, ge=0, le=1024 * 1024)
 
 
+class ExtraSignatureConfig(_Section):
+    header: str
+    scheme: Literal["sha256-hex"] = "sha256-hex"
+
+
+def _expression(kind: Literal["filter", "transform"]) -> Any:
+    def check(cls: type, value: str | None) -> str | None:
+        return None if value is None else language.check(value, kind)
+
+    return field_validator(kind)(classmethod(check))  # type: ignore[arg-type]
+
+
 class EndpointConfig(_Section):
     name: Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
     url: str
@@ -171,9 +184,25 @@ class EndpointConfig(_Section):
     rate_limit: float | None = Field(default=None, gt=0)
     ordered: bool = False
     headers: dict[str, str] = {}
+    filter: str | None = None
+    transform: str | None = None
+    preset: str | None = None
+    extra_signature: ExtraSignatureConfig | None = None
 
     _events = field_validator("events")(classmethod(lambda cls, v: rules.check_patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: rules.check_headers(v)))
+    _filter = _expression("filter")
+    _transform = _expression("transform")
+    _preset = field_validator("preset")(classmethod(lambda cls, v: v if v is None else rules.check_preset(v)))
+
+    @model_validator(mode="after")
+    def _signature_header(self) -> EndpointConfig:
+        if self.extra_signature is not None:
+            try:
+                rules.check_extra_signature(self.extra_signature.header, self.extra_signature.scheme, self.headers)
+            except ValueError as exc:
+                raise ValueError(f"extra_signature.header: {exc}") from None
+        return self
 
     @field_validator("secret")
     @classmethod

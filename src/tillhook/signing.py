@@ -25,3 +25,9 @@ def sign(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
 def signature_header(secrets: Iterable[str], msg_id: str, timestamp_s: int, body: bytes) -> str:
     """Space-separated signatures, one per valid secret (two while a rotation overlaps)."""
     return " ".join(sign(secret, msg_id, timestamp_s, body) for secret in secrets)
+
+
+def hex_signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of the body>`, keyed with the whole secret as written (what a
+    receiver built for GitHub-style signatures is configured with)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
