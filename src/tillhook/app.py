@@ -12,9 +12,9 @@ from aiohttp import web
 
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
+from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.dashboard.guard import dashboard_guard
 from tillhook.api.dashboard.routes import add_dashboard
-from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.descriptors import (
     AcceptErrors,
     connection_budget,
@@ -29,9 +29,9 @@ from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import Dispatcher
 from tillhook.errors import TillhookError
-from tillhook.metrics import Metrics
 from tillhook.expressions.sandbox import Sandbox
-from tillhook.models import ExtraSignature, Endpoint, SigningSecret
+from tillhook.metrics import Metrics
+from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy

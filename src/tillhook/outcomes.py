@@ -9,7 +9,13 @@ from dataclasses import replace
 import structlog
 
 from tillhook.health import EndpointHealth
-from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.models import (
+    AttemptRecord,
+    AttemptResult,
+    ClaimedDelivery,
+    DeliveryState,
+    Endpoint,
+)
 from tillhook.retry import RetryPolicy, Verdict
 
 log = structlog.get_logger("tillhook.dispatcher")

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 from tillhook.rules import secret_key
 
-
 # Every attempt signs: decode each secret once, not once per attempt.
 _key = functools.lru_cache(maxsize=1024)(secret_key)
 

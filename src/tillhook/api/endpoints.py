@@ -28,7 +28,13 @@ from tillhook.config import parse_duration
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
 from tillhook.health import EndpointHealth
-from tillhook.models import Endpoint, EventIn, ExtraSignature, SigningSecret, format_time
+from tillhook.models import (
+    Endpoint,
+    EventIn,
+    ExtraSignature,
+    SigningSecret,
+    format_time,
+)
 from tillhook.redact import MASK, redact_url
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from tillhook import rules
 from tillhook.expressions import language
@@ -201,6 +209,9 @@ class AttemptOut(BaseModel):
     error: str | None = Field(description="why no status was received, or why it counts as failed")
     response_excerpt: str | None
     outcome: str
+    body_sent: str | None = Field(
+        default=None, description="the body this attempt sent, when a transform or preset made it; null: the event's"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -234,9 +245,17 @@ class EventOut(BaseModel):
     received_at: Timestamp
 
 
+class FilteredOut(BaseModel):
+    endpoint_id: str
+    endpoint: str | None = Field(description="its name; null once deleted")
+
+
 class EventDetail(EventOut):
-    payload: dict[str, Any] = Field(description="the body delivered: id, type, timestamp and data")
+    payload: dict[str, Any] = Field(description="the event as stored: id, type, timestamp and data")
     deliveries: list[DeliveryOut]
+    filtered_out: list[FilteredOut] = Field(
+        default=[], description="endpoints subscribed to the type whose filter left this event out (no delivery)"
+    )
 
 
 class Page(BaseModel, Generic[T]):

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tillhook.errors import InvalidInput
-from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
+from tillhook.models import (
+    AcceptedEvent,
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliveryState,
+    NewEvent,
+)
 from tillhook.store.idempotency import Seen, known_keys, refusal, reuse, same_content
 from tillhook.store.sql_util import in_chunks, placeholders, rows_at_once
 
