@@ -22,6 +22,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -195,14 +196,15 @@ class EndpointConfig(_Section):
     _transform = _expression("transform")
     _preset = field_validator("preset")(classmethod(lambda cls, v: v if v is None else rules.check_preset(v)))
 
-    @model_validator(mode="after")
-    def _signature_header(self) -> EndpointConfig:
-        if self.extra_signature is not None:
-            try:
-                rules.check_extra_signature(self.extra_signature.header, self.extra_signature.scheme, self.headers)
-            except ValueError as exc:
-                raise ValueError(f"extra_signature.header: {exc}") from None
-        return self
+    @field_validator("extra_signature")
+    @classmethod
+    def _signature_header(cls, value: ExtraSignatureConfig | None, info: ValidationInfo) -> ExtraSignatureConfig | None:
+        if value is not None:
+            # Only its header is judged here (the scheme is its own field's): ValueError names
+            # extra_signature, so the header is said in the words.
+            headers = info.data.get("headers") or {}
+            rules.check_extra_signature(value.header, value.scheme, headers)
+        return value
 
     @field_validator("secret")
     @classmethod
