@@ -21,11 +21,13 @@ Figures (each the median of N runs, with the spread min-max):
   7. idle footprint: CPU and RSS of a daemon with nothing to do over 60 s, vs a bare aiohttp
      server (the N runs are N daemons side by side);
   8. the dashboard: each page's p50/p95 render time, signed in, over a database of 1,000,000
-     deliveries received over the last 24 h (bench/dashboard.py), against 100 ms.
+     deliveries received over the last 24 h (bench/dashboard.py), against 100 ms;
+  9. figure 3 with a filter, a transform or a chat preset on every endpoint: deliveries/s
+     and CPU per delivery against plain deliveries in the same run (bench/shaping.py).
 
 --only takes a comma-separated subset of: single, batch, delivery, latency, backlog,
-isolation, idle, dashboard. `--only dashboard` alone updates only its own section of
-bench/README.md and its entry in results.json.
+isolation, idle, dashboard, shaping. `--only dashboard`, `--only shaping` (or both) update
+only their own sections of bench/README.md and their entries in results.json.
 
 Load generators and receivers are separate processes (bench/worker.py). A full run writes
 the table into bench/README.md; --quick is a smoke check that only prints it (unless
@@ -57,6 +59,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dashboard  # figure 8, beside this file (the script's directory is on sys.path)
+import shaping  # figure 9
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = str(BENCH_DIR / "worker.py")
@@ -304,6 +307,9 @@ name = "{endpoint['name']}"
 url = "{endpoint['url']}"
 events = {json.dumps(endpoint.get('events', ['*']))}
 """
+            for key in ("filter", "transform", "preset"):  # JSON strings are TOML basic strings
+                if key in endpoint:
+                    text += f"{key} = {json.dumps(endpoint[key])}\n"
         return text
 
     def _read_stderr(self) -> None:
@@ -742,6 +748,40 @@ class Bench:
         for page in timed["skipped"] if run == 0 else []:
             self.harness(f"dashboard: {page} answered 404 (not in this build); not timed")
         return {**timed, "build": built, "elapsed_s": time.monotonic() - started}
+
+    # 9 --------------------------------------------------------------------------------------
+    def shaping(self, run: int, receiver: Receiver) -> dict[str, Any]:
+        events = 1_000 if self.quick else 5_000
+        names = [f"s{i}" for i in range(4)]
+        deliveries = events * len(names)
+        variants = list(shaping.VARIANTS)
+        shift = run % len(variants)
+        out: dict[str, Any] = {}
+        for name in variants[shift:] + variants[:shift]:
+            receiver.reset()
+            endpoints = [{"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["*"], **shaping.VARIANTS[name]}
+                         for n in names]
+            daemon = Daemon(self.tmp / f"shaping-{run}-{name}", endpoints)
+            tree = shaping.process_tree(daemon.pid)
+            cpu0 = sum(cpu_seconds(p) for p in tree)
+            posted = run_worker("post-burst", {"url": f"{daemon.base}/v1/events", "token": INGEST_TOKEN,
+                                               "events": events, "batch": 100, "concurrency": 4}, timeout=180)
+            stats = receiver.wait_for(deliveries, seconds=180, quiet_s=0.3)
+            tree = shaping.process_tree(daemon.pid)  # the sandboxes start at the first use
+            cpu_s = sum(cpu_seconds(p) for p in tree) - cpu0
+            daemon.wait_drained(deliveries, seconds=20)
+            self._daemon_done(daemon, f"shaping ({name})")
+            self._check_statuses(f"shaping {name} (post)", posted, "202")
+            if stats["unique"] != deliveries or stats["duplicates"]:
+                self.note(f"shaping {name} run {run}: receiver got {stats['unique']} unique of {deliveries},"
+                          f" {stats['duplicates']} duplicates")
+            window = (stats["last"] or 0) - posted["first_sent"]
+            out[name] = {
+                "delivered": stats["unique"], "window_s": window,
+                "per_s": stats["unique"] / window if window > 0 else 0.0,
+                "cpu_s": cpu_s, "cpu_us": cpu_s / max(stats["unique"], 1) * 1e6, "processes": len(tree),
+            }
+        return out
 
     def isolation(self, run: int, receiver: Receiver) -> dict[str, Any]:
         started = time.monotonic()
@@ -1297,7 +1337,10 @@ script): [FINDINGS.md](FINDINGS.md).
 # -- main ------------------------------------------------------------------------------------
 
 
-FIGURES = ("single", "batch", "delivery", "latency", "backlog", "isolation", "idle", "dashboard")
+FIGURES = ("single", "batch", "delivery", "latency", "backlog", "isolation", "idle", "dashboard", "shaping")
+# Figures with a README section and a results.json entry of their own: run alone, they
+# update only those.
+OWN_SECTIONS = {"dashboard": dashboard, "shaping": shaping}
 
 
 def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, only: set[str]) -> None:
@@ -1315,6 +1358,11 @@ def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, on
         raw.setdefault("isolation", []).append(bench.isolation(run, receiver))
         r = raw["isolation"][-1]
         say(f"    with it {fmt_rate(r['value'])}, without {fmt_rate(r['ceiling'])} ({r['elapsed_s']:.0f} s)")
+    if "shaping" in only:
+        say(f"[run {run + 1}/{runs}] delivery with filters, transforms and presets")
+        raw.setdefault("shaping", []).append(bench.shaping(run, receiver))
+        r = raw["shaping"][-1]
+        say("    " + ", ".join(f"{name} {v['per_s']:.0f}/s ({v['cpu_us']:.0f} µs CPU each)" for name, v in r.items()))
     if "dashboard" in only:
         say(f"[run {run + 1}/{runs}] dashboard pages over 1,000,000 deliveries")
         raw.setdefault("dashboard", []).append(bench.dashboard(run, receiver))
@@ -1324,28 +1372,38 @@ def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, on
         say(f"    ({r['elapsed_s']:.0f} s)")
 
 
-def _write_dashboard_section(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any]) -> None:
-    runs = raw["dashboard"]
+def _section_rows(key: str, runs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    if key == "dashboard":
+        return dashboard.rows(runs, fmt_ms, span, med)
+    return shaping.rows(runs, fmt_rate, span, med)
+
+
+def _write_section(key: str, readme: Path, info: dict[str, str], command: str, raw: dict[str, Any]) -> None:
+    runs = raw[key]
+    module = OWN_SECTIONS[key]
     when = (f"median of {len(runs)} run(s); {info['nproc']} CPUs ({info['cpu']}), Python {info['python']},"
             f" SQLite {info['sqlite']}, load average at start {info['loadavg_at_start']};"
             f" {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}")
-    text = dashboard.section(table(dashboard.rows(runs, fmt_ms, span, med)), dashboard.details(runs, fmt_ms),
-                             command, when)
-    readme.write_text(dashboard.splice(readme.read_text() if readme.exists() else "", text))
+    details_lines = dashboard.details(runs, fmt_ms) if key == "dashboard" else shaping.details(runs)
+    text = module.section(table(_section_rows(key, runs)), details_lines, command, when)
+    readme.write_text(module.splice(readme.read_text() if readme.exists() else "", text))
 
 
-def _write_dashboard_only(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any], bench: Bench) -> None:
-    """Figure 8 alone: its section of the README and its entry in results.json; the other
-    figures' results stay as their last full run left them."""
-    _write_dashboard_section(readme, info, command, raw)
+def _write_sections_only(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any], bench: Bench) -> None:
+    """Figures 8 and 9 alone: their sections of the README and their entries in results.json;
+    the other figures' results stay as their last full run left them."""
+    keys = [k for k in OWN_SECTIONS if raw.get(k)]
+    for key in keys:
+        _write_section(key, readme, info, command, raw)
     results = BENCH_DIR / "results.json"
     if readme.resolve() != (BENCH_DIR / "README.md").resolve():
         return  # a trial run written elsewhere: the kept results are the README's
     kept = json.loads(results.read_text()) if results.exists() else {"raw": {}}
-    kept["raw"]["dashboard"] = raw["dashboard"]
-    kept["dashboard"] = {"machine": info, "observations": bench.observations, "harness_notes": bench.harness_notes}
+    for key in keys:
+        kept["raw"][key] = raw[key]
+        kept[key] = {"machine": info, "observations": bench.observations, "harness_notes": bench.harness_notes}
     results.write_text(json.dumps(kept, indent=1))
-    say(f"wrote the dashboard section of {readme} and its entry in {results}")
+    say(f"wrote the {' and '.join(keys)} section(s) of {readme} and their entries in {results}")
 
 
 def main() -> int:
@@ -1354,7 +1412,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--readme", help="write the report here (default: bench/README.md on a full run)")
     parser.add_argument("--only", help="comma-separated subset:"
-                        " single,batch,delivery,latency,backlog,isolation,idle,dashboard")
+                        " single,batch,delivery,latency,backlog,isolation,idle,dashboard,shaping")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -1403,7 +1461,7 @@ def main() -> int:
                 r = raw["latency"][-1]
                 say(f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
                     f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}")
-            if only & {"backlog", "isolation", "dashboard"}:
+            if only & {"backlog", "isolation", "dashboard", "shaping"}:
                 assert receiver is not None
                 _run_later_figures(bench, run, runs, receiver, only)
         if "idle" in only:
@@ -1426,20 +1484,22 @@ def main() -> int:
     elapsed = time.monotonic() - started
     rows = build_rows(raw)
     print(table(rows))
-    if raw.get("dashboard"):
-        print("\n" + table(dashboard.rows(raw["dashboard"], fmt_ms, span, med)))
+    for key in OWN_SECTIONS:
+        if raw.get(key):
+            print("\n" + table(_section_rows(key, raw[key])))
     print(f"\n{runs} run(s) in {elapsed:.0f} s")
     for title, notes in (("Daemon problems", bench.observations), ("Harness notes", bench.harness_notes)):
         if notes:
             print(f"\n{title}:")
             for o in notes:
                 print(f"- {o}")
-    if readme is not None and only == {"dashboard"}:
-        _write_dashboard_only(readme, info, command, raw, bench)
+    if readme is not None and only <= set(OWN_SECTIONS):
+        _write_sections_only(readme, info, command, raw, bench)
     elif readme is not None:
         write_readme(readme, rows, info, command, elapsed, runs, raw, bench.observations, bench.harness_notes)
-        if raw.get("dashboard"):
-            _write_dashboard_section(readme, info, command, raw)
+        for key in OWN_SECTIONS:
+            if raw.get(key):
+                _write_section(key, readme, info, command, raw)
         (BENCH_DIR / "results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "runs": runs,
                                                              "raw": raw, "observations": bench.observations,
                                                              "harness_notes": bench.harness_notes}, indent=1))

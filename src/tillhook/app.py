@@ -12,9 +12,9 @@ from aiohttp import web
 
 from tillhook import __version__
 from tillhook.api.auth import auth_middleware
+from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.dashboard.guard import dashboard_guard
 from tillhook.api.dashboard.routes import add_dashboard
-from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.descriptors import (
     AcceptErrors,
     connection_budget,
@@ -29,8 +29,9 @@ from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import Dispatcher
 from tillhook.errors import TillhookError
+from tillhook.expressions.sandbox import Sandbox
 from tillhook.metrics import Metrics
-from tillhook.models import Endpoint, SigningSecret
+from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
@@ -55,6 +56,12 @@ def config_endpoint(spec: EndpointConfig) -> Endpoint:
         ordered=spec.ordered,
         headers=tuple(spec.headers.items()),
         config_managed=True,
+        filter=spec.filter,
+        transform=spec.transform,
+        preset=spec.preset,
+        extra_signature=(
+            ExtraSignature(spec.extra_signature.header, spec.extra_signature.scheme) if spec.extra_signature else None
+        ),
     )
 
 
@@ -90,6 +97,8 @@ def build_app(
         finally:
             await services.dispatcher.stop(config.server.shutdown_grace)
             await services.session.close()
+            await services.sandbox.close()
+            await services.delivery_sandbox.close()
             await the_store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -116,11 +125,14 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     delivery = config.delivery
     policy = AddressPolicy(delivery.allow_networks)
     session = make_session(policy)
+    # Two sandboxes, so that a transform stopped at its time bound never holds up ingest.
+    sandbox, delivery_sandbox = Sandbox(name="ingest"), Sandbox(name="delivery")
     deliverer = Deliverer(
         session, policy, clock,
         timeout_s=delivery.timeout,
         allow_http=delivery.allow_http,
         response_body_limit=delivery.response_body_limit,
+        sandbox=delivery_sandbox,
     )
     dispatcher = Dispatcher(
         store, deliverer, registry,
@@ -137,7 +149,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
-        started_monotonic=clock.monotonic(), metrics=metrics,
+        started_monotonic=clock.monotonic(), metrics=metrics, sandbox=sandbox, delivery_sandbox=delivery_sandbox,
     )
 
 

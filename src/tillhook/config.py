@@ -18,16 +18,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
-    StrictBool,
     SecretStr,
+    StrictBool,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from tillhook import rules
 from tillhook.errors import ConfigError
+from tillhook.expressions import language
 from tillhook.models import field_path
 from tillhook.wording import plain
 
@@ -162,6 +164,18 @@ class DeliveryConfig(_Section):
     response_body_limit: int = Field(default=2048, ge=0, le=1024 * 1024)
 
 
+class ExtraSignatureConfig(_Section):
+    header: str
+    scheme: Literal["sha256-hex"] = "sha256-hex"
+
+
+def _expression(kind: Literal["filter", "transform"]) -> Any:
+    def check(cls: type, value: str | None) -> str | None:
+        return None if value is None else language.check(value, kind)
+
+    return field_validator(kind)(classmethod(check))  # type: ignore[arg-type]
+
+
 class EndpointConfig(_Section):
     name: Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
     url: str
@@ -171,9 +185,26 @@ class EndpointConfig(_Section):
     rate_limit: float | None = Field(default=None, gt=0)
     ordered: bool = False
     headers: dict[str, str] = {}
+    filter: str | None = None
+    transform: str | None = None
+    preset: str | None = None
+    extra_signature: ExtraSignatureConfig | None = None
 
     _events = field_validator("events")(classmethod(lambda cls, v: rules.check_patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: rules.check_headers(v)))
+    _filter = _expression("filter")
+    _transform = _expression("transform")
+    _preset = field_validator("preset")(classmethod(lambda cls, v: v if v is None else rules.check_preset(v)))
+
+    @field_validator("extra_signature")
+    @classmethod
+    def _signature_header(cls, value: ExtraSignatureConfig | None, info: ValidationInfo) -> ExtraSignatureConfig | None:
+        if value is not None:
+            # Only its header is judged here (the scheme is its own field's): ValueError names
+            # extra_signature, so the header is said in the words.
+            headers = info.data.get("headers") or {}
+            rules.check_extra_signature(value.header, value.scheme, headers)
+        return value
 
     @field_validator("secret")
     @classmethod

@@ -1,4 +1,5 @@
-"""Exactly one delivery attempt: POST the stored bytes, signed, and say what happened."""
+"""Exactly one delivery attempt: POST the stored bytes (or what the endpoint's transform makes
+of them), signed, and say what happened."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tillhook import __version__
 from tillhook.clock import Clock
 from tillhook.errors import BlockedAddress
+from tillhook.expressions.sandbox import EvaluationError, Sandbox
 from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint
 from tillhook.redact import Scrubber
 from tillhook.retry import parse_retry_after
-from tillhook.signing import signature_header
+from tillhook.shaping import USER_AGENT, request_headers, shape
 from tillhook.targets import AddressPolicy, GuardedResolver
 
-USER_AGENT = f"tillhook/{__version__}"
+__all__ = ["USER_AGENT", "Deliverer", "make_session"]
+
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -41,8 +43,10 @@ class Deliverer:
         timeout_s: float,
         allow_http: bool,
         response_body_limit: int,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._session = session
+        self._sandbox = sandbox or Sandbox(name="delivery")
         self._policy = policy
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s))
@@ -71,37 +75,40 @@ class Deliverer:
         refusal = self._refusal(endpoint.url)
         if refusal is not None:
             return ended(error=refusal)
+        body = delivery.body
+        if delivery.check_filter or endpoint.transform is not None or endpoint.preset is not None:
+            try:
+                shaped = await shape(self._sandbox, endpoint, body, check_filter=delivery.check_filter)
+            except EvaluationError as exc:
+                return ended(error=str(exc))
+            if shaped is None:
+                return ended(filtered_out=True)
+            body = shaped.body
+        sent = body if body is not delivery.body else None
         timestamp_s = int(started_at)
         live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > started_at]
-        headers = dict(endpoint.headers)
-        headers.update(
-            {
-                "content-type": "application/json",
-                "user-agent": USER_AGENT,
-                "webhook-id": delivery.event_id,
-                "webhook-timestamp": str(timestamp_s),
-                "webhook-signature": signature_header(live, delivery.event_id, timestamp_s, delivery.body),
-            }
-        )
+        headers = request_headers(endpoint, delivery.event_id, body, timestamp_s, live)
         try:
             async with self._session.post(
                 endpoint.url,
-                data=delivery.body,
+                data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
                 excerpt = await self._excerpt(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-                return ended(status=response.status, response_excerpt=excerpt, retry_after_s=retry_after)
+                return ended(
+                    status=response.status, response_excerpt=excerpt, retry_after_s=retry_after, body_sent=sent
+                )
         except TimeoutError:
-            return ended(error=f"timed out after {self._timeout_s:g}s")
+            return ended(error=f"timed out after {self._timeout_s:g}s", body_sent=sent)
         except aiohttp.ClientError as exc:
-            return ended(error=describe_client_error(exc))
+            return ended(error=describe_client_error(exc), body_sent=sent)
         except (ValueError, OSError, UnicodeError) as exc:
             # Whatever else aiohttp refuses to send counts as a failed attempt, recorded and
             # retried, instead of leaving the delivery stuck in flight.
-            return ended(error=f"the request could not be sent: {exc}")
+            return ended(error=f"the request could not be sent: {exc}", body_sent=sent)
 
     def _refusal(self, url: str) -> str | None:
         if url not in self._refusals:

@@ -14,12 +14,18 @@ from tillhook.clock import Clock
 from tillhook.delivery import Deliverer
 from tillhook.errors import StoreUnavailable
 from tillhook.health import EndpointHealth
-from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.models import (
+    AttemptRecord,
+    AttemptResult,
+    ClaimedDelivery,
+    DeliveryState,
+    Endpoint,
+)
 from tillhook.outcomes import judge
 from tillhook.ratelimit import TokenBucket
-from tillhook.slots import share
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy
+from tillhook.slots import share
 from tillhook.store import SqliteStore
 
 log = structlog.get_logger("tillhook.dispatcher")

@@ -16,7 +16,14 @@ import orjson
 from pydantic import ValidationError
 
 from tillhook.errors import InvalidInput
-from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, NewEvent, field_path, format_time
+from tillhook.models import (
+    MAX_BATCH,
+    MAX_JSON_DEPTH,
+    EventIn,
+    NewEvent,
+    field_path,
+    format_time,
+)
 from tillhook.wording import plain
 
 # Base32 in Crockford's lower-case alphabet, which keeps the byte order; two characters

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+)
 
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 MAX_BATCH = 1000
@@ -102,6 +108,14 @@ class SigningSecret:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtraSignature:
+    """A second signature header for receivers written for `sha256=<hex HMAC of the body>`."""
+
+    header: str
+    scheme: str = "sha256-hex"
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     id: str
     name: str
@@ -116,6 +130,10 @@ class Endpoint:
     disabled_reason: str | None = None
     config_managed: bool = False
     removed_from_config: bool = False  # taken out of the file: no new deliveries, its own are held
+    filter: str | None = None  # CEL: the event -> whether it gets a delivery here
+    transform: str | None = None  # CEL: the event -> the body sent instead of the event
+    preset: str | None = None  # a built-in transform for a chat service
+    extra_signature: ExtraSignature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +146,10 @@ class NewEvent:
     body: bytes
     created_at: float
     endpoint_ids: tuple[str, ...]
+    # Endpoints whose filter left the event out (no delivery), and those whose filter could
+    # not be evaluated (a delivery that checks it again before each attempt).
+    filtered_out: tuple[str, ...] = ()
+    check_filter: tuple[str, ...] = ()
     # Whether the POS gave the timestamp in the body (or it is the time of receipt): part of
     # what makes a repeat of an idempotency key the same event.
     timestamp_given: bool = False
@@ -141,6 +163,9 @@ class ClaimedDelivery:
     attempts: int  # attempts made before this one
     first_attempt_at: float | None
     body: bytes
+    # The endpoint's filter could not be evaluated when the event came in: it is evaluated
+    # again before each attempt, which fails (and is retried) until it can be.
+    check_filter: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +178,8 @@ class AttemptResult:
     error: str | None = None
     response_excerpt: str | None = None
     retry_after_s: float | None = None
+    body_sent: bytes | None = None  # a transform's body; None: the event's own body went
+    filtered_out: bool = False  # the filter, checked again, leaves the event out: nothing sent
 
 
 @dataclass(frozen=True, slots=True)

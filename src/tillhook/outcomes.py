@@ -4,11 +4,18 @@ Logs what an operator needs to see; the caller applies the rest."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
 from tillhook.health import EndpointHealth
-from tillhook.models import AttemptRecord, AttemptResult, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.models import (
+    AttemptRecord,
+    AttemptResult,
+    ClaimedDelivery,
+    DeliveryState,
+    Endpoint,
+)
 from tillhook.retry import RetryPolicy, Verdict
 
 log = structlog.get_logger("tillhook.dispatcher")
@@ -28,6 +35,15 @@ def judge(
     `disable_endpoint` set, a retry with its `next_attempt_at`."""
     attempt_no = delivery.attempts + 1
     first_at = delivery.first_attempt_at or result.started_at
+    if result.filtered_out:
+        # Its filter failed when the event came in and now says no: nothing was sent, and
+        # nothing about the receiver was learnt.
+        log.info("delivery_filtered_out", event_id=delivery.event_id, endpoint=endpoint.name, delivery_id=delivery.id)
+        return AttemptRecord(
+            delivery_id=delivery.id, endpoint_id=endpoint.id,
+            result=replace(result, error="not sent: the endpoint's filter leaves this event out"),
+            state=DeliveryState.CANCELLED, next_attempt_at=None, first_attempt_at=first_at, outcome="filtered_out",
+        )
     decision = policy.decide(result, attempt_no, first_at, now, rand)
     about = {
         "event_id": delivery.event_id, "endpoint": endpoint.name, "delivery_id": delivery.id,

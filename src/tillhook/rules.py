@@ -124,3 +124,26 @@ def pattern_matches(pattern: str, event_type: str) -> bool:
 
 def subscribes(patterns: tuple[str, ...], event_type: str) -> bool:
     return any(pattern_matches(p, event_type) for p in patterns)
+
+
+PRESET_NAMES = ("slack", "discord", "teams", "google-chat")
+SIGNATURE_SCHEMES = ("sha256-hex",)
+
+
+def check_preset(preset: str) -> str:
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"{preset!r} is not a preset; choose one of {', '.join(PRESET_NAMES)}")
+    return preset
+
+
+def check_extra_signature(header: str, scheme: str, headers: Mapping[str, str]) -> None:
+    """A header of its own: neither one tillhook sets nor one of the endpoint's static headers."""
+    if not _HEADER_NAME.match(header):
+        raise ValueError(f"{header!r} is not a valid HTTP header name")
+    if header.lower() in RESERVED_HEADERS:
+        raise ValueError(f"{header!r} is set by tillhook itself; name another header")
+    if any(name.lower() == header.lower() for name in headers):
+        raise ValueError(f"{header!r} is also one of the endpoint's headers; keep one of the two")
+    if scheme not in SIGNATURE_SCHEMES:
+        raise ValueError(f"scheme {scheme!r} is not known; the one scheme is sha256-hex")
+

@@ -16,6 +16,7 @@ from tillhook.api.schemas import (
     EndpointSecretOut,
     EndpointState,
     EndpointWithSecret,
+    ExtraSignatureSpec,
     PingOut,
     PreviousSecret,
     ReplayIn,
@@ -27,7 +28,13 @@ from tillhook.config import parse_duration
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
 from tillhook.health import EndpointHealth
-from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
+from tillhook.models import (
+    Endpoint,
+    EventIn,
+    ExtraSignature,
+    SigningSecret,
+    format_time,
+)
 from tillhook.redact import MASK, redact_url
 
 
@@ -65,6 +72,13 @@ def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True)
         rate_limit=endpoint.rate_limit,
         ordered=endpoint.ordered,
         headers=dict(endpoint.headers) if reveal else {name: MASK for name, _ in endpoint.headers},
+        filter=endpoint.filter,
+        transform=endpoint.transform,
+        preset=endpoint.preset,
+        extra_signature=(
+            ExtraSignatureSpec(header=endpoint.extra_signature.header, scheme="sha256-hex")
+            if endpoint.extra_signature else None
+        ),
         config_managed=endpoint.config_managed,
         previous_secret_expires_at=format_time(max(live)) if live else None,
     )
@@ -90,6 +104,17 @@ def _check_patched(endpoint: Endpoint, changes: dict[str, Any]) -> None:
         except ValueError as exc:
             field = "headers" if "headers" in changes else "url"
             raise invalid([{"field": field, "message": str(exc)}], "the body") from None
+    old = endpoint.extra_signature
+    signature = changes.get("extra_signature", {"header": old.header, "scheme": old.scheme} if old else None)
+    if signature is not None and ("extra_signature" in changes or "headers" in changes):
+        _check_signature(signature["header"], signature["scheme"], headers)
+
+
+def _check_signature(header: str, scheme: str, headers: dict[str, str]) -> None:
+    try:
+        rules.check_extra_signature(header, scheme, headers)
+    except ValueError as exc:
+        raise invalid([{"field": "extra_signature.header", "message": str(exc)}], "the body") from None
 
 
 def _settled(services: Services, endpoint: Endpoint) -> None:
@@ -113,7 +138,13 @@ async def create(services: Services, spec: EndpointIn) -> Endpoint:
         ordered=spec.ordered,
         headers=tuple(spec.headers.items()),
         enabled=spec.enabled,
+        filter=spec.filter,
+        transform=spec.transform,
+        preset=spec.preset,
+        extra_signature=ExtraSignature(spec.extra_signature.header) if spec.extra_signature else None,
     )
+    if spec.extra_signature is not None:
+        _check_signature(spec.extra_signature.header, spec.extra_signature.scheme, spec.headers)
     created = await services.store.create_endpoint(endpoint, services.clock.now())
     _settled(services, created)
     return created

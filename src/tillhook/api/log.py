@@ -26,6 +26,7 @@ from tillhook.api.schemas import (
     EventDetail,
     EventOut,
     EventQuery,
+    FilteredOut,
     RetryMatchingIn,
     RetryMatchingOut,
 )
@@ -141,6 +142,7 @@ async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetai
             AttemptOut(
                 number=n, started_at=format_time(a["started_at"]), duration_ms=round(a["duration_ms"], 1),
                 status=a["status"], error=a["error"], response_excerpt=a["response_excerpt"], outcome=a["outcome"],
+                body_sent=bytes(a["body_sent"]).decode("utf-8", "replace") if a["body_sent"] is not None else None,
             )
             for n, a in enumerate(attempts, start=1)
         ],
@@ -185,6 +187,7 @@ def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) ->
     """The request headers of an attempt as `delivery.Deliverer` sent them, without secrets:
     the signature itself and the values of the endpoint's own headers are left out."""
     extra = [(name, "(set)") for name, _ in (endpoint.headers if endpoint is not None else ())]
+    signature = endpoint.extra_signature if endpoint is not None else None
     return [
         *extra,
         ("content-type", "application/json"),
@@ -192,6 +195,7 @@ def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) ->
         ("webhook-id", event_id),
         ("webhook-timestamp", str(int(started_at))),
         ("webhook-signature", "v1,… (signature not shown)"),
+        *([(signature.header, "sha256=… (signature not shown)")] if signature is not None else []),
     ]
 
 
@@ -221,11 +225,18 @@ async def list_events(request: web.Request) -> web.Response:
 async def event_detail(services: Services, event_id: str) -> EventDetail:
     row, body = await services.store.get_event(event_id)
     deliveries = await services.store.list_deliveries(LogFilter(event_id=row["id"], limit=1000))
+    left_out = json.loads(row["filtered_out"]) if row.get("filtered_out") else []
     return EventDetail(
         **event_out(row).model_dump(),
         payload=json.loads(body),
         deliveries=[delivery_out(d) for d in reversed(deliveries)],
+        filtered_out=[FilteredOut(endpoint_id=e, endpoint=_name_of(services, e)) for e in left_out],
     )
+
+
+def _name_of(services: Services, endpoint_id: str) -> str | None:
+    endpoint = services.registry.get(endpoint_id)
+    return endpoint.name if endpoint is not None else None
 
 
 async def get_event(request: web.Request) -> web.Response:

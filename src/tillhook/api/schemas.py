@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from tillhook import rules
+from tillhook.expressions import language
 from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn
 
 T = TypeVar("T")
@@ -36,6 +45,31 @@ def _url(value: str | None, info: ValidationInfo) -> str | None:
     return None if value is None else rules.check_url(value, allow_http, context.get("allow_networks", ()))
 
 
+def _filter(value: str | None) -> str | None:
+    return None if value is None else language.check(value, "filter")
+
+
+def _transform(value: str | None) -> str | None:
+    return None if value is None else language.check(value, "transform")
+
+
+def _preset(value: str | None) -> str | None:
+    return None if value is None else rules.check_preset(value)
+
+
+class ExtraSignatureSpec(_In):
+    header: str = Field(max_length=128, examples=["x-hub-signature-256"])
+    scheme: Literal["sha256-hex"] = Field(
+        default="sha256-hex", description="`sha256=<hex HMAC-SHA256 of the body>`, keyed with the whole secret"
+    )
+
+
+FILTER_DOC = "CEL over the event (id, type, timestamp, data): false means no delivery here"
+TRANSFORM_DOC = "CEL over the event: its result, as JSON, is the body sent instead of the event"
+PRESET_DOC = "a built-in transform into a chat message: slack, discord, teams or google-chat"
+EXTRA_SIGNATURE_DOC = "also sign the body as `sha256=<hex>` in this header, for receivers built that way"
+
+
 def _headers_with_url(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
     url = info.data.get("url")  # absent when the url itself failed
     if isinstance(url, str):
@@ -56,11 +90,18 @@ class EndpointIn(_In):
     ordered: bool = False
     headers: dict[str, str] = Field(default={}, max_length=50)
     enabled: bool = True
+    filter: str | None = Field(default=None, description=FILTER_DOC, examples=["data.amount > 100.0"])
+    transform: str | None = Field(default=None, description=TRANSFORM_DOC)
+    preset: str | None = Field(default=None, description=PRESET_DOC, examples=["slack"])
+    extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
 
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
     _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
     _auth = field_validator("headers")(classmethod(lambda cls, v, info: _headers_with_url(v, info)))
+    _filter = field_validator("filter")(classmethod(lambda cls, v: _filter(v)))
+    _transform = field_validator("transform")(classmethod(lambda cls, v: _transform(v)))
+    _preset = field_validator("preset")(classmethod(lambda cls, v: _preset(v)))
 
     @field_validator("secret")
     @classmethod
@@ -78,10 +119,17 @@ class EndpointPatch(_In):
     rate_limit: float | None = Field(default=None, gt=0, le=100000)
     ordered: bool | None = None
     headers: dict[str, str] | None = Field(default=None, max_length=50)
+    filter: str | None = Field(default=None, description=FILTER_DOC + "; null removes it")
+    transform: str | None = Field(default=None, description=TRANSFORM_DOC + "; null removes it")
+    preset: str | None = Field(default=None, description=PRESET_DOC + "; null removes it")
+    extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it")
 
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
     _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
+    _filter = field_validator("filter")(classmethod(lambda cls, v: _filter(v)))
+    _transform = field_validator("transform")(classmethod(lambda cls, v: _transform(v)))
+    _preset = field_validator("preset")(classmethod(lambda cls, v: _preset(v)))
 
 
 class EndpointOut(BaseModel):
@@ -96,6 +144,10 @@ class EndpointOut(BaseModel):
     rate_limit: float | None
     ordered: bool
     headers: dict[str, str]
+    filter: str | None = Field(default=None, description=FILTER_DOC)
+    transform: str | None = Field(default=None, description=TRANSFORM_DOC)
+    preset: str | None = Field(default=None, description=PRESET_DOC)
+    extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
     config_managed: bool = Field(description="from the config file: edit it there, not here")
     previous_secret_expires_at: Timestamp | None = Field(
         description="while a rotated-out secret still signs beside the current one"
@@ -157,6 +209,9 @@ class AttemptOut(BaseModel):
     error: str | None = Field(description="why no status was received, or why it counts as failed")
     response_excerpt: str | None
     outcome: str
+    body_sent: str | None = Field(
+        default=None, description="the body this attempt sent, when a transform or preset made it; null: the event's"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -190,9 +245,17 @@ class EventOut(BaseModel):
     received_at: Timestamp
 
 
+class FilteredOut(BaseModel):
+    endpoint_id: str
+    endpoint: str | None = Field(description="its name; null once deleted")
+
+
 class EventDetail(EventOut):
-    payload: dict[str, Any] = Field(description="the body delivered: id, type, timestamp and data")
+    payload: dict[str, Any] = Field(description="the event as stored: id, type, timestamp and data")
     deliveries: list[DeliveryOut]
+    filtered_out: list[FilteredOut] = Field(
+        default=[], description="endpoints subscribed to the type whose filter left this event out (no delivery)"
+    )
 
 
 class Page(BaseModel, Generic[T]):

@@ -10,6 +10,7 @@ from aiohttp import web
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
+from tillhook.expressions.sandbox import Sandbox
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.store import SqliteStore
@@ -33,6 +34,8 @@ class Services:
     tokens: Tokens
     started_monotonic: float
     metrics: Metrics
+    sandbox: Sandbox  # the ingest path's: filters at fan-out, previews
+    delivery_sandbox: Sandbox  # the attempts': transforms, filters checked again
 
 
 SERVICES = web.AppKey("services", Services)

@@ -122,7 +122,9 @@ class AdminVerbs:
         return await self._dicts(*log_sql.events_query(f))
 
     async def get_event(self, event_id: str) -> tuple[dict[str, Any], bytes]:
-        rows = await self._dicts(f"SELECT {log_sql.EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))
+        rows = await self._dicts(
+            f"SELECT {log_sql.EVENT_COLUMNS}, filtered_out, body FROM events WHERE id = ?", (event_id,)
+        )
         if not rows:
             raise NotFound(f"there is no event {event_id}")
         row = rows[0]

@@ -29,10 +29,11 @@ def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) ->
     endpoint_id = endpoints_sql.new_endpoint_id()
     conn.execute(
         f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?, ?, ?, ?, ?)",
         (endpoint_id, endpoint.name, endpoint.url, json.dumps(list(endpoint.events)),
          endpoints_sql.secrets_json(endpoint.secrets), endpoint.max_in_flight, endpoint.rate_limit,
-         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled), now, now),
+         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled),
+         *endpoints_sql.shaping_values(endpoint), now, now),
     )
     return fetch_endpoint(conn, endpoint_id)
 
@@ -40,13 +41,17 @@ def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) ->
 _COLUMN_OF = {
     "name": "name", "url": "url", "events": "events", "max_in_flight": "max_in_flight",
     "rate_limit": "rate_limit", "ordered": "ordered", "headers": "headers",
+    "filter": "filter", "transform": "transform", "preset": "preset", "extra_signature": "extra_signature",
 }
 
 
 def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
     _editable(conn, endpoint_id)
     if changes:
-        values = [json.dumps(v) if k in ("events", "headers") else v for k, v in changes.items()]
+        values = [
+            json.dumps(v) if k in ("events", "headers") or (k == "extra_signature" and v is not None) else v
+            for k, v in changes.items()
+        ]
         assignments = ", ".join(f"{_COLUMN_OF[k]} = ?" for k in changes)
         conn.execute(
             f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, endpoint_id)
@@ -143,10 +148,12 @@ def replay(
     now: float,
 ) -> int:
     """New pending deliveries to `endpoint` for the matching events received in [since, until),
-    oldest first; events with a delivery still under way there are skipped."""
+    oldest first; events with a delivery still under way there are skipped. Under a filter,
+    each checks it before its first attempt (the filter may be newer than the events)."""
     cursor = conn.execute(
-        "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)"
-        " SELECT e.id, :ep, 'pending', :now, :now, :now" + _replay_source(only_failed) + " ORDER BY e.seq",
+        "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at, check_filter)"
+        f" SELECT e.id, :ep, 'pending', :now, :now, :now, {1 if endpoint.filter else 'NULL'}"
+        + _replay_source(only_failed) + " ORDER BY e.seq",
         {**replay_params(endpoint, since, until), "now": now},
     )
     return cursor.rowcount

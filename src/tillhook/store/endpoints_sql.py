@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tillhook import rules
-from tillhook.models import Endpoint, SigningSecret
+from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 
 COLUMNS = (
     "id, name, url, events, secrets, max_in_flight, rate_limit, ordered, headers, enabled,"
-    " disabled_reason, config_managed, removed_from_config_at"
+    " disabled_reason, config_managed, removed_from_config_at, filter, transform, preset, extra_signature"
 )
+# What the config file and the API set alike, in this order, as columns and values.
+SHAPING = ("filter", "transform", "preset", "extra_signature")
 
 
 def new_endpoint_id() -> str:
@@ -24,7 +26,7 @@ def new_endpoint_id() -> str:
 
 def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
     (id_, name, url, events, secrets_json, max_in_flight, rate_limit, ordered, headers, enabled,
-     disabled_reason, config_managed, removed_from_config_at) = row
+     disabled_reason, config_managed, removed_from_config_at, filter_, transform, preset, extra_signature) = row
     return Endpoint(
         id=str(id_),
         name=str(name),
@@ -39,6 +41,20 @@ def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
         disabled_reason=str(disabled_reason) if disabled_reason is not None else None,
         config_managed=bool(config_managed),
         removed_from_config=removed_from_config_at is not None,
+        filter=str(filter_) if filter_ is not None else None,
+        transform=str(transform) if transform is not None else None,
+        preset=str(preset) if preset is not None else None,
+        extra_signature=ExtraSignature(**json.loads(str(extra_signature))) if extra_signature is not None else None,
+    )
+
+
+def shaping_values(endpoint: Endpoint) -> tuple[str | None, str | None, str | None, str | None]:
+    signature = endpoint.extra_signature
+    return (
+        endpoint.filter,
+        endpoint.transform,
+        endpoint.preset,
+        json.dumps({"header": signature.header, "scheme": signature.scheme}) if signature else None,
     )
 
 
@@ -87,10 +103,10 @@ def _insert(conn: sqlite3.Connection, endpoint: Endpoint, now: float) -> None:
     chosen = endpoint.secrets or (SigningSecret(rules.new_secret()),)
     conn.execute(
         f"INSERT INTO endpoints ({COLUMNS}, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, NULL, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, NULL, ?, ?, ?, ?, ?, ?)",
         (new_endpoint_id(), endpoint.name, endpoint.url, json.dumps(list(endpoint.events)), secrets_json(chosen),
          endpoint.max_in_flight, endpoint.rate_limit, int(endpoint.ordered), json.dumps(dict(endpoint.headers)),
-         now, now),
+         *shaping_values(endpoint), now, now),
     )
 
 
@@ -99,9 +115,11 @@ def _update(conn: sqlite3.Connection, endpoint: Endpoint, stored_secrets: str, n
     kept = secrets_json(endpoint.secrets) if endpoint.secrets else stored_secrets
     conn.execute(
         "UPDATE endpoints SET url = ?, events = ?, max_in_flight = ?, rate_limit = ?, ordered = ?,"
-        " headers = ?, secrets = ?, config_managed = 1, updated_at = ? WHERE name = ?",
+        " headers = ?, secrets = ?, filter = ?, transform = ?, preset = ?, extra_signature = ?,"
+        " config_managed = 1, updated_at = ? WHERE name = ?",
         (endpoint.url, json.dumps(list(endpoint.events)), endpoint.max_in_flight, endpoint.rate_limit,
-         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), kept, now, endpoint.name),
+         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), kept, *shaping_values(endpoint), now,
+         endpoint.name),
     )
 
 

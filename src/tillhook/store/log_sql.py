@@ -98,7 +98,7 @@ def events_query(f: LogFilter) -> tuple[str, list[Any]]:
 
 
 ATTEMPTS_OF_DELIVERY = (
-    "SELECT started_at, duration_ms, status, error, response_excerpt, outcome"
+    "SELECT started_at, duration_ms, status, error, response_excerpt, outcome, body_sent"
     " FROM attempts WHERE delivery_id = ? ORDER BY id"
 )
 

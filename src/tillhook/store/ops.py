@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tillhook.errors import InvalidInput
-from tillhook.models import AcceptedEvent, AttemptRecord, ClaimedDelivery, DeliveryState, NewEvent
+from tillhook.models import (
+    AcceptedEvent,
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliveryState,
+    NewEvent,
+)
 from tillhook.store.idempotency import Seen, known_keys, refusal, reuse, same_content
 from tillhook.store.sql_util import in_chunks, placeholders, rows_at_once
 
@@ -107,6 +114,10 @@ class _Rows:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     deliveries: list[tuple[Any, ...]] = field(default_factory=list)
     keys: dict[str, Seen] = field(default_factory=dict)
+    # Rare: only where endpoints have filters. Written by statements of their own, so the
+    # rows of every other event stay as narrow as they were.
+    check_filter: list[int] = field(default_factory=list)
+    filtered_out: list[tuple[str, str]] = field(default_factory=list)
 
 
 def settle(ops: Sequence[WriteOp], error: Exception | None) -> None:
@@ -155,10 +166,15 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[Accepted
             rows.keys[key] = Seen(event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index)
         given = None if key is None else int(event.timestamp_given)
         rows.events.append((event.id, key, event.type, event.created_at, event.body, given))
+        if event.filtered_out:
+            rows.filtered_out.append((json.dumps(event.filtered_out), event.id))
         t = event.created_at
         for endpoint_id, admitted in zip(event.endpoint_ids, flags, strict=True):
+            recheck = bool(event.check_filter) and endpoint_id in event.check_filter
+            if recheck:
+                rows.check_filter.append(rows.next_id)
             if admitted:
-                op.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body))
+                op.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body, recheck))
             else:
                 op.queued.add(endpoint_id)
             rows.deliveries.append((rows.next_id, event.id, endpoint_id, delivering if admitted else pending, t, t, t))
@@ -241,6 +257,8 @@ class BatchApplier:
         seen = known_keys(conn, [e.idempotency_key for op in ops for e in op.events if e.idempotency_key])
         event_rows: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []
+        check_filter: list[int] = []
+        filtered_out: list[tuple[str, str]] = []
         replies: list[list[AcceptedEvent] | InvalidInput] = []
         next_id = self._next_delivery_id(conn)
         for op in ops:
@@ -254,6 +272,8 @@ class BatchApplier:
                 seen.update(rows.keys)
                 event_rows += rows.events
                 delivery_rows += rows.deliveries
+                check_filter += rows.check_filter
+                filtered_out += rows.filtered_out
                 next_id = rows.next_id
             replies.append(reply)
         rows_at_once(
@@ -267,6 +287,10 @@ class BatchApplier:
             " VALUES {rows}",
             delivery_rows,
         )
+        if filtered_out:
+            conn.executemany("UPDATE events SET filtered_out = ? WHERE id = ?", filtered_out)
+        for chunk in in_chunks(check_filter):
+            conn.execute(f"UPDATE deliveries SET check_filter = 1 WHERE id IN ({placeholders(chunk)})", chunk)
         self._last_delivery_id = next_id - 1
         return replies
 
@@ -279,13 +303,16 @@ class BatchApplier:
     def _record(conn: sqlite3.Connection, ops: list[Record]) -> None:
         if not ops:
             return
-        attempts, updates, disables, releases = [], [], [], []
+        attempts: list[tuple[Any, ...]] = []
+        shaped: list[tuple[Any, ...]] = []
+        updates, disables, releases = [], [], []
         for op in ops:
             for rec in op.records:
                 res = rec.result
-                attempts.append(
+                # A transform's body is kept beside its attempt; the plain rows stay narrow.
+                (attempts if res.body_sent is None else shaped).append(
                     (rec.delivery_id, res.started_at, res.duration_ms, res.status, res.error,
-                     res.response_excerpt, rec.outcome)
+                     res.response_excerpt, rec.outcome, *(() if res.body_sent is None else (res.body_sent,)))
                 )
                 updates.append(
                     (rec.state.value, rec.next_attempt_at, rec.first_attempt_at, res.started_at,
@@ -301,6 +328,12 @@ class BatchApplier:
             "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome)"
             " VALUES {rows}",
             attempts,
+        )
+        rows_at_once(
+            conn,
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome,"
+            " body_sent) VALUES {rows}",
+            shaped,
         )
         rows_at_once(conn, _WRITE_OUTCOMES, updates)
         if disables:
@@ -373,7 +406,7 @@ class BatchApplier:
         rows = conn.execute(
             "UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id IN ("
             + " UNION ALL ".join(selects)
-            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at",
+            + ") RETURNING id, event_id, endpoint_id, attempts, first_attempt_at, check_filter",
             params,
         ).fetchall()
         if not rows:
@@ -387,6 +420,6 @@ class BatchApplier:
             bodies.update((row[0], row[1]) for row in found)
         return [
             ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4],
-                            body=bodies[r[1]])
+                            body=bodies[r[1]], check_filter=bool(r[5]))
             for r in sorted(rows, key=lambda row: row[0])
         ]

@@ -156,6 +156,28 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deliveries_by_status ON deliveries(last_status, id);
     """,
+    # 8: what an endpoint is sent: its filter, transform or chat preset, and a second
+    # signature header. An event records the endpoints its filter left out; a delivery made
+    # while its filter could not be evaluated checks it again before each attempt; an attempt
+    # keeps the body it sent when a transform made it (NULL: the event's own body went).
+    """
+    ALTER TABLE endpoints ADD COLUMN filter TEXT;
+    ALTER TABLE endpoints ADD COLUMN transform TEXT;
+    ALTER TABLE endpoints ADD COLUMN preset TEXT;
+    ALTER TABLE endpoints ADD COLUMN extra_signature TEXT;
+    ALTER TABLE events ADD COLUMN filtered_out TEXT;
+    ALTER TABLE deliveries ADD COLUMN check_filter INTEGER;
+    ALTER TABLE attempts ADD COLUMN body_sent BLOB;
+    DROP TRIGGER attempts_update_endpoint;
+    CREATE TRIGGER attempts_update_endpoint AFTER INSERT ON attempts WHEN NEW.outcome != 'filtered_out' BEGIN
+        UPDATE endpoints SET
+            last_success_at = CASE WHEN NEW.outcome = 'delivered' THEN NEW.started_at ELSE last_success_at END,
+            last_failure_at = CASE WHEN NEW.outcome = 'delivered' THEN last_failure_at ELSE NEW.started_at END,
+            last_failure_reason = CASE WHEN NEW.outcome = 'delivered' THEN last_failure_reason
+                ELSE coalesce(NEW.error, 'HTTP ' || NEW.status) END
+        WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = NEW.delivery_id);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,9 +26,18 @@ from tillhook.store import endpoints_sql, retention_sql
 from tillhook.store.admin import AdminVerbs
 from tillhook.store.backup import abandon_copy, begin_copy, end_copy
 from tillhook.store.committer import GroupCommitter
-from tillhook.store.ops import Admission, BatchApplier, Call, Claim, Ingest, Record, WriteOp, settle
 from tillhook.store.lock import DatabaseLock
 from tillhook.store.log_sql import sql_subscribes
+from tillhook.store.ops import (
+    Admission,
+    BatchApplier,
+    Call,
+    Claim,
+    Ingest,
+    Record,
+    WriteOp,
+    settle,
+)
 from tillhook.store.schema import migrate
 from tillhook.store.sql_util import placeholders
 

@@ -1,0 +1,115 @@
+"""What an endpoint is sent: which events (its filter), the body (its transform or chat
+preset, else the event itself) and the headers that sign it. The deliverer and the preview
+both build requests here, so a preview is the request an attempt makes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from tillhook import __version__
+from tillhook.expressions.presets import PRESETS
+from tillhook.expressions.sandbox import EvaluationError, Sandbox
+from tillhook.models import Endpoint, NewEvent
+from tillhook.registry import EndpointRegistry
+from tillhook.signing import hex_signature, signature_header
+
+USER_AGENT = f"tillhook/{__version__}"
+
+log = structlog.get_logger("tillhook.shaping")
+
+
+def transform_source(endpoint: Endpoint) -> str | None:
+    """An endpoint's own transform wins over its preset."""
+    if endpoint.transform is not None:
+        return endpoint.transform
+    return PRESETS.get(endpoint.preset) if endpoint.preset is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Shaped:
+    body: bytes
+    transformed: bool
+
+
+async def shape(sandbox: Sandbox, endpoint: Endpoint, event_body: bytes, *, check_filter: bool) -> Shaped | None:
+    """The body to send, or None when the filter (when asked to check it) leaves the event
+    out. Raises EvaluationError when the filter or the transform fails."""
+    if check_filter and endpoint.filter is not None:
+        [keep] = await sandbox.filter(endpoint.filter, [event_body])
+        if isinstance(keep, EvaluationError):
+            raise keep
+        if not keep:
+            return None
+    source = transform_source(endpoint)
+    if source is None:
+        return Shaped(event_body, transformed=False)
+    return Shaped(await sandbox.transform(source, event_body), transformed=True)
+
+
+def request_headers(
+    endpoint: Endpoint, event_id: str, body: bytes, timestamp_s: int, secrets: Sequence[str]
+) -> dict[str, str]:
+    """The endpoint's static headers, then tillhook's own, which nothing overrides. `secrets`:
+    the ones still valid, current first."""
+    headers = dict(endpoint.headers)
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(timestamp_s),
+            "webhook-signature": signature_header(secrets, event_id, timestamp_s, body),
+        }
+    )
+    if endpoint.extra_signature is not None and secrets:
+        # During a rotation the new secret's: a receiver of this scheme knows one secret.
+        headers[endpoint.extra_signature.header] = hex_signature(secrets[0], body)
+    return headers
+
+
+async def fan_out(events: list[NewEvent], registry: EndpointRegistry, sandbox: Sandbox) -> list[NewEvent]:
+    """Apply the filters of the endpoints each event is for: one sandbox round trip per
+    filtering endpoint for the whole batch. A filter that fails keeps the delivery, which
+    checks it again before each attempt: nothing is dropped because an expression broke."""
+    asked: defaultdict[str, list[int]] = defaultdict(list)
+    for index, event in enumerate(events):
+        for endpoint_id in event.endpoint_ids:
+            endpoint = registry.get(endpoint_id)
+            if endpoint is not None and endpoint.filter is not None:
+                asked[endpoint_id].append(index)
+    if not asked:
+        return events
+    dropped: defaultdict[int, list[str]] = defaultdict(list)
+    unsure: defaultdict[int, list[str]] = defaultdict(list)
+    for endpoint_id, indexes in asked.items():
+        endpoint = registry.get(endpoint_id)
+        assert endpoint is not None and endpoint.filter is not None
+        verdicts = await sandbox.filter(endpoint.filter, [events[i].body for i in indexes])
+        failed = 0
+        for index, verdict in zip(indexes, verdicts, strict=True):
+            if isinstance(verdict, EvaluationError):
+                failed += 1
+                unsure[index].append(endpoint_id)
+                if failed == 1:
+                    log.warning("filter_failed", endpoint=endpoint.name, error=str(verdict), event_id=events[index].id)
+            elif not verdict:
+                dropped[index].append(endpoint_id)
+    shaped = []
+    for index, event in enumerate(events):
+        if index not in dropped and index not in unsure:
+            shaped.append(event)
+            continue
+        out = dropped.get(index, [])
+        shaped.append(
+            replace(
+                event,
+                endpoint_ids=tuple(e for e in event.endpoint_ids if e not in out),
+                filtered_out=tuple(out),
+                check_filter=tuple(unsure.get(index, [])),
+            )
+        )
+    return shaped
