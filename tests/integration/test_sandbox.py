@@ -57,6 +57,26 @@ async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
             await asyncio.sleep(0.005)
 
 
+async def ended(pid: int, timeout_s: float = 10.0) -> bool:
+    """Whether the process ends within timeout_s, told by a pidfd (no polling)."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    readable = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(handle, readable.set)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await readable.wait()
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(handle)
+        os.close(handle)
+
+
 def evaluating(pid: int | None) -> bool:
     """The child is running on the CPU: it has the request and is evaluating it."""
     if pid is None:
@@ -214,6 +234,41 @@ async def test_child_killed_from_outside_mid_request_fails_only_that_request() -
         assert box.pid != pid
     finally:
         await box.close()
+
+
+async def test_a_cancelled_call_leaves_no_reply_for_the_next() -> None:
+    box = Sandbox(Bounds(time_s=60.0))
+    try:
+        with capture_logs() as logs:
+            running = asyncio.create_task(box.filter(f"{RUNAWAY}.size() > 0", [event()]))
+            await until(lambda: evaluating(box.pid))
+            pid = box.pid
+            assert pid is not None
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        # The runaway's answer never comes to this call: a new child answers it.
+        assert await box.filter("data.amount > 100.0", [event(150.0), event(1.0)]) == [True, False]
+        assert box.pid != pid
+        assert [log["reason"] for log in logs if log["event"] == "sandbox_stopped"] == ["cancelled"]
+        assert await ended(pid)
+    finally:
+        await box.close()
+
+
+async def test_a_child_that_died_between_calls_is_replaced_without_failing_a_call(sandbox: Sandbox) -> None:
+    assert await sandbox.filter("true", [event()]) == [True]
+    pid = sandbox.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert await ended(pid)
+    # Until asyncio has reaped it, the sandbox cannot tell it is gone: wait for that.
+    assert sandbox._child is not None
+    await asyncio.wait_for(sandbox._child.process.wait(), 10.0)
+    with capture_logs() as logs:
+        assert await sandbox.filter("data.amount > 100.0", [event()]) == [True]
+    assert [log["reason"] for log in logs if log["event"] == "sandbox_stopped"] == ["died while idle: killed by SIGKILL"]
+    assert sandbox.pid != pid
 
 
 async def test_fifty_concurrent_calls_are_all_answered_right(sandbox: Sandbox) -> None:

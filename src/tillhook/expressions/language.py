@@ -63,7 +63,8 @@ def check(source: str, kind: Kind) -> str:
     try:
         source.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise _at(source, e.start, f"holds an unpaired surrogate (U+{ord(source[e.start]):04X}), which is not text") from None
+        surrogate = f"U+{ord(source[e.start]):04X}"
+        raise _at(source, e.start, f"holds an unpaired surrogate ({surrogate}), which is not text") from None
     tokens = tokenize(source)
     deep = too_deep(tokens, MAX_NESTING)
     if deep is not None:

@@ -14,6 +14,7 @@ another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -90,20 +91,25 @@ class _Child:
         await stdin.drain()
         return await self.read_frame(max_reply)
 
-    async def stop(self, gently: bool = False) -> int:
-        """Its exit status, once it is gone and its stderr read to the end."""
+    async def stop(self, gently: bool = False, ending: bool = False) -> int:
+        """Its exit status, once it is gone and its stderr read to the end. Gently: its stdin
+        closed first, which ends it. Ending: it is ending by itself (it closed its stdout); a
+        kill now would reap it early and lose its status (Popen polls before it signals)."""
         process = self.process
         if gently and process.stdin is not None:
-            process.stdin.close()  # the child exits at the end of its input
-            try:
+            process.stdin.close()
+        if gently or ending:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                pass
-        if process.returncode is None:
-            process.kill()
+        self.kill()
         returncode = await process.wait()
         await self.drain
         return returncode
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended, and was reaped, just now
+                self.process.kill()
 
 
 class _Oversized(Exception):
@@ -116,7 +122,8 @@ class Sandbox:
         self.bounds = bounds
         self.name = name
         self._lock = asyncio.Lock()
-        self._child: _Child | None = None
+        self._child: _Child | None = None  # the one that takes the next request
+        self._children: set[_Child] = set()  # every one started and not yet reaped
         self._closed = False
 
     @property
@@ -129,13 +136,17 @@ class Sandbox:
         its memory, the child's death) every event gets that one."""
         if not events:
             return []
-        max_reply = 4096 + len(events) * (4 * MAX_REASON_CHARS + 16)
+        # JSON may write a character of a reason as six (\u0001).
+        max_reply = 4096 + len(events) * (6 * MAX_REASON_CHARS + 16)
         try:
             reply = orjson.loads(await self._call("filter", source, events, max_reply))
+            if "error" in reply:
+                raise self._failure("filter", reply)
+            if len(reply["results"]) != len(events):
+                got = len(reply["results"])
+                raise EvaluationError(f"the filter was not evaluated: {got} results for {len(events)} events")
         except EvaluationError as e:
             return [e] * len(events)
-        if "error" in reply:
-            return [self._failure("filter", reply)] * len(events)
         results: list[bool | EvaluationError] = [
             result if isinstance(result, bool) else EvaluationError(f"the filter failed: {result}")
             for result in reply["results"]
@@ -150,11 +161,14 @@ class Sandbox:
         raise self._failure("transform", orjson.loads(reply))
 
     async def close(self) -> None:
+        """Stop every child this sandbox started; later calls fail. Safe to call again."""
         self._closed = True
-        child, self._child = self._child, None
-        if child is not None:
-            returncode = await child.stop(gently=True)
-            log.debug("sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason="closed", returncode=returncode)
+        self._child = None
+        while self._children:
+            child = next(iter(self._children))
+            returncode = await self._reap(child, gently=True)
+            pid = child.process.pid
+            log.debug("sandbox_stopped", sandbox=self.name, pid=pid, reason="closed", returncode=returncode)
 
     def _failure(self, kind: Kind, reply: dict[str, object]) -> EvaluationError:
         bound, reason = reply.get("bound"), reply["error"]
@@ -169,47 +183,82 @@ class Sandbox:
         return EvaluationError(f"the {kind} failed: {reason}")
 
     def _out_of_memory(self, kind: Kind) -> EvaluationError:
-        return EvaluationError(f"the {kind} needed more than its {size_words(self.bounds.memory_bytes)} of memory and was stopped")
+        bound = size_words(self.bounds.memory_bytes)
+        return EvaluationError(f"the {kind} needed more than its {bound} of memory and was stopped")
 
     async def _call(self, kind: Kind, source: str, events: Sequence[bytes], max_reply: int) -> bytes:
         async with self._lock:
             if self._closed:
                 raise EvaluationError(f"the {kind} was not evaluated: the sandbox is closed")
-            child = self._child or await self._start(kind)
+            child = await self._ready_child(kind)
             try:
                 async with asyncio.timeout(self.bounds.time_s):
                     reply = await child.exchange(request(kind, source, events), max_reply)
             except TimeoutError:
                 await self._stopped(child, "time bound", source)
-                raise EvaluationError(f"the {kind} was stopped after {self.bounds.time_s * 1000:g} ms, its time bound") from None
+                bound_ms = self.bounds.time_s * 1000
+                raise EvaluationError(f"the {kind} was stopped after {bound_ms:g} ms, its time bound") from None
             except (asyncio.IncompleteReadError, ConnectionError):
                 raise await self._died(child, kind, source) from None
             except _Oversized as e:
                 await self._stopped(child, str(e), source)
                 raise EvaluationError(f"the {kind} was not evaluated: {e}") from None
+            except asyncio.CancelledError:
+                # Its reply would be read as the next request's: this child takes no more.
+                # Killed now, reaped by a later call or close(), as awaiting here may not finish.
+                self._retire(child)
+                pid = child.process.pid
+                log.info("sandbox_stopped", sandbox=self.name, pid=pid, reason="cancelled", expression=source[:200])
+                raise
             if reply.startswith(b'{"error"') and orjson.loads(reply).get("bound") == "memory":
-                await self._stopped(child, "memory bound", source)
+                await self._stopped(child, "memory bound", source, ending=True)  # it exits after this reply
             return reply
+
+    async def _ready_child(self, kind: Kind) -> _Child:
+        for retired in [c for c in self._children if c is not self._child and c.process.returncode is not None]:
+            await self._reap(retired)
+        child = self._child
+        if child is not None and child.process.returncode is not None:  # died between requests
+            returncode = await self._reap(child)
+            log.warning(
+                "sandbox_stopped", sandbox=self.name, pid=child.process.pid,
+                reason=f"died while idle: {_how_it_ended(returncode)}", stderr=child.stderr_lines(),
+            )  # fmt: skip
+            child = None
+        return child or await self._start(kind)
 
     async def _start(self, kind: Kind) -> _Child:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        process = await asyncio.create_subprocess_exec(
-            # -P: the daemon's working directory is no place to import modules from.
-            sys.executable, "-P", "-m", "tillhook.expressions.worker",
-            "--memory-bytes", str(self.bounds.memory_bytes),
-            "--output-bytes", str(self.bounds.output_bytes),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        try:
+            process = await asyncio.create_subprocess_exec(
+                # -P: the daemon's working directory is no place to import modules from.
+                sys.executable, "-P", "-m", "tillhook.expressions.worker",
+                "--memory-bytes", str(self.bounds.memory_bytes),
+                "--output-bytes", str(self.bounds.output_bytes),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as e:
+            log.error("sandbox_start_failed", sandbox=self.name, reason=str(e))
+            raise EvaluationError(f"the {kind} was not evaluated: the sandbox process could not start ({e})") from None
         child = _Child(process, self.name)
+        self._children.add(child)
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 ready = orjson.loads(await child.read_frame(4096))
         except (TimeoutError, asyncio.IncompleteReadError, _Oversized, orjson.JSONDecodeError) as e:
-            returncode = await child.stop()
+            returncode = await self._reap(child)
             why = "it did not answer in time" if isinstance(e, TimeoutError) else _how_it_ended(returncode)
-            log.error("sandbox_start_failed", sandbox=self.name, pid=process.pid, reason=why, stderr=child.stderr_lines())
+            log.error(
+                "sandbox_start_failed", sandbox=self.name, pid=process.pid, reason=why, stderr=child.stderr_lines()
+            )
             raise EvaluationError(f"the {kind} was not evaluated: the sandbox process did not start ({why})") from None
+        except asyncio.CancelledError:
+            self._retire(child)
+            raise
+        if self._closed:  # close() ran while this one started
+            await self._reap(child)
+            raise EvaluationError(f"the {kind} was not evaluated: the sandbox is closed")
         log.debug(
             "sandbox_started", sandbox=self.name, pid=process.pid, baseline_bytes=ready.get("baseline_bytes"),
             start_ms=round((loop.time() - started) * 1000, 1),
@@ -217,27 +266,35 @@ class Sandbox:
         self._child = child
         return child
 
-    async def _stopped(self, child: _Child, reason: str, source: str) -> int:
-        """Kill the child for a reason of ours (or see it gone) and forget it."""
+    def _retire(self, child: _Child) -> None:
         if self._child is child:
             self._child = None
-        returncode = await child.stop()
+        child.kill()
+
+    async def _reap(self, child: _Child, gently: bool = False, ending: bool = False) -> int:
+        if self._child is child:
+            self._child = None
+        try:
+            return await child.stop(gently, ending)
+        finally:
+            self._children.discard(child)
+
+    async def _stopped(self, child: _Child, reason: str, source: str, ending: bool = False) -> int:
+        """Stop the child for a reason of ours and forget it."""
+        returncode = await self._reap(child, ending=ending)
         log.warning("sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason=reason, expression=source[:200])
         return returncode
 
     async def _died(self, child: _Child, kind: Kind, source: str) -> EvaluationError:
-        if self._child is child:
-            self._child = None
-        returncode = await child.stop()
+        returncode = await self._reap(child, ending=True)
         if self._closed:
             return EvaluationError(f"the {kind} was not evaluated: the sandbox was closed meanwhile")
-        out_of_memory = child.out_of_memory
         log.warning(
             "sandbox_stopped", sandbox=self.name, pid=child.process.pid,
-            reason="memory bound" if out_of_memory else f"died: {_how_it_ended(returncode)}",
+            reason="memory bound" if child.out_of_memory else f"died: {_how_it_ended(returncode)}",
             expression=source[:200], stderr=child.stderr_lines(),
         )  # fmt: skip
-        if out_of_memory:
+        if child.out_of_memory:
             return self._out_of_memory(kind)
         return EvaluationError(f"the {kind} was stopped: the sandbox process died ({_how_it_ended(returncode)})")
 
