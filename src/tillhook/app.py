@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from tillhook import __version__
+from tillhook.alerts import Alerts
 from tillhook.api.auth import auth_middleware
 from tillhook.api.dashboard.guard import dashboard_guard
 from tillhook.api.dashboard.routes import add_dashboard
@@ -27,7 +28,7 @@ from tillhook.api.state import SERVICES, Services, Tokens
 from tillhook.clock import Clock, SystemClock
 from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
-from tillhook.dispatcher import Dispatcher
+from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, SigningSecret
@@ -89,6 +90,7 @@ def build_app(
             yield
         finally:
             await services.dispatcher.stop(config.server.shutdown_grace)
+            await services.alerts.close(OUTCOME_WRITE_S)  # those the last outcomes raised
             await services.session.close()
             await the_store.close()
 
@@ -132,12 +134,14 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
+    alerts = Alerts(store, registry, dispatcher, clock, metrics, backlog_age_s=config.alerts.backlog_age)
+    dispatcher.transitions = alerts
     if run_dispatcher:
         dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
-        started_monotonic=clock.monotonic(), metrics=metrics,
+        started_monotonic=clock.monotonic(), metrics=metrics, alerts=alerts,
     )
 
 
@@ -165,7 +169,7 @@ async def serve(config: Config) -> int:
     side = _side_tasks(services, config, connections, notifier)
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
     watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
-    watched += [side["retention"], side["connections"], side["database-watch"]]
+    watched += [side["retention"], side["connections"], side["database-watch"], side["alerts"]]
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
@@ -177,6 +181,7 @@ async def serve(config: Config) -> int:
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     side["retention"].cancel()
     side["database-watch"].cancel()
+    side["alerts"].cancel()
     await runner.cleanup()
     side["connections"].cancel()
     side["watchdog"].cancel()
@@ -208,6 +213,7 @@ def _side_tasks(
         "watchdog": notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         "connections": connections.sweep(),
         "database-watch": DatabaseWatch(services.store).run(),
+        "alerts": services.alerts.run(),
     }
     return {name: asyncio.create_task(run, name=f"tillhook-{name}") for name, run in runs.items()}
 

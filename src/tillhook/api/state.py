@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from tillhook.alerts import Alerts
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
@@ -33,6 +34,7 @@ class Services:
     tokens: Tokens
     started_monotonic: float
     metrics: Metrics
+    alerts: Alerts
 
 
 SERVICES = web.AppKey("services", Services)

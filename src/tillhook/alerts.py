@@ -1,0 +1,311 @@
+"""tillhook's own events: an endpoint failing, answering again or disabled, deliveries giving
+up, a backlog growing old. Each is built like an ingested event (a `msg_` id, body bytes fixed
+once) and stored through the same enqueue, so it is signed, retried and held like any other.
+It goes only to the endpoints whose patterns name `tillhook` (rules.py), never to the one it
+is about.
+
+The hooks never wait: they build the event and hand its storing to a named task kept here. A
+store that refuses an alert is logged; nothing is raised into whoever called the hook."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from tillhook.clock import Clock
+from tillhook.envelope import to_new_events
+from tillhook.errors import StoreUnavailable
+from tillhook.health import EndpointHealth
+from tillhook.metrics import Metrics
+from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
+from tillhook.redact import Scrubber, redact_url
+from tillhook.registry import EndpointRegistry
+from tillhook.store import Admission, SqliteStore
+from tillhook.transitions import DisabledBy
+
+log = structlog.get_logger("tillhook.alerts")
+
+FAILING = "tillhook.endpoint.failing"
+RECOVERED = "tillhook.endpoint.recovered"
+DISABLED = "tillhook.endpoint.disabled"
+DELIVERY_FAILED = "tillhook.delivery.failed"
+BACKLOG_HIGH = "tillhook.backlog.high"
+
+HOUR_S = 3600.0
+CHECK_EVERY_S = 30.0  # the backlog, and the give-up counts whose hour is over
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Window(Generic[T]):
+    opened_at: float
+    counted: int = 0
+    last: T | None = None
+
+
+class HourlyCount(Generic[T]):
+    """At most one report per key per `window_s`. The first occurrence is reported at once
+    (count 1) and opens a window; later ones inside it are only counted, and once it is over
+    they are reported together (their count and the last one's detail), which opens the next
+    window. A window that counted nothing closes: the next occurrence is reported at once."""
+
+    def __init__(self, window_s: float = HOUR_S) -> None:
+        self._window_s = window_s
+        self._windows: dict[str, _Window[T]] = {}
+
+    def occurred(self, key: str, now: float, detail: T) -> int | None:
+        """The count to report now, or None when this one waits for its window's end."""
+        window = self._windows.get(key)
+        if window is not None and now < window.opened_at + self._window_s:
+            window.counted += 1
+            window.last = detail
+            return None
+        # A window over but not yet reported (no check ran since): its count goes with this one.
+        self._windows[key] = _Window(now)
+        return 1 + (window.counted if window is not None else 0)
+
+    def due(self, now: float) -> list[tuple[str, int, T]]:
+        """(key, count, last detail) of each window over that counted any; the others close."""
+        reports = []
+        for key, window in list(self._windows.items()):
+            if now < window.opened_at + self._window_s:
+                continue
+            if window.counted and window.last is not None:
+                reports.append((key, window.counted, window.last))
+                self._windows[key] = _Window(now)
+            else:
+                del self._windows[key]
+        return reports
+
+
+class BacklogWatch:
+    """Says when to alert: once the oldest pending delivery is older than the limit, again at
+    most every `repeat_s` while it stays so, and once more only after it was back under."""
+
+    def __init__(self, limit_s: float, repeat_s: float = HOUR_S) -> None:
+        self.limit_s = limit_s
+        self._repeat_s = repeat_s
+        self._alerted_at: float | None = None  # None: armed
+
+    def over(self, oldest_age_s: float | None, now: float) -> bool:
+        if oldest_age_s is None or oldest_age_s <= self.limit_s:
+            self._alerted_at = None
+            return False
+        if self._alerted_at is not None and now < self._alerted_at + self._repeat_s:
+            return False
+        self._alerted_at = now
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp:
+    endpoint_id: str
+    event_id: str
+    delivery_id: int
+    error: str
+
+
+def span(seconds: float) -> str:
+    """A duration as a person says it: 45s, 12 min, 3 h 5 min, 2 d 4 h."""
+    s = round(seconds)
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 120:
+        return f"{m} min"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(h, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def endpoint_data(endpoint: Endpoint) -> dict[str, str]:
+    return {"id": endpoint.id, "name": endpoint.name, "url": redact_url(endpoint.url)}
+
+
+class Alerts:
+    """The dispatcher's `transitions` (see transitions.py); the admin verbs call `disabled`
+    too, and the side task `run` checks the backlog and the give-up counts."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        registry: EndpointRegistry,
+        admission: Admission,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        backlog_age_s: float,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._admission = admission
+        self._clock = clock
+        self._metrics = metrics
+        self._give_ups: HourlyCount[GaveUp] = HourlyCount()
+        self._backlog = BacklogWatch(backlog_age_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the hooks -----------------------------------------------------------------------
+
+    def failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
+        n, error = health.consecutive_failures, self._scrubbed(endpoint, health.last_failure)
+        self._emit(FAILING, endpoint, {
+            "summary": f"Endpoint {endpoint.name} is failing: {n} attempts in a row failed, so it is tried once"
+                       " at a time until it answers.",
+            "check": _is_it_up(endpoint, error),
+            "consecutive_failures": n,
+            "last_error": error,
+        })
+
+    def recovered(self, endpoint: Endpoint, failures: int) -> None:
+        self._emit(RECOVERED, endpoint, {
+            "summary": f"Endpoint {endpoint.name} is answering again after {failures} failed attempts in a row;"
+                       " the deliveries that waited for it go out now.",
+            "check": "Nothing to fix: `tillhook status` shows its backlog going down.",
+            "consecutive_failures": failures,
+        })
+
+    def disabled(self, endpoint: Endpoint, reason: str, by: DisabledBy) -> None:
+        if by == "receiver":
+            check = (f"The receiver at {redact_url(endpoint.url)} asked not to be sent anything more. If it should"
+                     f" get events, fix it, then enable the endpoint: tillhook endpoints enable {endpoint.name}")
+        else:
+            check = f"If that was not meant, enable it again: tillhook endpoints enable {endpoint.name}"
+        self._emit(DISABLED, endpoint, {
+            "summary": f"Endpoint {endpoint.name} is disabled ({reason}): its deliveries are held, none dropped,"
+                       " until it is enabled again.",
+            "check": check,
+            "reason": reason,
+            "disabled_by": by,
+        })
+
+    def gave_up(self, endpoint: Endpoint, delivery: ClaimedDelivery, record: AttemptRecord) -> None:
+        error = self._scrubbed(endpoint, record.result.error or f"HTTP {record.result.status}")
+        detail = GaveUp(endpoint.id, delivery.event_id, delivery.id, error)
+        count = self._give_ups.occurred(endpoint.id, self._clock.now(), detail)
+        if count is not None:
+            self._delivery_failed(endpoint, count, detail)
+
+    # -- checked every CHECK_EVERY_S -----------------------------------------------------
+
+    async def run(self) -> None:
+        """The side task."""
+        while True:
+            await self._clock.sleep(CHECK_EVERY_S)
+            await self.check()
+
+    async def check(self) -> None:
+        now = self._clock.now()
+        for endpoint_id, count, last in self._give_ups.due(now):
+            endpoint = self._registry.get(endpoint_id)
+            if endpoint is not None:  # a deleted endpoint's failures interest nobody
+                self._delivery_failed(endpoint, count, last)
+        try:
+            await self._check_backlog(now)
+        except StoreUnavailable as exc:
+            log.error("storage_unavailable", error=exc.message, at="alerts")
+
+    async def _check_backlog(self, now: float) -> None:
+        # A disabled endpoint's deliveries (or those of one out of the config file) are held
+        # until a person enables it: waiting is what they are meant to do.
+        watched = [e.id for e in self._registry.all() if e.enabled and not e.removed_from_config]
+        oldest = await self._store.oldest_pending(watched)
+        if oldest is None:
+            self._backlog.over(None, now)  # nothing waits: armed again
+            return
+        age_s = now - oldest[1]
+        if not self._backlog.over(age_s, now):
+            return
+        pending = await self._store.pending_by_endpoint()
+        backlog = sum(pending[e][0] for e in watched if e in pending)
+        holder = self._registry.get(oldest[0])
+        where = (f"Endpoint {holder.name} holds the oldest: is {redact_url(holder.url)} up? " if holder else "")
+        data: dict[str, Any] = {
+            "summary": f"Deliveries wait too long: the oldest pending one has waited {span(age_s)}, more than"
+                       f" alerts.backlog_age ({span(self._backlog.limit_s)}); {backlog} are pending.",
+            "check": where + "`tillhook status` shows each endpoint's backlog and why it waits.",
+            "backlog": backlog,
+            "oldest_pending_age_s": round(age_s, 3),
+            "backlog_age_s": self._backlog.limit_s,
+        }
+        if holder is not None:
+            data["oldest_pending_endpoint"] = endpoint_data(holder)
+        self._emit(BACKLOG_HIGH, None, data, exclude=oldest[0])
+
+    def _delivery_failed(self, endpoint: Endpoint, count: int, last: GaveUp) -> None:
+        if count == 1:
+            summary = (f"A delivery to endpoint {endpoint.name} gave up: it kept failing until"
+                       " delivery.give_up_after and is now failed (kept, and can be retried).")
+        else:
+            summary = (f"{count} more deliveries to endpoint {endpoint.name} gave up in the last hour: they kept"
+                       " failing until delivery.give_up_after and are now failed (kept, and can be retried).")
+        self._emit(DELIVERY_FAILED, endpoint, {
+            "summary": summary,
+            "check": _is_it_up(endpoint, last.error) + "; once it answers, retry them: tillhook deliveries list"
+                     f" --endpoint {endpoint.name} --state failed, then tillhook deliveries retry ID",
+            "count": count,
+            "last_error": last.error,
+            "event_id": last.event_id,
+            "delivery_id": last.delivery_id,
+        })
+
+    # -- storing -------------------------------------------------------------------------
+
+    def _emit(self, event_type: str, about: Endpoint | None, data: dict[str, Any], exclude: str | None = None) -> None:
+        if about is not None:
+            data = {"endpoint": endpoint_data(about), **data}
+            exclude = about.id
+        (event,) = to_new_events(
+            [EventIn(type=event_type, data=data)], self._clock.now(),
+            lambda t: self._registry.alert_subscribers(t, exclude),
+        )
+        task = asyncio.create_task(self._stored(event, about), name=f"tillhook-alert-{event.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def _stored(self, event: NewEvent, about: Endpoint | None) -> None:
+        name = about.name if about is not None else None
+        try:
+            await self._store.enqueue([event], self._admission)
+        except StoreUnavailable as exc:
+            log.error("alert_not_stored", type=event.type, endpoint=name, error=exc.message)
+            return
+        self._metrics.alerts_emitted.labels(event.type).inc()
+        log.info("alert_emitted", type=event.type, endpoint=name, event_id=event.id, deliveries=len(event.endpoint_ids))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("alert_crashed", task=task.get_name(), error=repr(task.exception()))
+
+    async def wait_idle(self) -> None:
+        """Until every alert emitted so far is stored (or was refused)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self, timeout_s: float) -> None:
+        """At a stop, before the store closes: what is being stored gets `timeout_s`."""
+        if not self._tasks:
+            return
+        _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished)
+            log.error("alerts_not_stored", count=len(unfinished), reason="the store did not answer before the stop")
+
+    @staticmethod
+    def _scrubbed(endpoint: Endpoint, text: str | None) -> str:
+        # Error texts are scrubbed where they are made; an alert goes to another receiver,
+        # often a chat, so once more costs nothing.
+        return Scrubber(endpoint.url)(text or "unknown")
+
+
+def _is_it_up(endpoint: Endpoint, error: str) -> str:
+    return f"Is {redact_url(endpoint.url)} up? Last error: {error}"
