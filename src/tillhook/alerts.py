@@ -284,6 +284,11 @@ class Alerts:
         if not task.cancelled() and task.exception() is not None:
             log.error("alert_crashed", task=task.get_name(), error=repr(task.exception()))
 
+    @property
+    def storing(self) -> int:
+        """Alerts emitted and not yet stored (or refused)."""
+        return len(self._tasks)
+
     async def wait_idle(self) -> None:
         """Until every alert emitted so far is stored (or was refused)."""
         while self._tasks:

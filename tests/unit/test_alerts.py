@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from tests.support import FakeClock
@@ -79,7 +81,7 @@ def test_at_most_one_give_up_report_per_endpoint_per_hour(script, reports) -> No
         assert got == reports
     for key in {k for _, k, _, _ in got}:
         times = [t for t, k, _, _ in got if k == key]
-        assert all(later - earlier >= H for earlier, later in zip(times, times[1:], strict=False)), times
+        assert all(later - earlier >= H for earlier, later in pairwise(times)), times
     # Nothing is lost: every give-up is in a report's count or still counted for the next.
     fails = sum(1 for what, _, _ in script if what == "fail")
     assert sum(c for _, _, c, _ in got) <= fails
