@@ -10,11 +10,13 @@ store that refuses an alert is logged; nothing is raised into whoever called the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import structlog
 
+from tillhook.alert_rules import BacklogWatch, BackoffAlarm, HourlyCount, span
 from tillhook.clock import Clock
 from tillhook.envelope import to_new_events
 from tillhook.errors import StoreUnavailable
@@ -34,71 +36,7 @@ DISABLED = "tillhook.endpoint.disabled"
 DELIVERY_FAILED = "tillhook.delivery.failed"
 BACKLOG_HIGH = "tillhook.backlog.high"
 
-HOUR_S = 3600.0
-CHECK_EVERY_S = 30.0  # the backlog, and the give-up counts whose hour is over
-
-T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class _Window(Generic[T]):
-    opened_at: float
-    counted: int = 0
-    last: T | None = None
-
-
-class HourlyCount(Generic[T]):
-    """At most one report per key per `window_s`. The first occurrence is reported at once
-    (count 1) and opens a window; later ones inside it are only counted, and once it is over
-    they are reported together (their count and the last one's detail), which opens the next
-    window. A window that counted nothing closes: the next occurrence is reported at once."""
-
-    def __init__(self, window_s: float = HOUR_S) -> None:
-        self._window_s = window_s
-        self._windows: dict[str, _Window[T]] = {}
-
-    def occurred(self, key: str, now: float, detail: T) -> int | None:
-        """The count to report now, or None when this one waits for its window's end."""
-        window = self._windows.get(key)
-        if window is not None and now < window.opened_at + self._window_s:
-            window.counted += 1
-            window.last = detail
-            return None
-        # A window over but not yet reported (no check ran since): its count goes with this one.
-        self._windows[key] = _Window(now)
-        return 1 + (window.counted if window is not None else 0)
-
-    def due(self, now: float) -> list[tuple[str, int, T]]:
-        """(key, count, last detail) of each window over that counted any; the others close."""
-        reports = []
-        for key, window in list(self._windows.items()):
-            if now < window.opened_at + self._window_s:
-                continue
-            if window.counted and window.last is not None:
-                reports.append((key, window.counted, window.last))
-                self._windows[key] = _Window(now)
-            else:
-                del self._windows[key]
-        return reports
-
-
-class BacklogWatch:
-    """Says when to alert: once the oldest pending delivery is older than the limit, again at
-    most every `repeat_s` while it stays so, and once more only after it was back under."""
-
-    def __init__(self, limit_s: float, repeat_s: float = HOUR_S) -> None:
-        self.limit_s = limit_s
-        self._repeat_s = repeat_s
-        self._alerted_at: float | None = None  # None: armed
-
-    def over(self, oldest_age_s: float | None, now: float) -> bool:
-        if oldest_age_s is None or oldest_age_s <= self.limit_s:
-            self._alerted_at = None
-            return False
-        if self._alerted_at is not None and now < self._alerted_at + self._repeat_s:
-            return False
-        self._alerted_at = now
-        return True
+CHECK_EVERY_S = 30.0  # the backlog, the give-up counts whose hour is over, back-offs unsaid
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,34 +47,21 @@ class GaveUp:
     error: str
 
 
-def span(seconds: float) -> str:
-    """A duration as a person says it: 45s, 12 min, 3 h 5 min, 2 d 4 h."""
-    s = round(seconds)
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 120:
-        return f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h" if h else f"{d} d"
-
-
 def endpoint_data(endpoint: Endpoint) -> dict[str, str]:
     return {"id": endpoint.id, "name": endpoint.name, "url": redact_url(endpoint.url)}
 
 
 class Alerts:
     """The dispatcher's `transitions` (see transitions.py); the admin verbs call `disabled`
-    too, and the side task `run` checks the backlog and the give-up counts."""
+    too, and the side task `run` checks the backlog, the give-up counts and the back-offs
+    not said yet. `health` is the dispatcher's, read only."""
 
     def __init__(
         self,
         store: SqliteStore,
         registry: EndpointRegistry,
         admission: Admission,
+        health: Mapping[str, EndpointHealth],
         clock: Clock,
         metrics: Metrics,
         *,
@@ -145,8 +70,10 @@ class Alerts:
         self._store = store
         self._registry = registry
         self._admission = admission
+        self._health = health
         self._clock = clock
         self._metrics = metrics
+        self._backoffs = BackoffAlarm()
         self._give_ups: HourlyCount[GaveUp] = HourlyCount()
         self._backlog = BacklogWatch(backlog_age_s)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,6 +81,10 @@ class Alerts:
     # -- the hooks -----------------------------------------------------------------------
 
     def failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
+        if self._backoffs.started(endpoint.id, self._clock.now()):
+            self._failing(endpoint, health)
+
+    def _failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
         n, error = health.consecutive_failures, self._scrubbed(endpoint, health.last_failure)
         self._emit(FAILING, endpoint, {
             "summary": f"Endpoint {endpoint.name} is failing: {n} attempts in a row failed, so it is tried once"
@@ -164,6 +95,8 @@ class Alerts:
         })
 
     def recovered(self, endpoint: Endpoint, failures: int) -> None:
+        if not self._backoffs.ended(endpoint.id):
+            return
         self._emit(RECOVERED, endpoint, {
             "summary": f"Endpoint {endpoint.name} is answering again after {failures} failed attempts in a row;"
                        " the deliveries that waited for it go out now.",
@@ -202,6 +135,10 @@ class Alerts:
 
     async def check(self) -> None:
         now = self._clock.now()
+        for endpoint_id in self._backoffs.due(now, self._backing_off):
+            endpoint, health = self._registry.get(endpoint_id), self._health.get(endpoint_id)
+            if endpoint is not None and health is not None:
+                self._failing(endpoint, health)
         for endpoint_id, count, last in self._give_ups.due(now):
             endpoint = self._registry.get(endpoint_id)
             if endpoint is not None:  # a deleted endpoint's failures interest nobody
@@ -225,10 +162,11 @@ class Alerts:
         pending = await self._store.pending_by_endpoint()
         backlog = sum(pending[e][0] for e in watched if e in pending)
         holder = self._registry.get(oldest[0])
-        where = (f"Endpoint {holder.name} holds the oldest: is {redact_url(holder.url)} up? " if holder else "")
+        where = f"Endpoint {holder.name} holds the oldest: is {redact_url(holder.url)} up? " if holder else ""
+        waiting = "1 delivery is pending" if backlog == 1 else f"{backlog} deliveries are pending"
         data: dict[str, Any] = {
             "summary": f"Deliveries wait too long: the oldest pending one has waited {span(age_s)}, more than"
-                       f" alerts.backlog_age ({span(self._backlog.limit_s)}); {backlog} are pending.",
+                       f" alerts.backlog_age ({span(self._backlog.limit_s)}); {waiting}.",
             "check": where + "`tillhook status` shows each endpoint's backlog and why it waits.",
             "backlog": backlog,
             "oldest_pending_age_s": round(age_s, 3),
@@ -304,6 +242,10 @@ class Alerts:
         if unfinished:
             await asyncio.wait(unfinished)
             log.error("alerts_not_stored", count=len(unfinished), reason="the store did not answer before the stop")
+
+    def _backing_off(self, endpoint_id: str) -> bool:
+        health = self._health.get(endpoint_id)
+        return health is not None and health.backing_off and self._registry.get(endpoint_id) is not None
 
     @staticmethod
     def _scrubbed(endpoint: Endpoint, text: str | None) -> str:

@@ -134,7 +134,9 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
-    alerts = Alerts(store, registry, dispatcher, clock, metrics, backlog_age_s=config.alerts.backlog_age)
+    alerts = Alerts(
+        store, registry, dispatcher, dispatcher.health, clock, metrics, backlog_age_s=config.alerts.backlog_age
+    )
     dispatcher.transitions = alerts
     if run_dispatcher:
         dispatcher.start()

@@ -151,6 +151,43 @@ async def test_back_off_and_recovery_alert_the_subscribers_once_each_signed(shop
     assert m[("tillhook_alerts_emitted_total", (("type", RECOVERED),))] == 1
 
 
+async def test_a_flapping_endpoint_is_said_to_fail_at_most_once_an_hour(shop):
+    got, _, h = shop
+    loyalty = got["loyalty"]
+
+    def endpoint_alerts(receiver: Receiver) -> list[dict[str, Any]]:
+        return [a for a in alerts_in(receiver) if a["type"] in (FAILING, RECOVERED)]
+
+    def said(receiver: Receiver) -> list[str]:
+        return [a["type"] for a in endpoint_alerts(receiver)]
+
+    await post(h, 12)
+    await step(h)
+    loyalty.behaviour = ok
+    await step(h, advance_s=10)  # the probe answers: recovered, the backlog goes out
+    assert said(got["watch"]) == [FAILING, RECOVERED]
+    for _ in range(3):  # fails into back-off again, answers a probe again, ...
+        loyalty.behaviour = status(500)
+        await post(h, 12)
+        await step(h)
+        assert h.dispatcher.health[h.endpoint_id("loyalty")].backing_off
+        loyalty.behaviour = ok
+        await step(h, advance_s=10)
+    assert said(got["watch"]) == [FAILING, RECOVERED]
+    # Failing again, and still when the hour since the last one said is over: said then.
+    loyalty.behaviour = status(500)
+    await post(h, 12)
+    await step(h)
+    await check(h, advance_s=H - 100)
+    assert len(said(got["watch"])) == 2
+    await check(h, advance_s=100)
+    assert said(got["watch"]) == [FAILING, RECOVERED, FAILING]
+    assert endpoint_alerts(got["watch"])[-1]["data"]["consecutive_failures"] > 5
+    loyalty.behaviour = ok
+    await step(h, advance_s=300)
+    assert said(got["watch"]) == [FAILING, RECOVERED, FAILING, RECOVERED]
+
+
 async def test_a_410_and_an_admin_disable_say_why_and_a_disabled_subscriber_holds_its_alert(
     tmp_path, receivers, make_harness, clock
 ):
@@ -268,7 +305,7 @@ async def test_an_old_backlog_alerts_once_per_crossing_and_hourly_while_it_lasts
     assert data["oldest_pending_endpoint"]["name"] == "slow"
     assert data["summary"] == (
         "Deliveries wait too long: the oldest pending one has waited 16 min, more than alerts.backlog_age"
-        " (15 min); 1 are pending."
+        " (15 min); 1 delivery is pending."
     )
     assert data["check"].startswith(f"Endpoint slow holds the oldest: is {slow.url} up?")
     for _ in range(3):
@@ -347,15 +384,17 @@ async def test_two_alert_endpoints_failing_at_each_other_raise_a_bounded_number_
         assert all(later - earlier >= H for earlier, later in pairwise(times)), times
 
 
-async def test_a_store_refusing_an_alert_is_logged_and_the_loop_goes_on(shop):
+async def test_a_store_refusing_an_alert_is_logged_never_raised_into_the_caller(shop):
     _, _, h = shop
     await post(h, 1)
     h.services.store.refuse_writes("the disk holding the database is full; free some space and retry")
     with capture_logs() as logs:
-        h.services.alerts.recovered(h.services.registry.by_name("loyalty"), 5)
+        # The hook returns at once (the storing is a task of its own), and that task does not fail.
+        h.services.alerts.disabled(h.services.registry.by_name("loyalty"), "a test of the refusal", "admin")
         await h.services.alerts.wait_idle()
+    assert not [e for e in logs if e["event"] == "alert_crashed"]
     (refused,) = [e for e in logs if e["event"] == "alert_not_stored"]
-    assert refused["type"] == RECOVERED and refused["endpoint"] == "loyalty" and "disk" in refused["error"]
+    assert refused["type"] == DISABLED and refused["endpoint"] == "loyalty" and "disk" in refused["error"]
     assert refused["log_level"] == "error"
     assert not [e for e in logs if e["event"] == "alert_emitted"]
 

@@ -1,4 +1,5 @@
-"""The pure parts of alerts: the hourly give-up count, the backlog watch, durations in words."""
+"""When alerts are said: the hourly give-up count, the back-off alarm, the backlog watch; and
+durations in words."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from itertools import pairwise
 import pytest
 
 from tests.support import FakeClock
-from tillhook.alerts import BacklogWatch, HourlyCount, span
+from tillhook.alert_rules import BacklogWatch, BackoffAlarm, HourlyCount, span
 
 H = 3600.0
 
@@ -95,6 +96,59 @@ def test_a_steady_stream_of_give_ups_is_all_counted() -> None:
     assert [(t, c) for t, _, c, _ in got] == [(1, 1), (H + 1, 6), (2 * H + 1, 6), (3 * H + 1, 6), (4 * H + 1, 6),
                                               (6 * H, 5)]
     assert sum(c for _, _, c, _ in got) == 30
+
+
+@pytest.mark.parametrize(
+    ("steps", "said"),
+    [
+        # (what, seconds since the start): "start" / "end" of a back-off, "check" the periodic
+        # look (the endpoint still backing off when the last start was not followed by an end).
+        # Each back-off is said when it starts, and its end.
+        ([("start", 0), ("end", 60)], ["failing 0", "recovered 60"]),
+        ([("start", 0), ("end", 60), ("start", H), ("end", H + 5)],
+         ["failing 0", "recovered 60", f"failing {H:g}", f"recovered {H + 5:g}"]),
+        # Flapping within the hour: the first start and end only.
+        ([("start", 0), ("end", 10), ("start", 20), ("end", 30), ("start", 40), ("end", 50), ("check", H + 60)],
+         ["failing 0", "recovered 10"]),
+        # A start unsaid that still lasts once the hour is over is said at the next check, and its end then.
+        ([("start", 0), ("end", 10), ("start", 20), ("check", 1800), ("check", H), ("end", H + 100)],
+         ["failing 0", "recovered 10", f"failing {H:g}", f"recovered {H + 100:g}"]),
+        # Still failing, once said: nothing more, however long it lasts.
+        ([("start", 0), ("check", H), ("check", 5 * H)], ["failing 0"]),
+        # An end without a start said (a health reset by enabling it) says nothing.
+        ([("end", 0), ("start", 10)], ["failing 10"]),
+        # A start while told failing (its end went unseen): a new start, under the same hour.
+        ([("start", 0), ("start", 100), ("check", H + 1), ("end", H + 2)],
+         ["failing 0", f"failing {H + 1:g}", f"recovered {H + 2:g}"]),
+    ],
+)
+def test_back_offs_are_said_at_most_once_an_hour_and_recoveries_only_after_them(steps, said) -> None:
+    alarm = BackoffAlarm()
+    start = 1_000_000.0
+    backing_off = False
+    got = []
+    for what, at in steps:
+        now = start + at
+        if what == "start":
+            backing_off = True
+            if alarm.started("e", now):
+                got.append(f"failing {at:g}")
+        elif what == "end":
+            backing_off = False
+            if alarm.ended("e"):
+                got.append(f"recovered {at:g}")
+        else:
+            off = backing_off
+            got += [f"failing {at:g}" for _ in alarm.due(now, lambda key, off=off: off)]
+    assert got == said
+
+
+def test_an_unsaid_back_off_that_ended_unseen_is_forgotten() -> None:
+    alarm = BackoffAlarm()
+    assert alarm.started("e", 0.0) and alarm.ended("e")
+    assert not alarm.started("e", 10.0)
+    assert alarm.due(H + 10, lambda key: False) == []  # it is not backing off any more
+    assert alarm.due(H + 20, lambda key: True) == []  # and no longer waiting to be said
 
 
 @pytest.mark.parametrize(
