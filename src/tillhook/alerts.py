@@ -41,7 +41,8 @@ CHECK_EVERY_S = 30.0  # the backlog, the give-up counts whose hour is over, back
 
 @dataclass(frozen=True, slots=True)
 class GaveUp:
-    endpoint_id: str
+    """The last give-up an alert names."""
+
     event_id: str
     delivery_id: int
     error: str
@@ -120,7 +121,7 @@ class Alerts:
 
     def gave_up(self, endpoint: Endpoint, delivery: ClaimedDelivery, record: AttemptRecord) -> None:
         error = self._scrubbed(endpoint, record.result.error or f"HTTP {record.result.status}")
-        detail = GaveUp(endpoint.id, delivery.event_id, delivery.id, error)
+        detail = GaveUp(delivery.event_id, delivery.id, error)
         count = self._give_ups.occurred(endpoint.id, self._clock.now(), detail)
         if count is not None:
             self._delivery_failed(endpoint, count, detail)

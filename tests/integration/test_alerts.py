@@ -408,3 +408,19 @@ async def test_each_alert_emitted_is_logged(shop):
     assert emitted["type"] == FAILING and emitted["endpoint"] == "loyalty" and emitted["deliveries"] == 1
     assert emitted["log_level"] == "info"
     assert json.loads(got["watch"].received[0].body)["id"] == emitted["event_id"]
+
+
+async def test_an_alert_never_carries_the_credentials_in_an_endpoints_url(tmp_path, receivers, make_harness, clock):
+    gone, watch = await receivers(behaviour=status(410)), await receivers()
+    url = gone.url.replace("http://", "http://shop:pa55word-42@") + "?token=s3cr3t-token&v=2"
+    config = make_config(tmp_path, [
+        {"name": "gone", "url": url, "events": ["sale.*"]},
+        {"name": "watch", "url": watch.url, "events": ["tillhook.**"]},
+    ])
+    h = await make_harness(config, clock=clock)
+    await post(h)
+    await step(h)
+    (alert,) = alerts_in(watch)
+    assert alert["data"]["endpoint"]["url"] == gone.url.replace("http://", "http://***@") + "?token=***&v=***"
+    body = watch.received[0].body.decode()
+    assert "pa55word-42" not in body and "s3cr3t-token" not in body and "shop:" not in body
