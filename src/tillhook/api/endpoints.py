@@ -175,7 +175,11 @@ async def set_enabled(services: Services, endpoint: Endpoint, enabled: bool) -> 
     if enabled:
         # A fresh start: whatever made it fail before is presumably fixed.
         services.dispatcher.health.pop(endpoint.id, None)
+    # As the running daemon saw it until now: a 410 may have disabled it meanwhile, and said so.
+    before = services.registry.get(endpoint.id)
     _settled(services, changed)
+    if before is not None and before.enabled and not changed.enabled:
+        services.alerts.disabled(changed, changed.disabled_reason or "disabled through the admin API", "admin")
     return changed
 
 

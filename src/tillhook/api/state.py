@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from tillhook.alerts import Alerts
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
@@ -36,6 +37,7 @@ class Services:
     metrics: Metrics
     sandbox: Sandbox  # the ingest path's: filters at fan-out, previews
     delivery_sandbox: Sandbox  # the attempts': transforms, filters checked again
+    alerts: Alerts
 
 
 SERVICES = web.AppKey("services", Services)
