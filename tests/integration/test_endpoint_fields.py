@@ -100,6 +100,14 @@ async def test_patch_sets_and_null_clears_each_field(h, url, field):
     assert stored is not None and getattr(stored, field) is None
 
 
+async def test_the_signature_scheme_may_be_left_out(h, url):
+    body = {"name": "shop", "url": url, "extra_signature": {"header": "x-sig"}}
+    code, created = await api(h, "POST", "/v1/endpoints", body)
+    assert code == 201 and created["extra_signature"] == {"header": "x-sig", "scheme": "sha256-hex"}
+    code, updated = await api(h, "PATCH", "/v1/endpoints/shop", {"extra_signature": {"header": "x-other"}})
+    assert code == 200 and updated["extra_signature"] == {"header": "x-other", "scheme": "sha256-hex"}
+
+
 async def test_patch_checks_the_signature_header_against_the_headers_both_ways(h, url):
     body = {"name": "shop", "url": url, "extra_signature": {"header": "x-sig"}}
     assert (await api(h, "POST", "/v1/endpoints", body))[0] == 201
