@@ -302,6 +302,7 @@ def _show(args: argparse.Namespace, data: Any, human: Callable[[Any], None]) -> 
 
 
 _ENDPOINT_COLUMNS = ("id", "name", "state", "url", "events", "filter", "body", "extra_signature")
+_DELIVERY_COLUMNS = ("id", "state", "endpoint", "event_type", "attempts", "last_status", "created_at", "next_attempt_at")
 
 
 def _endpoint_row(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +316,6 @@ def _endpoint_row(endpoint: dict[str, Any]) -> dict[str, Any]:
         "body": body,
         "extra_signature": signature["header"] if signature else None,
     }
-_DELIVERY_COLUMNS = ("id", "state", "endpoint", "event_type", "attempts", "last_status", "created_at", "next_attempt_at")
 
 
 def _cell(value: Any) -> str:

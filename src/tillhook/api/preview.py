@@ -101,7 +101,6 @@ async def preview(services: Services, endpoint: Endpoint, document: dict[str, An
             )
             return reply.model_copy(update={"error": str(verdict)})
         if not verdict:
-            reply.notes.append("its filter leaves this event out: no delivery, nothing sent")
             return reply.model_copy(update={"filtered_out": True})
     try:
         shaped = await shape(sandbox, endpoint, body, check_filter=False)
