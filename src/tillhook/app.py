@@ -24,7 +24,7 @@ from tillhook.api.descriptors import (
 from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
 from tillhook.api.routes import add_routes
-from tillhook.api.state import SERVICES, Services, Tokens
+from tillhook.api.state import SERVICES, OnDemand, Services, Tokens
 from tillhook.clock import Clock, SystemClock
 from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
@@ -101,6 +101,8 @@ def build_app(
             await services.session.close()
             await services.sandbox.close()
             await services.delivery_sandbox.close()
+            if services.preview_sandbox.made is not None:
+                await services.preview_sandbox.made.close()
             await the_store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -127,7 +129,8 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     delivery = config.delivery
     policy = AddressPolicy(delivery.allow_networks)
     session = make_session(policy)
-    # Two sandboxes, so that a transform stopped at its time bound never holds up ingest.
+    # A sandbox each for ingest and attempts, so that a transform stopped at its time bound
+    # never holds up ingest; previews get a third, made when the first one is asked for.
     sandbox, delivery_sandbox = Sandbox(name="ingest"), Sandbox(name="delivery")
     deliverer = Deliverer(
         session, policy, clock,
@@ -158,6 +161,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
         started_monotonic=clock.monotonic(), metrics=metrics, sandbox=sandbox, delivery_sandbox=delivery_sandbox,
         alerts=alerts,
+        preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
     )
 
 

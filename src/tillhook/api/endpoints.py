@@ -155,6 +155,9 @@ async def update(services: Services, endpoint: Endpoint, changes: dict[str, Any]
     for required in ("name", "url", "events", "headers", "ordered"):
         if required in changes and changes[required] is None:
             raise invalid([{"field": required, "message": "may not be null"}], "the body")
+    if changes.get("extra_signature") is not None:
+        # A patch's dump leaves out what it did not set, the scheme's default too: store it whole.
+        changes = {**changes, "extra_signature": ExtraSignatureSpec(**changes["extra_signature"]).model_dump()}
     _check_patched(endpoint, changes)
     updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
     _settled(services, updated)
