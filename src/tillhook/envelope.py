@@ -202,6 +202,10 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
     return _validate(items, batch, idempotency_header), batch
 
 
+OWN_PREFIX = "tillhook"
+OWN_TYPES = "types beginning with tillhook. are tillhook's own (its alerts and pings); name the event otherwise"
+
+
 def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> list[EventIn]:
     events: list[EventIn] = []
     errors: list[dict[str, str]] = []
@@ -214,6 +218,10 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
             event = EventIn.model_validate(item)
         except ValidationError as exc:
             errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
+            continue
+        if event.type.split(".", 1)[0] == OWN_PREFIX:
+            # Alerts reach the shop's chat: a POS must not be able to make one up.
+            errors.append({"field": field_path(("type",), prefix), "message": OWN_TYPES})
             continue
         if idempotency_header is not None:
             if event.id is not None and event.id != idempotency_header:
