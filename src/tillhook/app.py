@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from tillhook import __version__
+from tillhook.alerts import Alerts
 from tillhook.api.auth import auth_middleware
 from tillhook.api.connections import ConnectionLimits, ConnectionTracker, TrackedSite
 from tillhook.api.dashboard.guard import dashboard_guard
@@ -23,11 +24,11 @@ from tillhook.api.descriptors import (
 from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
 from tillhook.api.routes import add_routes
-from tillhook.api.state import SERVICES, Services, Tokens
+from tillhook.api.state import SERVICES, OnDemand, Services, Tokens
 from tillhook.clock import Clock, SystemClock
 from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
-from tillhook.dispatcher import Dispatcher
+from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
 from tillhook.metrics import Metrics
@@ -96,9 +97,12 @@ def build_app(
             yield
         finally:
             await services.dispatcher.stop(config.server.shutdown_grace)
+            await services.alerts.close(OUTCOME_WRITE_S)  # those the last outcomes raised
             await services.session.close()
             await services.sandbox.close()
             await services.delivery_sandbox.close()
+            if services.preview_sandbox.made is not None:
+                await services.preview_sandbox.made.close()
             await the_store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -125,7 +129,8 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     delivery = config.delivery
     policy = AddressPolicy(delivery.allow_networks)
     session = make_session(policy)
-    # Two sandboxes, so that a transform stopped at its time bound never holds up ingest.
+    # A sandbox each for ingest and attempts, so that a transform stopped at its time bound
+    # never holds up ingest; previews get a third, made when the first one is asked for.
     sandbox, delivery_sandbox = Sandbox(name="ingest"), Sandbox(name="delivery")
     deliverer = Deliverer(
         session, policy, clock,
@@ -144,12 +149,19 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
+    alerts = Alerts(
+        store, registry, dispatcher, dispatcher.health, clock, metrics, backlog_age_s=config.alerts.backlog_age,
+        sandbox=sandbox,
+    )
+    dispatcher.transitions = alerts
     if run_dispatcher:
         dispatcher.start()
     return Services(
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
         started_monotonic=clock.monotonic(), metrics=metrics, sandbox=sandbox, delivery_sandbox=delivery_sandbox,
+        alerts=alerts,
+        preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
     )
 
 
@@ -177,7 +189,7 @@ async def serve(config: Config) -> int:
     side = _side_tasks(services, config, connections, notifier)
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
     watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
-    watched += [side["retention"], side["connections"], side["database-watch"]]
+    watched += [side["retention"], side["connections"], side["database-watch"], side["alerts"]]
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
@@ -189,6 +201,7 @@ async def serve(config: Config) -> int:
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     side["retention"].cancel()
     side["database-watch"].cancel()
+    side["alerts"].cancel()
     await runner.cleanup()
     side["connections"].cancel()
     side["watchdog"].cancel()
@@ -220,6 +233,7 @@ def _side_tasks(
         "watchdog": notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         "connections": connections.sweep(),
         "database-watch": DatabaseWatch(services.store).run(),
+        "alerts": services.alerts.run(),
     }
     return {name: asyncio.create_task(run, name=f"tillhook-{name}") for name, run in runs.items()}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from tillhook.cli_preview import PreviewUsage, add_preview, run_preview
 from tillhook.config import Config, parse_listen
 from tillhook.errors import TillhookError
 
@@ -89,6 +90,7 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     update.add_argument("--url", help="deliver to this URL from now on")
     update.add_argument("--endpoint-url", dest="url", help=argparse.SUPPRESS)  # the old spelling
     _endpoint_options(update)
+    add_preview(endpoints, admin)
     rotate = admin(endpoints.add_parser("rotate-secret", help="new secret (printed once); the old one signs on for --grace"))
     rotate.add_argument("endpoint", metavar="ID|NAME")
     rotate.add_argument("--grace", default="24h", help="how long the old secret keeps signing (default 24h)")
@@ -135,14 +137,26 @@ def _endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ordered", action=argparse.BooleanOptionalAction, default=None,
                         help="one at a time, strictly in order")
     parser.add_argument("--header", action="append", metavar="NAME=VALUE", help="extra header (repeatable)")
+    expression = _or_null(str, "off", "an expression")
+    parser.add_argument("--filter", metavar="EXPR|off", type=expression,
+                        help='CEL over the event: only events it holds for are delivered, like "data.amount > 100.0"')
+    parser.add_argument("--transform", metavar="EXPR|off", type=expression,
+                        help="CEL over the event: its result, as JSON, is the body sent")
+    parser.add_argument("--preset", metavar="NAME|off", type=_or_null(str, "off", "a preset"),
+                        help="a built-in transform into a chat message: slack, discord, teams or google-chat")
+    parser.add_argument("--extra-signature", metavar="HEADER|off", type=_or_null(str, "off", "a header name"),
+                        help="also sign the body as sha256=<hex> in this header (GitHub-style receivers)")
 
 
 def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "url", "events", "max_in_flight", "rate_limit", "ordered", "secret"):
+    for key in ("name", "url", "events", "max_in_flight", "rate_limit", "ordered", "secret", "filter", "transform",
+                "preset"):
         value = getattr(args, key, None)
         if value is not None:
             fields[key] = None if value is NULL else value
+    if args.extra_signature is not None:
+        fields["extra_signature"] = None if args.extra_signature is NULL else {"header": args.extra_signature}
     if args.header:
         headers = {}
         for item in args.header:
@@ -217,7 +231,8 @@ async def run(config: Config, args: argparse.Namespace, token: str) -> int:
 async def _endpoints(call: Client, args: argparse.Namespace) -> int:
     action, ep = args.action, f"/v1/endpoints/{_quote(getattr(args, 'endpoint', None) or '')}"
     if action == "list":
-        return _show(args, await call("GET", "/v1/endpoints"), lambda d: _table(d["data"], _ENDPOINT_COLUMNS))
+        return _show(args, await call("GET", "/v1/endpoints"),
+                     lambda d: _table([_endpoint_row(e) for e in d["data"]], _ENDPOINT_COLUMNS))
     if action == "add":
         return _show(args, await call("POST", "/v1/endpoints", _new_endpoint_fields(args)), _print_with_secret)
     if action == "update":
@@ -230,6 +245,11 @@ async def _endpoints(call: Client, args: argparse.Namespace) -> int:
         return _show(args, await call(method, path), _print_record)
     if action == "secret":
         return _show(args, await call("GET", f"{ep}/secret"), _print_secret)
+    if action == "preview":
+        try:
+            return await run_preview(call, ep, args)
+        except PreviewUsage as exc:
+            raise UsageError(str(exc)) from None
     if action == "remove":
         await call("DELETE", ep)
         print(f"endpoint {args.endpoint} deleted; its unfinished deliveries were cancelled")
@@ -281,8 +301,21 @@ def _show(args: argparse.Namespace, data: Any, human: Callable[[Any], None]) -> 
     return EXIT_OK
 
 
-_ENDPOINT_COLUMNS = ("id", "name", "state", "url", "events")
+_ENDPOINT_COLUMNS = ("id", "name", "state", "url", "events", "filter", "body", "extra_signature")
 _DELIVERY_COLUMNS = ("id", "state", "endpoint", "event_type", "attempts", "last_status", "created_at", "next_attempt_at")
+
+
+def _endpoint_row(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """Expressions cut to fit a table; `endpoints show` prints them whole."""
+    source = " ".join((endpoint.get("filter") or "").split())
+    preset = endpoint.get("preset")
+    body = "transform" if endpoint.get("transform") else f"preset:{preset}" if preset else "event"
+    signature = endpoint.get("extra_signature")
+    return endpoint | {
+        "filter": (source[:39] + "…" if len(source) > 40 else source) or None,
+        "body": body,
+        "extra_signature": signature["header"] if signature else None,
+    }
 
 
 def _cell(value: Any) -> str:

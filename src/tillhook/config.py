@@ -219,12 +219,17 @@ class LogConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class AlertsConfig(_Section):
+    backlog_age: Duration = 15 * 60.0
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     storage: StorageConfig = StorageConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
+    alerts: AlertsConfig = AlertsConfig()
     endpoints: list[EndpointConfig] = []
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy
 from tillhook.slots import share
 from tillhook.store import SqliteStore
+from tillhook.transitions import Before, Transitions, tell
 
 log = structlog.get_logger("tillhook.dispatcher")
 
@@ -71,6 +72,7 @@ class Dispatcher:
         self.launched = 0  # attempts started, however they were claimed
         self._turn = 0  # who goes first when slots are shared out
         self.on_attempt: Callable[[str, str, float], None] | None = None  # endpoint, outcome, seconds
+        self.transitions: Transitions | None = None  # told of back-offs, recoveries, disables, give-ups
         self._next_retry_at: float | None = None
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -389,14 +391,17 @@ class Dispatcher:
     def _decide(
         self, endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult, probe: bool
     ) -> AttemptRecord:
-        record = judge(endpoint, delivery, result, probe, self._policy, self.health[endpoint.id],
-                       self._clock.now(), self._rand)
+        health = self.health[endpoint.id]
+        before = Before.of(health, self._registry.get(endpoint.id))
+        record = judge(endpoint, delivery, result, probe, self._policy, health, self._clock.now(), self._rand)
         if record.disable_endpoint is not None:
             self._registry.disable(endpoint.id, record.disable_endpoint)
         elif record.state is DeliveryState.PENDING:
             self._note_retry(record.next_attempt_at)
         if self.on_attempt is not None:
             self.on_attempt(endpoint.name, record.outcome, result.duration_ms / 1000)
+        if self.transitions is not None:
+            tell(self.transitions, endpoint, delivery, record, before, health)
         return record
 
     def _note_retry(self, at: float | None) -> None:

@@ -129,10 +129,10 @@ def _needs_exact_parser(raw: bytes) -> bool:
     return False
 
 
-def _loads(raw: bytes) -> Any:
+def _loads(raw: bytes, what: str = "the body") -> Any:
     """orjson for speed; the standard library when orjson refuses the body (to say exactly
     why) or when it may hold numbers orjson would not keep exactly (to keep them, or refuse
-    them)."""
+    them). `what` names the text in the errors."""
     if not _needs_exact_parser(raw):
         try:
             return orjson.loads(raw)
@@ -141,7 +141,7 @@ def _loads(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the body is not valid UTF-8 (byte {exc.start})", status=400, slug="malformed-body") from None
+        raise InvalidInput(f"{what} is not valid UTF-8 (byte {exc.start})", status=400, slug="malformed-body") from None
     try:
         document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
@@ -152,13 +152,33 @@ def _loads(raw: bytes) -> Any:
                 f"integers of more than {sys.get_int_max_str_digits()} digits are not accepted; send such a"
                 " number as a string", slug="invalid-event",
             ) from None
-        raise InvalidInput(f"the body is not valid JSON: {exc}", status=400, slug="malformed-body") from None
+        raise InvalidInput(f"{what} is not valid JSON: {exc}", status=400, slug="malformed-body") from None
     if "\\u" in text and _has_lone_surrogate(document):
         raise InvalidInput(
-            "the body holds a lone UTF-16 surrogate escape (like \\ud800), which is not valid Unicode",
+            f"{what} holds a lone UTF-16 surrogate escape (like \\ud800), which is not valid Unicode",
             slug="invalid-event",
         )
     return document
+
+
+def read_json(raw: bytes, what: str = "the body") -> Any:
+    """JSON as ingest reads it: numbers kept exactly or refused, no lone surrogates."""
+    return _loads(raw, what)
+
+
+def check_event(item: Any, field: str) -> EventIn:
+    """One event checked as ingest checks it, its errors named under `field` (`event.type`)."""
+    if _too_deep(item):
+        raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event")
+    if not isinstance(item, dict):
+        errors = [{"field": field, "message": "must be a JSON object with type and data"}]
+    else:
+        try:
+            return EventIn.model_validate(item)
+        except ValidationError as exc:
+            errors = [{"field": field_path(e["loc"], field), "message": _message(e)} for e in exc.errors()]
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    raise InvalidInput(f"the event is not valid: {summary}", slug="invalid-event", errors=errors)
 
 
 def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn], bool]:
@@ -182,6 +202,10 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
     return _validate(items, batch, idempotency_header), batch
 
 
+OWN_PREFIX = "tillhook"
+OWN_TYPES = "types beginning with tillhook. are tillhook's own (its alerts and pings); name the event otherwise"
+
+
 def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> list[EventIn]:
     events: list[EventIn] = []
     errors: list[dict[str, str]] = []
@@ -194,6 +218,10 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
             event = EventIn.model_validate(item)
         except ValidationError as exc:
             errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
+            continue
+        if event.type.split(".", 1)[0] == OWN_PREFIX:
+            # Alerts reach the shop's chat: a POS must not be able to make one up.
+            errors.append({"field": field_path(("type",), prefix), "message": OWN_TYPES})
             continue
         if idempotency_header is not None:
             if event.id is not None and event.id != idempotency_header:

@@ -41,6 +41,9 @@ class Metrics:
             "tillhook_endpoint_state", "1 for the endpoint's current state: healthy, backing_off, paused or disabled",
             ["endpoint", "state"], registry=r,
         )
+        self.alerts_emitted = Counter(
+            "tillhook_alerts_emitted", "tillhook's own alert events stored for delivery, by type", ["type"], registry=r
+        )
         self.database_size = Gauge(
             "tillhook_database_size_bytes", "The database file and its write-ahead log", registry=r
         )

@@ -56,3 +56,9 @@ class EndpointRegistry:
             )
             self._subscribers[event_type] = found
         return found
+
+    def alert_subscribers(self, event_type: str, about_endpoint_id: str | None) -> tuple[str, ...]:
+        """Who gets an alert: the subscribers of its type (which only patterns naming
+        `tillhook` match), except the endpoint it is about, which is the one in trouble and
+        would only feed its own failures back to itself."""
+        return tuple(e for e in self.subscribers(event_type) if e != about_endpoint_id)

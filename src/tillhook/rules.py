@@ -60,11 +60,17 @@ def check_patterns(patterns: list[str]) -> list[str]:
     for pattern in patterns:
         if pattern == "*":
             continue
-        for segment in pattern.split("."):
-            if segment != "*" and not _SEGMENT.match(segment):
+        segments = pattern.split(".")
+        for index, segment in enumerate(segments):
+            if segment == "**" and index != len(segments) - 1:
+                raise ValueError(
+                    f"{pattern!r} is not a pattern: ** may only end one (like transaction.**, one or"
+                    " more segments); use * for exactly one segment in the middle"
+                )
+            if segment not in ("*", "**") and not _SEGMENT.match(segment):
                 raise ValueError(
                     f"{pattern!r} is not a pattern: dot-separated names of letters, digits, _ or -,"
-                    " where * matches one segment"
+                    " where * matches one segment and a final ** one or more"
                 )
     return patterns
 
@@ -111,13 +117,28 @@ def check_url_with_headers(url: str, headers: Mapping[str, str]) -> None:
         )
 
 
+# The first segment of tillhook's own events (alerts, the test ping).
+OWN_PREFIX = "tillhook"
+
+
 def pattern_matches(pattern: str, event_type: str) -> bool:
-    """`*` alone matches every type; elsewhere `*` matches exactly one segment."""
-    if pattern == "*":
-        return True
-    want = pattern.split(".")
+    """`*` alone matches every type, and so does `**`; elsewhere `*` matches exactly one
+    segment and a final `**` one or more. tillhook's own types (`tillhook.…`) match only a
+    pattern that names `tillhook` as its first segment: an endpoint built for the shop's
+    events never receives alerts it did not ask for."""
     have = event_type.split(".")
-    if len(want) != len(have):
+    own = have[0] == OWN_PREFIX
+    if pattern in ("*", "**"):
+        return not own
+    want = pattern.split(".")
+    if own and want[0] != OWN_PREFIX:
+        return False
+    if want[-1] == "**":
+        want = want[:-1]
+        if len(have) <= len(want):
+            return False
+        have = have[: len(want)]
+    elif len(want) != len(have):
         return False
     return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
 

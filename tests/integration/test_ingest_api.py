@@ -216,3 +216,15 @@ async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(
 
     with sqlite3.connect(tmp_path / "tillhook.db") as conn:  # only the accepted one is stored
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("event_type", ["tillhook.endpoint.failing", "tillhook.ping", "tillhook"])
+async def test_tillhooks_own_types_are_refused_from_the_pos(h, event_type: str) -> None:
+    """An alert goes to the shop's chat: nobody posting events may make one up."""
+    code, problem, _ = await h.post_events([{"type": "sale.completed", "data": {}}, {"type": event_type, "data": {}}])
+    assert code == 422, problem
+    (error,) = problem["errors"]
+    assert error["field"] == "[1].type" and "tillhook's own" in error["message"], error
+    assert sum((await counts(h)).values()) == 0  # all or nothing: the valid one was not stored either
+    code, problem, _ = await h.post_events({"type": "tillhooks.sale", "data": {}})
+    assert code == 202, problem  # only the segment tillhook itself is reserved

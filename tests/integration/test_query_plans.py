@@ -61,3 +61,15 @@ async def test_the_delivery_log_filtered_by_status_searches_an_index(tmp_path):
         conn.create_function("tillhook_subscribes", 2, lambda patterns, event_type: True)
         found = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "deliveries_by_status" in found and "SCAN d" not in found
+
+
+async def test_the_oldest_pending_delivery_is_found_on_the_unfinished_index(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    await store.close()
+    from tillhook.store import log_sql
+
+    found = plan(tmp_path / "t.db", " UNION ALL ".join([log_sql.OLDEST_PENDING_OF] * 3), ("a", "b", "c"))
+    # Read in id order on the index, never a scan nor a sort of an endpoint's pending rows.
+    assert found.count("USING INDEX deliveries_unfinished (endpoint_id=?)") == 3
+    assert "SCAN deliveries" not in found and "TEMP B-TREE" not in found

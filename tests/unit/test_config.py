@@ -52,6 +52,7 @@ def assert_defaults(config: Config) -> None:
     assert config.delivery.allow_networks == []
     assert config.delivery.response_body_limit == 2048
     assert (config.log.level, config.log.format) == ("info", "auto")
+    assert config.alerts.backlog_age == 15 * 60
     assert config.endpoints == []
 
 
@@ -69,7 +70,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
 
 def test_empty_sections_give_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "sections.toml"
-    path.write_text("[server]\n[auth]\n[storage]\n[delivery]\n[log]\n")
+    path.write_text("[server]\n[auth]\n[storage]\n[delivery]\n[log]\n[alerts]\n")
     assert_defaults(load_config(path, env={}))
 
 
@@ -288,6 +289,10 @@ def test_cross_key_problems_are_reported_with_field_errors() -> None:
         ({"storage": {"retention": "forever"}}, "storage.retention:"),
         ({"auth": {"admin_token": "short"}}, "auth.admin_token:"),
         ({"log": {"level": "verbose"}}, "log.level:"),
+        ({"alerts": {"backlog": "15m"}}, "alerts.backlog: unknown key"),
+        ({"alerts": {"backlog_age": "15"}}, "alerts.backlog_age:"),  # a duration needs its unit
+        ({"alerts": {"backlog_age": "0s"}}, "alerts.backlog_age:"),
+        ({"endpoints": [{"name": "x", "url": "https://x.example", "events": ["a.**.b"]}]}, "endpoints[0].events:"),
     ],
 )
 def test_single_mistakes(raw: dict[str, Any], named: str) -> None:

@@ -58,6 +58,40 @@ def secret_of(n_bytes: int) -> str:
         ("a.*.c", "a.b.x.c", False),
         ("customer.created", "customer.created.v2", False),  # no prefix matching
         ("customer", "customer.created", False),
+        # A final ** is one or more segments, never zero.
+        ("transaction.**", "transaction.completed", True),
+        ("transaction.**", "transaction.card.completed", True),
+        ("transaction.**", "transaction", False),
+        ("transaction.**", "transactions.completed", False),
+        ("*.**", "a.b", True),
+        ("*.**", "a.b.c.d", True),
+        ("*.**", "a", False),
+        ("a.*.**", "a.b.c", True),
+        ("a.*.**", "a.b", False),
+        ("**", "a", True),  # alone, like * alone: everything
+        ("**", "a.b.c", True),
+        # tillhook's own events: only through a first segment written as tillhook.
+        ("*", "tillhook.endpoint.failing", False),
+        ("**", "tillhook.endpoint.failing", False),
+        ("*", "tillhook.ping", False),
+        ("*.*", "tillhook.ping", False),
+        ("*.*.*", "tillhook.endpoint.failing", False),
+        ("*.**", "tillhook.endpoint.failing", False),
+        ("*.endpoint.failing", "tillhook.endpoint.failing", False),
+        ("*", "tillhook", False),
+        ("tillhook.**", "tillhook.endpoint.failing", True),
+        ("tillhook.**", "tillhook.backlog.high", True),
+        ("tillhook.**", "tillhook.ping", True),
+        ("tillhook.**", "tillhook", False),
+        ("tillhook.endpoint.*", "tillhook.endpoint.failing", True),
+        ("tillhook.endpoint.*", "tillhook.delivery.failed", False),
+        ("tillhook.*.failed", "tillhook.delivery.failed", True),
+        ("tillhook.delivery.failed", "tillhook.delivery.failed", True),
+        ("tillhook.ping", "tillhook.ping", True),
+        ("Tillhook.*", "Tillhook.ping", True),  # case matters: not tillhook's own
+        ("*", "Tillhook.ping", True),
+        ("*.tillhook", "shop.tillhook", True),  # only the first segment is tillhook's
+        ("*", "tillhooks.ping", True),
     ],
 )
 def test_pattern_matches(pattern: str, event_type: str, matches: bool) -> None:
@@ -71,7 +105,10 @@ def test_pattern_matches(pattern: str, event_type: str, matches: bool) -> None:
         (("transaction.*", "customer.created"), "customer.created", True),
         (("transaction.*", "customer.created"), "transaction.voided", True),
         (("transaction.*", "customer.created"), "customer.deleted", False),
-        (("*",), "tillhook.ping", True),
+        (("*",), "tillhook.ping", False),
+        (("*", "tillhook.endpoint.*"), "tillhook.endpoint.failing", True),
+        (("*", "tillhook.endpoint.*"), "tillhook.backlog.high", False),
+        (("*", "tillhook.endpoint.*"), "sale.completed", True),
         ((), "anything", False),
     ],
 )
@@ -81,7 +118,10 @@ def test_subscribes_to_any_of(patterns: tuple[str, ...], event_type: str, matche
 
 @pytest.mark.parametrize(
     "patterns",
-    [["*"], ["a"], ["a.b", "c.*"], ["*.*.*"], ["A-Z_09.x-y"], ["transaction.*", "customer.created"]],
+    [
+        ["*"], ["a"], ["a.b", "c.*"], ["*.*.*"], ["A-Z_09.x-y"], ["transaction.*", "customer.created"],
+        ["**"], ["tillhook.**"], ["a.*.**"], ["tillhook.endpoint.*", "*"],
+    ],
 )
 def test_good_patterns(patterns: list[str]) -> None:
     assert check_patterns(patterns) == patterns
@@ -96,8 +136,12 @@ def test_good_patterns(patterns: list[str]) -> None:
         [".a"],
         ["a..b"],
         ["a b"],
-        ["**"],
         ["a*"],
+        ["a**"],
+        ["**.a"],  # ** only at the end
+        ["a.**.b"],
+        ["a.**.**"],
+        ["*.**.*"],
         ["transaction.*ed"],
         ["a.#"],
         ["a", "b/c"],  # one bad pattern spoils the list
@@ -107,6 +151,11 @@ def test_good_patterns(patterns: list[str]) -> None:
 def test_bad_patterns(patterns: list[str]) -> None:
     with pytest.raises(ValueError):
         check_patterns(patterns)
+
+
+def test_a_double_star_before_the_end_is_refused_saying_where_it_may_go() -> None:
+    with pytest.raises(ValueError, match=r"\*\* may only end one \(like transaction\.\*\*"):
+        check_patterns(["transaction.**.completed"])
 
 
 @pytest.mark.parametrize("n_bytes", [24, 32, 48, 64])

@@ -155,6 +155,9 @@ async def update(services: Services, endpoint: Endpoint, changes: dict[str, Any]
     for required in ("name", "url", "events", "headers", "ordered"):
         if required in changes and changes[required] is None:
             raise invalid([{"field": required, "message": "may not be null"}], "the body")
+    if changes.get("extra_signature") is not None:
+        # A patch's dump leaves out what it did not set, the scheme's default too: store it whole.
+        changes = {**changes, "extra_signature": ExtraSignatureSpec(**changes["extra_signature"]).model_dump()}
     _check_patched(endpoint, changes)
     updated = await services.store.update_endpoint(endpoint.id, changes, services.clock.now())
     _settled(services, updated)
@@ -175,7 +178,11 @@ async def set_enabled(services: Services, endpoint: Endpoint, enabled: bool) -> 
     if enabled:
         # A fresh start: whatever made it fail before is presumably fixed.
         services.dispatcher.health.pop(endpoint.id, None)
+    # As the running daemon saw it until now: a 410 may have disabled it meanwhile, and said so.
+    before = services.registry.get(endpoint.id)
     _settled(services, changed)
+    if before is not None and before.enabled and not changed.enabled:
+        services.alerts.disabled(changed, changed.disabled_reason or "disabled through the admin API", "admin")
     return changed
 
 

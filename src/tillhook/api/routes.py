@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
-from tillhook.api import endpoints, log, metrics, status
+from tillhook.api import endpoints, log, metrics, preview, status
 from tillhook.api.health import get_healthz
 from tillhook.api.ingest import post_events
 from tillhook.api.schemas import (
@@ -28,6 +28,8 @@ from tillhook.api.schemas import (
     IngestReply,
     Page,
     PingOut,
+    PreviewIn,
+    PreviewOut,
     ReplayIn,
     ReplayOut,
     RetryMatchingIn,
@@ -88,6 +90,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/endpoints/{id}/secret", endpoints.get_secret,
           "The current signing secret and any still in its grace period, for the receiver's developer",
           "endpoints", 200, EndpointSecretOut, errors=_ONE),
+    Route("POST", "/v1/endpoints/{id}/preview", preview.preview_endpoint,
+          "The exact request this endpoint would get for an event, or that its filter leaves it out;"
+          " stores and sends nothing", "endpoints", 200, PreviewOut, body=PreviewIn, errors=(400, 404, 415, 422)),
     Route("POST", "/v1/endpoints/{id}/test", endpoints.test_endpoint,
           "Deliver a tillhook.ping event to this endpoint only", "endpoints", 202, PingOut, errors=(404, 409, 503)),
     Route("POST", "/v1/endpoints/{id}/replay", endpoints.replay_endpoint,

@@ -201,6 +201,38 @@ class PingOut(BaseModel):
     delivery_id: int
 
 
+class PreviewIn(_In):
+    """An event to try, or a stored one: exactly one of the two."""
+
+    event: EventIn | None = Field(default=None, description="an event as the POS would post it")
+    event_id: str | None = Field(default=None, max_length=200, description="a stored event: its body exactly as stored")
+
+
+class PreviewRequest(BaseModel):
+    method: Literal["POST"]
+    url: str = Field(description="credentials in it masked")
+    headers: dict[str, str] = Field(
+        description="every header an attempt sets, in order: the endpoint's own with their values masked,"
+        " the signatures as placeholders (they are computed when sent)"
+    )
+    body: Any = Field(description="the body, parsed")
+    body_text: str = Field(description="the body's exact bytes, as text")
+
+
+class PreviewOut(BaseModel):
+    endpoint_id: str
+    endpoint: str = Field(description="the endpoint's name")
+    event_id: str = Field(description="the stored event's id, or the one a new event would get")
+    event_type: str
+    subscribed: bool = Field(description="whether the endpoint's events patterns take this type")
+    filtered_out: bool = Field(description="the filter leaves the event out: no delivery, no request")
+    error: str | None = Field(description="the filter or the transform failed on this event: why")
+    transformed: bool = Field(description="the body is a transform's result, not the event")
+    transformed_by: str | None = Field(description='"transform", "preset:<name>", or null', examples=["preset:slack"])
+    request: PreviewRequest | None = Field(description="what an attempt would send; null when filtered out or failed")
+    notes: list[str] = Field(description="what else a real event would meet here, in words")
+
+
 class AttemptOut(BaseModel):
     number: int
     started_at: Timestamp

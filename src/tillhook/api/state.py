@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
+from tillhook.alerts import Alerts
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
@@ -23,6 +25,20 @@ class Tokens:
     viewer: bytes
 
 
+class OnDemand:
+    """A sandbox made at its first use: it runs a child process, not worth starting for
+    previews nobody asks for."""
+
+    def __init__(self, make: Callable[[], Sandbox]) -> None:
+        self._make = make
+        self.made: Sandbox | None = None
+
+    def get(self) -> Sandbox:
+        if self.made is None:
+            self.made = self._make()
+        return self.made
+
+
 @dataclass(slots=True)
 class Services:
     config: Config
@@ -34,8 +50,10 @@ class Services:
     tokens: Tokens
     started_monotonic: float
     metrics: Metrics
-    sandbox: Sandbox  # the ingest path's: filters at fan-out, previews
+    sandbox: Sandbox  # the ingest path's: filters at fan-out
     delivery_sandbox: Sandbox  # the attempts': transforms, filters checked again
+    alerts: Alerts
+    preview_sandbox: OnDemand  # previews': a runaway one holds up neither of the others
 
 
 SERVICES = web.AppKey("services", Services)

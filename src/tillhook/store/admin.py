@@ -11,6 +11,7 @@ from tillhook.models import Endpoint
 from tillhook.store import admin_sql, log_sql
 from tillhook.store.hourly import HourOfAttempts, hours_of_attempts
 from tillhook.store.log_sql import LogFilter
+from tillhook.store.sql_util import in_chunks
 
 
 class AdminVerbs:
@@ -171,6 +172,17 @@ class AdminVerbs:
         oldest_ids = [row[2] for row in rows]
         created = await self._created_at(oldest_ids)
         return {row[0]: (row[1], created[row[2]]) for row in rows}
+
+    async def oldest_pending(self, endpoint_ids: Sequence[str]) -> tuple[str, float] | None:
+        """(endpoint id, created at) of the oldest pending delivery among these endpoints."""
+        oldest: tuple[str, float] | None = None
+        # SQLite caps compound SELECTs at 500 terms.
+        for chunk in in_chunks(endpoint_ids, 200):
+            rows = await self._read(" UNION ALL ".join([log_sql.OLDEST_PENDING_OF] * len(chunk)), chunk)
+            for endpoint_id, created_at in rows:
+                if oldest is None or created_at < oldest[1]:
+                    oldest = (endpoint_id, created_at)
+        return oldest
 
     async def ordered_heads(self, endpoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The oldest unfinished delivery of each endpoint: what an ordered endpoint waits on."""

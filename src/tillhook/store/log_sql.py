@@ -102,6 +102,12 @@ ATTEMPTS_OF_DELIVERY = (
     " FROM attempts WHERE delivery_id = ? ORDER BY id"
 )
 
+# The oldest pending delivery of one endpoint: the unfinished index read in id (creation)
+# order, skipping the few in flight, so it costs the same with a million waiting.
+OLDEST_PENDING_OF = (
+    "SELECT * FROM (SELECT endpoint_id, created_at FROM deliveries WHERE endpoint_id = ?"
+    " AND state IN ('pending', 'delivering') AND state = 'pending' ORDER BY id LIMIT 1)"
+)
 # Counted on the partial indexes, so the status page stays quick with a large backlog.
 PENDING_BY_ENDPOINT = (
     "SELECT endpoint_id, count(*), min(id) FROM deliveries WHERE state = 'pending' GROUP BY endpoint_id"

@@ -11,13 +11,16 @@ from multidict import MultiDictProxy
 
 from tillhook.api.parsing import invalid, validate
 from tillhook.api.schemas import EndpointIn, EndpointPatch, ReplayIn
+from tillhook.envelope import read_json
 from tillhook.errors import InvalidInput
 from tillhook.models import Endpoint
 
 Form = MultiDictProxy[Any]
 
 # The fields a person edits on the page; the API's PATCH takes these and the name.
-EDITED = ("url", "events", "headers", "max_in_flight", "rate_limit", "ordered")
+EDITED = ("url", "events", "headers", "max_in_flight", "rate_limit", "ordered", "filter", "transform", "preset",
+          "extra_signature")
+PREVIEW_SAMPLE = '{"type": "transaction.completed", "data": {"amount": 55.39}}'
 
 
 def text(form: Form, field: str) -> str:
@@ -54,6 +57,11 @@ def _settings(form: Form) -> dict[str, Any]:
         "max_in_flight": _optional(form, "max_in_flight"),
         "rate_limit": _optional(form, "rate_limit"),
         "ordered": form.get("ordered") == "on",
+        # An empty field clears it: the page shows every field, so what is left empty is meant.
+        "filter": _optional(form, "filter"),
+        "transform": _optional(form, "transform"),
+        "preset": _optional(form, "preset"),
+        "extra_signature": {"header": header} if (header := text(form, "extra_signature")) else None,
     }
 
 
@@ -74,6 +82,21 @@ def replay_request(form: Form) -> ReplayIn:
     )
 
 
+def preview_document(form: Form) -> dict[str, Any]:
+    """The preview's body: a stored event's id when given (the event field holds a sample
+    from the start), else the event typed, read as ingest reads one."""
+    event_id = text(form, "event_id")
+    if event_id:
+        return {"event_id": event_id}
+    source = text(form, "event")
+    if not source:
+        return {}  # the API's own words say what to give
+    try:
+        return {"event": read_json(source.encode(), "the event")}
+    except InvalidInput as exc:
+        raise invalid([{"field": "event", "message": exc.message}], "the form") from None
+
+
 def moment(form: Form, field: str) -> float:
     """A unix time the confirmation page carried over from the first submit."""
     try:
@@ -92,6 +115,10 @@ def values_of(endpoint: Endpoint) -> dict[str, str]:
         "max_in_flight": "" if endpoint.max_in_flight is None else str(endpoint.max_in_flight),
         "rate_limit": "" if endpoint.rate_limit is None else f"{endpoint.rate_limit:g}",
         "ordered": "on" if endpoint.ordered else "",
+        "filter": endpoint.filter or "",
+        "transform": endpoint.transform or "",
+        "preset": endpoint.preset or "",
+        "extra_signature": endpoint.extra_signature.header if endpoint.extra_signature else "",
     }
 
 

@@ -4,6 +4,7 @@ verb in api/endpoints.py that the admin API's handler calls."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -11,6 +12,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from tillhook.api import endpoints as verbs
+from tillhook.api import preview as previews
 from tillhook.api.dashboard import endpoint_forms as forms
 from tillhook.api.dashboard.guard import SESSION
 from tillhook.api.dashboard.render import render
@@ -101,6 +103,9 @@ async def _detail(request: web.Request, services: Services, endpoint: Endpoint, 
     e = (await _statuses(services))[endpoint.id]
     template = "endpoint_live.html" if request.query.get("part") == "live" else "endpoint.html"
     extra.setdefault("replay_errors", {})
+    extra.setdefault("preview", None)
+    extra.setdefault("preview_values", {"event": forms.PREVIEW_SAMPLE, "event_id": ""})
+    extra.setdefault("preview_errors", {})
     return render(
         request, template, status=status, endpoint=endpoint, e=e, page=page_of(endpoint),
         out=verbs.endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"), pinned=verbs.secret_pinned(services, endpoint),
@@ -210,6 +215,26 @@ async def replay(request: web.Request) -> web.StreamResponse:
         since=repr(since), until=repr(until), since_text=forms.text(form, "since"),
         until_text=forms.text(form, "until") or "now", scope="failed" if spec.only_failed else "all",
     )
+
+
+@in_words
+async def preview(request: web.Request) -> web.Response:
+    """The endpoint's page with what it would be sent for the event given: the request, the
+    filter's verdict, or the error of an expression."""
+    services, endpoint = _endpoint(request)
+    form = await request.post()
+    values = {"event": forms.text(form, "event"), "event_id": forms.text(form, "event_id")}
+    try:
+        shown = await previews.preview(services, endpoint, forms.preview_document(form))
+    except InvalidInput as exc:
+        return await _detail(request, services, endpoint, status=422, preview_values=values,
+                             preview_errors=forms.field_errors(exc))
+    except NotFound as exc:
+        return await _detail(request, services, endpoint, status=404, preview_values=values,
+                             preview_errors={"event_id": [exc.message]})
+    body = shown.request.body if shown.request is not None else None
+    return await _detail(request, services, endpoint, preview=shown, preview_values=values,
+                         preview_body=json.dumps(body, indent=2, ensure_ascii=False))
 
 
 @in_words

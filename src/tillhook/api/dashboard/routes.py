@@ -37,6 +37,7 @@ def _add_endpoint_pages(app: web.Application) -> None:
     for verb, page in (
         ("edit", endpoint_pages.edit), ("enable", endpoint_pages.enable), ("disable", endpoint_pages.disable),
         ("test", endpoint_pages.send_test), ("rotate-secret", endpoint_pages.rotate),
-        ("secret", endpoint_pages.show_secret), ("replay", endpoint_pages.replay), ("delete", endpoint_pages.delete),
+        ("secret", endpoint_pages.show_secret), ("replay", endpoint_pages.replay), ("preview", endpoint_pages.preview),
+        ("delete", endpoint_pages.delete),
     ):
         app.router.add_post(f"/ui/endpoints/{{name}}/{verb}", page)
