@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import defaultdict
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from tillhook.clock import Clock
 from tillhook.errors import BlockedAddress
-from tillhook.expressions.sandbox import EvaluationError, Sandbox
-from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint
+from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
+from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint, format_time
 from tillhook.redact import Scrubber
 from tillhook.retry import parse_retry_after
 from tillhook.shaping import USER_AGENT, request_headers, shape
@@ -21,6 +22,11 @@ from tillhook.targets import AddressPolicy, GuardedResolver
 __all__ = ["USER_AGENT", "Deliverer", "make_session"]
 
 CONNECT_TIMEOUT_S = 5.0
+QUARANTINE_S = 30.0
+
+
+def _shaping_key(endpoint: Endpoint) -> tuple[str | None, ...]:
+    return (endpoint.filter, endpoint.transform, endpoint.preset)
 
 
 def make_session(policy: AddressPolicy) -> aiohttp.ClientSession:
@@ -54,6 +60,8 @@ class Deliverer:
         self._allow_http = allow_http
         self._body_limit = response_body_limit
         self._refusals: dict[str, str | None] = {}
+        self._quarantine: dict[str, tuple[tuple[str | None, ...], float, str]] = {}
+        self._shaping: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._scrubbers: dict[str, Scrubber] = {}
 
     async def attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> AttemptResult:
@@ -77,10 +85,20 @@ class Deliverer:
             return ended(error=refusal)
         body = delivery.body
         if delivery.check_filter or endpoint.transform is not None or endpoint.preset is not None:
-            try:
-                shaped = await shape(self._sandbox, endpoint, body, check_filter=delivery.check_filter)
-            except EvaluationError as exc:
-                return ended(error=str(exc))
+            # One at a time per endpoint (the sandbox takes one at a time anyway), so that the
+            # attempts queued behind a stop see it before they cost another.
+            async with self._shaping[endpoint.id]:
+                held = self._quarantined(endpoint, self._clock.now())
+                if held is not None:
+                    return ended(error=held)
+                try:
+                    shaped = await shape(self._sandbox, endpoint, body, check_filter=delivery.check_filter)
+                except Stopped as exc:
+                    until = self._clock.now() + QUARANTINE_S
+                    self._quarantine[endpoint.id] = (_shaping_key(endpoint), until, str(exc))
+                    return ended(error=str(exc))
+                except EvaluationError as exc:
+                    return ended(error=str(exc))
             if shaped is None:
                 return ended(filtered_out=True)
             body = shaped.body
@@ -109,6 +127,19 @@ class Deliverer:
             # Whatever else aiohttp refuses to send counts as a failed attempt, recorded and
             # retried, instead of leaving the delivery stuck in flight.
             return ended(error=f"the request could not be sent: {exc}", body_sent=sent)
+
+    def _quarantined(self, endpoint: Endpoint, now: float) -> str | None:
+        """An endpoint whose expression was just stopped at a bound is not evaluated again for
+        a while: each stop holds up every other endpoint's transform for up to the time bound,
+        and its attempts already queued would all be stopped the same way."""
+        held = self._quarantine.get(endpoint.id)
+        if held is None:
+            return None
+        key, until, why = held
+        if key != _shaping_key(endpoint) or now >= until:
+            del self._quarantine[endpoint.id]  # changed since, or time to try again
+            return None
+        return f"not evaluated: at an earlier attempt {why}; it is tried again from {format_time(until)}"
 
     def _refusal(self, url: str) -> str | None:
         if url not in self._refusals:

@@ -251,3 +251,26 @@ async def test_the_fields_survive_a_restart(tmp_path: Path, make_harness: Any) -
     with sqlite3.connect(tmp_path / "tillhook.db") as conn:
         (stored,) = conn.execute("SELECT filter FROM endpoints WHERE name = 'x'").fetchone()
     assert stored == "data.amount > 1.0"
+
+
+async def test_after_a_stop_at_its_bound_a_transform_waits_before_it_is_evaluated_again(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
+) -> None:
+    receiver: Receiver = await receivers(secret=secret)
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    code, _ = await api(h, "POST", "/v1/endpoints", {
+        "name": "slow", "url": receiver.url, "secret": secret, "max_in_flight": 3,
+        "transform": "lists.range(100000).map(x, lists.range(100000).map(y, x * y))",
+    })
+    assert code == 201
+    ids = [(await post(h, {"n": i}))["id"] for i in range(3)]
+    await h.step()
+    errors = sorted([(await only_delivery(h, event_id))["last_error"] for event_id in ids])
+    assert errors[-1] == "the transform was stopped after 250 ms, its time bound", errors
+    assert all(e.startswith("not evaluated: at an earlier attempt the transform was stopped") for e in errors[:2])
+
+    # Changed, it is evaluated at once: no waiting out a stop of the old one.
+    code, _ = await api(h, "PATCH", "/v1/endpoints/slow", {"transform": '{"n": data.n}'})
+    assert code == 200
+    await h.step(12)
+    assert sorted(json.loads(r.body)["n"] for r in receiver.received) == [0, 1, 2]

@@ -47,6 +47,11 @@ class EvaluationError(Exception):
     """A filter or transform that gave no result, said in one sentence."""
 
 
+class Stopped(EvaluationError):
+    """Stopped at its time or memory bound (or the process died under it): such a stop costs
+    a new process and, for whoever waits behind it, up to the time bound."""
+
+
 def size_words(n: int) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
@@ -184,7 +189,7 @@ class Sandbox:
 
     def _out_of_memory(self, kind: Kind) -> EvaluationError:
         bound = size_words(self.bounds.memory_bytes)
-        return EvaluationError(f"the {kind} needed more than its {bound} of memory and was stopped")
+        return Stopped(f"the {kind} needed more than its {bound} of memory and was stopped")
 
     async def _call(self, kind: Kind, source: str, events: Sequence[bytes], max_reply: int) -> bytes:
         async with self._lock:
@@ -197,7 +202,7 @@ class Sandbox:
             except TimeoutError:
                 await self._stopped(child, "time bound", source)
                 bound_ms = self.bounds.time_s * 1000
-                raise EvaluationError(f"the {kind} was stopped after {bound_ms:g} ms, its time bound") from None
+                raise Stopped(f"the {kind} was stopped after {bound_ms:g} ms, its time bound") from None
             except (asyncio.IncompleteReadError, ConnectionError):
                 raise await self._died(child, kind, source) from None
             except _Oversized as e:
@@ -296,7 +301,7 @@ class Sandbox:
         )  # fmt: skip
         if child.out_of_memory:
             return self._out_of_memory(kind)
-        return EvaluationError(f"the {kind} was stopped: the sandbox process died ({_how_it_ended(returncode)})")
+        return Stopped(f"the {kind} was stopped: the sandbox process died ({_how_it_ended(returncode)})")
 
 
 def _how_it_ended(returncode: int) -> str:
