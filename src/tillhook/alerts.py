@@ -20,14 +20,13 @@ from tillhook.alert_rules import BacklogWatch, BackoffAlarm, HourlyCount, span
 from tillhook.clock import Clock
 from tillhook.envelope import to_new_events
 from tillhook.errors import StoreUnavailable
-from tillhook.expressions.sandbox import Sandbox
 from tillhook.health import EndpointHealth
 from tillhook.metrics import Metrics
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
 from tillhook.redact import Scrubber, redact_url
 from tillhook.registry import EndpointRegistry
 from tillhook.store import Admission, SqliteStore
-from tillhook.shaping import fan_out
+from tillhook.shaping import FanOut
 from tillhook.transitions import DisabledBy
 
 log = structlog.get_logger("tillhook.alerts")
@@ -69,10 +68,10 @@ class Alerts:
         metrics: Metrics,
         *,
         backlog_age_s: float,
-        sandbox: Sandbox | None = None,
+        fan_out: FanOut | None = None,
     ) -> None:
         self._store = store
-        self._sandbox = sandbox or Sandbox(name="alerts")
+        self._fan_out = fan_out
         self._registry = registry
         self._admission = admission
         self._health = health
@@ -216,7 +215,8 @@ class Alerts:
         name = about.name if about is not None else None
         try:
             # Through the endpoints' filters like any event: a chat endpoint may want only some.
-            (event,) = await fan_out([event], self._registry, self._sandbox)
+            if self._fan_out is not None:
+                (event,) = await self._fan_out([event])
             await self._store.enqueue([event], self._admission)
         except StoreUnavailable as exc:
             log.error("alert_not_stored", type=event.type, endpoint=name, error=exc.message)

@@ -31,6 +31,7 @@ from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.shaping import FanOut
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
@@ -149,9 +150,10 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
+    fan_out = FanOut(registry, sandbox, clock)
     alerts = Alerts(
         store, registry, dispatcher, dispatcher.health, clock, metrics, backlog_age_s=config.alerts.backlog_age,
-        sandbox=sandbox,
+        fan_out=fan_out,
     )
     dispatcher.transitions = alerts
     if run_dispatcher:
@@ -160,7 +162,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
         started_monotonic=clock.monotonic(), metrics=metrics, sandbox=sandbox, delivery_sandbox=delivery_sandbox,
-        alerts=alerts,
+        alerts=alerts, fan_out=fan_out,
         preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
     )
 

@@ -12,7 +12,8 @@ import structlog
 
 from tillhook import __version__
 from tillhook.expressions.presets import PRESETS
-from tillhook.expressions.sandbox import EvaluationError, Sandbox
+from tillhook.clock import Clock
+from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
 from tillhook.models import Endpoint, NewEvent
 from tillhook.registry import EndpointRegistry
 from tillhook.signing import hex_signature, signature_header
@@ -71,45 +72,73 @@ def request_headers(
     return headers
 
 
-async def fan_out(events: list[NewEvent], registry: EndpointRegistry, sandbox: Sandbox) -> list[NewEvent]:
-    """Apply the filters of the endpoints each event is for: one sandbox round trip per
+# An endpoint whose filter was stopped at its time or memory bound is not evaluated at
+# fan-out for this long: its deliveries are made, to be checked before each attempt, so that
+# one runaway filter does not hold up every event coming in.
+FAN_OUT_QUARANTINE_S = 30.0
+
+
+class FanOut:
+    """Applies the filters of the endpoints each event is for: one sandbox round trip per
     filtering endpoint for the whole batch. A filter that fails keeps the delivery, which
     checks it again before each attempt: nothing is dropped because an expression broke."""
-    asked: defaultdict[str, list[int]] = defaultdict(list)
-    for index, event in enumerate(events):
-        for endpoint_id in event.endpoint_ids:
-            endpoint = registry.get(endpoint_id)
-            if endpoint is not None and endpoint.filter is not None:
-                asked[endpoint_id].append(index)
-    if not asked:
-        return events
-    dropped: defaultdict[int, list[str]] = defaultdict(list)
-    unsure: defaultdict[int, list[str]] = defaultdict(list)
-    for endpoint_id, indexes in asked.items():
-        endpoint = registry.get(endpoint_id)
-        assert endpoint is not None and endpoint.filter is not None
-        verdicts = await sandbox.filter(endpoint.filter, [events[i].body for i in indexes])
-        failed = 0
-        for index, verdict in zip(indexes, verdicts, strict=True):
-            if isinstance(verdict, EvaluationError):
-                failed += 1
-                unsure[index].append(endpoint_id)
-                if failed == 1:
-                    log.warning("filter_failed", endpoint=endpoint.name, error=str(verdict), event_id=events[index].id)
-            elif not verdict:
-                dropped[index].append(endpoint_id)
-    shaped = []
-    for index, event in enumerate(events):
-        if index not in dropped and index not in unsure:
-            shaped.append(event)
-            continue
-        out = dropped.get(index, [])
-        shaped.append(
-            replace(
-                event,
-                endpoint_ids=tuple(e for e in event.endpoint_ids if e not in out),
-                filtered_out=tuple(out),
-                check_filter=tuple(unsure.get(index, [])),
+
+    def __init__(self, registry: EndpointRegistry, sandbox: Sandbox, clock: Clock) -> None:
+        self._registry = registry
+        self._sandbox = sandbox
+        self._clock = clock
+        self._stopped: dict[str, tuple[str, float]] = {}  # endpoint id -> (filter, until)
+
+    async def __call__(self, events: list[NewEvent]) -> list[NewEvent]:
+        asked: defaultdict[str, list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            for endpoint_id in event.endpoint_ids:
+                endpoint = self._registry.get(endpoint_id)
+                if endpoint is not None and endpoint.filter is not None:
+                    asked[endpoint_id].append(index)
+        if not asked:
+            return events
+        dropped: defaultdict[int, list[str]] = defaultdict(list)
+        unsure: defaultdict[int, list[str]] = defaultdict(list)
+        for endpoint_id, indexes in asked.items():
+            endpoint = self._registry.get(endpoint_id)
+            assert endpoint is not None and endpoint.filter is not None
+            for index, verdict in zip(indexes, await self._verdicts(endpoint, indexes, events), strict=True):
+                if verdict is None:
+                    unsure[index].append(endpoint_id)
+                elif not verdict:
+                    dropped[index].append(endpoint_id)
+        shaped = []
+        for index, event in enumerate(events):
+            if index not in dropped and index not in unsure:
+                shaped.append(event)
+                continue
+            out = dropped.get(index, [])
+            shaped.append(
+                replace(
+                    event,
+                    endpoint_ids=tuple(e for e in event.endpoint_ids if e not in out),
+                    filtered_out=tuple(out),
+                    check_filter=tuple(unsure.get(index, [])),
+                )
             )
-        )
-    return shaped
+        return shaped
+
+    async def _verdicts(self, endpoint: Endpoint, indexes: list[int], events: list[NewEvent]) -> list[bool | None]:
+        """True or false per event, or None where the filter could not say (then the
+        delivery checks it again before each attempt)."""
+        assert endpoint.filter is not None
+        stopped = self._stopped.get(endpoint.id)
+        now = self._clock.now()
+        if stopped is not None and stopped[0] == endpoint.filter and now < stopped[1]:
+            return [None] * len(indexes)
+        self._stopped.pop(endpoint.id, None)
+        verdicts = await self._sandbox.filter(endpoint.filter, [events[i].body for i in indexes])
+        failed = [(i, v) for i, v in zip(indexes, verdicts, strict=True) if isinstance(v, EvaluationError)]
+        if failed:
+            index, error = failed[0]
+            log.warning("filter_failed", endpoint=endpoint.name, error=str(error), event_id=events[index].id,
+                        failed=len(failed), of=len(indexes))
+            if any(isinstance(v, Stopped) for _, v in failed):
+                self._stopped[endpoint.id] = (endpoint.filter, now + FAN_OUT_QUARANTINE_S)
+        return [None if isinstance(v, EvaluationError) else v for v in verdicts]

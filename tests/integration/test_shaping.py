@@ -274,3 +274,32 @@ async def test_after_a_stop_at_its_bound_a_transform_waits_before_it_is_evaluate
     assert code == 200
     await h.step(12)
     assert sorted(json.loads(r.body)["n"] for r in receiver.received) == [0, 1, 2]
+
+
+async def test_a_filter_stopped_at_its_bound_stops_holding_up_ingest(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
+) -> None:
+    """A runaway filter costs the first batch its time bound; the next batches are taken at
+    once, their deliveries made to be checked before each attempt (nothing is dropped)."""
+    receiver: Receiver = await receivers(secret=secret)
+    runaway = "size(lists.range(100000).map(x, lists.range(100000).map(y, x * y))) > 0"
+    h = await make_harness(make_config(tmp_path, [
+        {"name": "slow", "url": receiver.url, "secret": secret, "filter": runaway},
+    ]), clock=clock)
+    first = await post(h, {"n": 0})
+    assert first["deliveries"] == 1
+    assert h.services.sandbox.pid is None  # the child was stopped at the bound
+    second = await post(h, {"n": 1})
+    assert second["deliveries"] == 1
+    assert h.services.sandbox.pid is None  # and not started again for this filter
+    code, _ = await api(h, "PATCH", "/v1/endpoints/slow", {"filter": "data.n >= 1"})
+    assert code == 409  # config-managed; an API-made endpoint is changed the same way below
+    code, _ = await api(h, "POST", "/v1/endpoints", {
+        "name": "api-made", "url": receiver.url, "secret": secret, "filter": runaway,
+    })
+    await post(h, {"n": 2})
+    code, _ = await api(h, "PATCH", "/v1/endpoints/api-made", {"filter": "data.n >= 3"})
+    assert code == 200
+    third = await post(h, {"n": 3})
+    assert third["deliveries"] == 2  # the changed filter is evaluated at once
+    assert h.services.sandbox.pid is not None

@@ -11,7 +11,6 @@ from tillhook.api.parsing import read_body
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 from tillhook.envelope import parse_body, to_new_events
-from tillhook.shaping import fan_out
 
 
 def _is_json(content_type: str) -> bool:
@@ -28,7 +27,7 @@ async def post_events(request: web.Request) -> web.Response:
     raw = await read_body(request)
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
-    new_events = await fan_out(to_new_events(events, now, services.registry.subscribers), services.registry, services.sandbox)
+    new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers))
     accepted = await services.store.enqueue(new_events, services.dispatcher, batch=batch)
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():

@@ -13,6 +13,7 @@ from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.shaping import FanOut
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.store import SqliteStore
@@ -53,6 +54,7 @@ class Services:
     sandbox: Sandbox  # the ingest path's: filters at fan-out
     delivery_sandbox: Sandbox  # the attempts': transforms, filters checked again
     alerts: Alerts
+    fan_out: FanOut  # the endpoints' filters, as events come in
     preview_sandbox: OnDemand  # previews': a runaway one holds up neither of the others
 
 
