@@ -202,17 +202,17 @@ def section(table_text: str, detail_lines: list[str], command: str, when: str) -
             f"{table_text}\n\n{NOTE}\n" + "\n".join(detail_lines) + f"\n{MARK_END}\n")
 
 
-def splice(readme: str, text: str) -> str:
-    """The README with the dashboard section replaced, or put before the problems checked."""
-    if MARK_START in readme and MARK_END in readme:
-        head, rest = readme.split(MARK_START, 1)
-        return head + text + rest.split(MARK_END, 1)[1].lstrip("\n")
+def splice(readme: str, text: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> str:
+    """The README with the section between `marks` replaced, or put before the problems checked."""
+    start, end = marks
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        return head + text + rest.split(end, 1)[1].lstrip("\n")
     anchor = "## Problems the run checked for"
     if anchor in readme:
         head, rest = readme.split(anchor, 1)
         return head + text + "\n" + anchor + rest
     return readme.rstrip("\n") + "\n\n" + text
-
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["build"]:

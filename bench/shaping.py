@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dashboard  # beside this file; the README's sections are spliced the same way
+
 # Each variant gives all 4 endpoints the same keys. The filter keeps every event (the bench's
 # events all have an amount above 0), so each variant delivers the same number of events and
 # only the cost of evaluating differs.
@@ -99,12 +101,4 @@ def section(table_text: str, detail_lines: list[str], command: str, when: str) -
 
 
 def splice(readme: str, text: str) -> str:
-    """The README with this section replaced, or put before the problems checked."""
-    if MARK_START in readme and MARK_END in readme:
-        head, rest = readme.split(MARK_START, 1)
-        return head + text + rest.split(MARK_END, 1)[1].lstrip("\n")
-    anchor = "## Problems the run checked for"
-    if anchor in readme:
-        head, rest = readme.split(anchor, 1)
-        return head + text + "\n" + anchor + rest
-    return readme.rstrip("\n") + "\n\n" + text
+    return dashboard.splice(readme, text, (MARK_START, MARK_END))
