@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,6 +51,12 @@ class EvaluationError(Exception):
 class Stopped(EvaluationError):
     """Stopped at its time or memory bound (or the process died under it): such a stop costs
     a new process and, for whoever waits behind it, up to the time bound."""
+
+
+def fingerprint(source: str) -> str:
+    """How logs name an expression: its source may hold what a receiver's body needs, an API
+    key say, which has no place in a log. The endpoint's own lines name the endpoint."""
+    return f"sha256:{hashlib.sha256(source.encode()).hexdigest()[:12]} ({len(source)} chars)"
 
 
 def size_words(n: int) -> str:
@@ -213,7 +220,7 @@ class Sandbox:
                 # Killed now, reaped by a later call or close(), as awaiting here may not finish.
                 self._retire(child)
                 pid = child.process.pid
-                log.info("sandbox_stopped", sandbox=self.name, pid=pid, reason="cancelled", expression=source[:200])
+                log.info("sandbox_stopped", sandbox=self.name, pid=pid, reason="cancelled", expression=fingerprint(source))
                 raise
             if reply.startswith(b'{"error"') and orjson.loads(reply).get("bound") == "memory":
                 await self._stopped(child, "memory bound", source, ending=True)  # it exits after this reply
@@ -287,7 +294,7 @@ class Sandbox:
     async def _stopped(self, child: _Child, reason: str, source: str, ending: bool = False) -> int:
         """Stop the child for a reason of ours and forget it."""
         returncode = await self._reap(child, ending=ending)
-        log.warning("sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason=reason, expression=source[:200])
+        log.warning("sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason=reason, expression=fingerprint(source))
         return returncode
 
     async def _died(self, child: _Child, kind: Kind, source: str) -> EvaluationError:
@@ -297,7 +304,7 @@ class Sandbox:
         log.warning(
             "sandbox_stopped", sandbox=self.name, pid=child.process.pid,
             reason="memory bound" if child.out_of_memory else f"died: {_how_it_ended(returncode)}",
-            expression=source[:200], stderr=child.stderr_lines(),
+            expression=fingerprint(source), stderr=child.stderr_lines(),
         )  # fmt: skip
         if child.out_of_memory:
             return self._out_of_memory(kind)
