@@ -170,17 +170,15 @@ async def test_a_runaway_or_huge_transform_is_stopped_and_everyone_else_is_serve
     assert sorted(json.loads(r.body)["n"] for r in fine.received) == list(range(5))
     assert runaway.received == [] and huge.received == []
 
-    async def errors_of(name: str) -> list[str]:
-        async with http.get(f"{daemon.url}/v1/deliveries", params={"endpoint": name},
-                            headers=daemon.headers(ADMIN_TOKEN)) as response:
-            page = await response.json()
-        return [d["last_error"] for d in page["data"] if d["attempts"]]
-
     async def all_attempted(name: str) -> list[str]:
-        errors = await errors_of(name)
-        while len(errors) < 5:  # each round waits for the next attempt's outcome to be logged
-            await daemon.wait_log("delivery_retry_scheduled", timeout_s=30, since=len(daemon.log))
-            errors = await errors_of(name)
+        """The errors of its first 5 attempts, as the daemon logs each outcome, in order."""
+        errors: list[str] = []
+        since = 0
+        while len(errors) < 5:
+            entry = await daemon.wait_log("delivery_retry_scheduled", timeout_s=30, since=since)
+            since = daemon.log.index(entry, since) + 1
+            if entry["endpoint"] == name:
+                errors.append(entry["error"])
         return errors
 
     stopped = await all_attempted("runaway")
