@@ -90,21 +90,23 @@ class Deliverer:
             async with self._shaping[endpoint.id]:
                 held = self._quarantined(endpoint, self._clock.now())
                 if held is not None:
-                    return ended(error=held)
+                    return ended(error=held, expression_failed=True)
                 try:
                     shaped = await shape(self._sandbox, endpoint, body, check_filter=delivery.check_filter)
                 except Stopped as exc:
                     until = self._clock.now() + QUARANTINE_S
                     self._quarantine[endpoint.id] = (_shaping_key(endpoint), until, str(exc))
-                    return ended(error=str(exc))
+                    return ended(error=str(exc), expression_failed=True)
                 except EvaluationError as exc:
-                    return ended(error=str(exc))
+                    return ended(error=str(exc), expression_failed=True)
             if shaped is None:
                 return ended(filtered_out=True)
             body = shaped.body
         sent = body if body is not delivery.body else None
-        timestamp_s = int(started_at)
-        live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > started_at]
+        # Signed as it is sent: a transform may have waited its turn in the sandbox.
+        signed_at = self._clock.now()
+        timestamp_s = int(signed_at)
+        live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > signed_at]
         headers = request_headers(endpoint, delivery.event_id, body, timestamp_s, live)
         try:
             async with self._session.post(

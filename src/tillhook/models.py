@@ -180,6 +180,9 @@ class AttemptResult:
     retry_after_s: float | None = None
     body_sent: bytes | None = None  # a transform's body; None: the event's own body went
     filtered_out: bool = False  # the filter, checked again, leaves the event out: nothing sent
+    # The endpoint's filter or transform failed: nothing was sent, so nothing was learnt about
+    # the receiver (its health and back-off stay as they were); retried like any failure.
+    expression_failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

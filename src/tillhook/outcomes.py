@@ -63,7 +63,7 @@ def judge(
         log.warning("endpoint_gone", **about, reason=disable)
     else:
         reason = result.error or f"HTTP {result.status}"
-        if health.failed(now, reason, policy, probe=probe):
+        if not result.expression_failed and health.failed(now, reason, policy, probe=probe):
             log.warning("endpoint_backing_off", endpoint=endpoint.name, failures=health.consecutive_failures)
         if decision.verdict is Verdict.FAILED:
             state = DeliveryState.FAILED

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.integration.conftest import Harness, make_config
+from tests.integration.conftest import INGEST_TOKEN, Harness, make_config
 from tests.integration.test_admin_api import api
 from tests.support import FakeClock, Receiver
 from tillhook.rules import new_secret
@@ -99,7 +100,70 @@ async def test_a_filter_that_fails_keeps_the_delivery_and_retries_it_until_fixed
     assert receiver.received == []
     code, body = await api(h, "GET", "/v1/status")
     (shown,) = body["endpoints"]
-    assert shown["consecutive_failures"] == 1  # the filtered-out check taught nothing about the receiver
+    # Neither the failed filter nor the filtered-out check taught anything about the receiver.
+    assert shown["consecutive_failures"] == 0 and shown["state"] == "healthy", shown
+    with sqlite3.connect(tmp_path / "tillhook.db") as conn:
+        hours = conn.execute("SELECT sum(delivered), sum(failed) FROM attempt_hours").fetchone()
+    assert hours == (None, None) or hours == (0, 1), hours  # the filter's failure only; nothing sent
+
+
+async def test_a_filter_failing_on_many_events_does_not_back_off_a_healthy_receiver(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
+) -> None:
+    receiver: Receiver = await receivers(secret=secret)
+    h = await make_harness(make_config(tmp_path, [
+        {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
+    ]), clock=clock)
+    for i in range(6):
+        await post(h, {"customer_id": f"c_{i}"})  # no amount: the filter fails on each
+    await h.step()
+    good = await post(h, {"amount": 500})
+    await h.step()
+    assert [r.event_id for r in receiver.received] == [good["id"]]
+    assert not h.dispatcher.health[h.endpoint_id("big-sales")].backing_off
+
+
+async def test_a_big_batch_is_filtered_in_parts_each_within_the_time_bound(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
+) -> None:
+    receiver: Receiver = await receivers(secret=secret)
+    h = await make_harness(make_config(tmp_path, [
+        {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
+    ], server={"max_body_bytes": 8 * 2**20}), clock=clock)
+    items = [{"sku": f"A{i}", "qty": i} for i in range(50)]
+    batch = [{"type": "transaction.completed", "data": {"amount": 50 + i % 2 * 100, "items": items}}
+             for i in range(1000)]
+    async with h.session.post(  # a stream: aiohttp warns of big bodies given as bytes
+        h.server.make_url("/v1/events"), data=io.BytesIO(json.dumps(batch).encode()),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {INGEST_TOKEN}"},
+    ) as response:
+        assert response.status == 202, await response.text()
+        replies = await response.json()
+    assert [r["deliveries"] for r in replies] == [i % 2 for i in range(1000)]  # each one judged, none unsure
+
+
+async def test_an_endpoint_changed_while_its_filter_runs_does_not_fail_the_ingest(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
+) -> None:
+    receiver: Receiver = await receivers(secret=secret)
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    for name in ("a", "b"):
+        code, _ = await api(h, "POST", "/v1/endpoints", {
+            "name": name, "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0",
+        })
+        assert code == 201
+    sandbox = h.services.sandbox
+    real_filter = sandbox.filter
+    b = h.endpoint_id("b")
+
+    async def filter_then_delete_b(source: str, events: Any) -> Any:
+        verdicts = await real_filter(source, events)
+        h.services.registry.remove(b)  # as a DELETE arriving meanwhile would
+        return verdicts
+
+    sandbox.filter = filter_then_delete_b  # type: ignore[method-assign]
+    reply = await post(h, {"amount": 500})
+    assert reply["deliveries"] == 2  # judged with the endpoints as they were when it came in
 
 
 async def test_a_transform_is_the_body_signed_sent_and_logged(

@@ -178,6 +178,18 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = NEW.delivery_id);
     END;
     """,
+    # 9: an attempt that sent nothing (a filter, checked again, left the event out) is no
+    # failure in the hourly figures either.
+    """
+    DROP TRIGGER attempts_count_hour;
+    CREATE TRIGGER attempts_count_hour AFTER INSERT ON attempts WHEN NEW.outcome != 'filtered_out' BEGIN
+        INSERT INTO attempt_hours (hour, bucket, delivered, failed)
+            VALUES (CAST(NEW.started_at / 3600 AS INTEGER), NEW_DURATION_BUCKET,
+                NEW.outcome = 'delivered', NEW.outcome != 'delivered')
+            ON CONFLICT (hour, bucket) DO UPDATE SET
+                delivered = delivered + excluded.delivered, failed = failed + excluded.failed;
+    END;
+    """.replace("NEW_DURATION_BUCKET", duration_bucket("NEW.duration_ms")),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
