@@ -23,7 +23,7 @@ from tillhook.errors import StoreUnavailable
 from tillhook.health import EndpointHealth
 from tillhook.metrics import Metrics
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
-from tillhook.redact import Scrubber, redact_url
+from tillhook.redact import Scrubber, origin, redact_url
 from tillhook.registry import EndpointRegistry
 from tillhook.store import Admission, SqliteStore
 from tillhook.shaping import FanOut
@@ -50,7 +50,7 @@ class GaveUp:
 
 
 def endpoint_data(endpoint: Endpoint) -> dict[str, str]:
-    return {"id": endpoint.id, "name": endpoint.name, "url": redact_url(endpoint.url)}
+    return {"id": endpoint.id, "name": endpoint.name, "url": origin(endpoint.url)}
 
 
 class Alerts:
@@ -110,7 +110,7 @@ class Alerts:
 
     def disabled(self, endpoint: Endpoint, reason: str, by: DisabledBy) -> None:
         if by == "receiver":
-            check = (f"The receiver at {redact_url(endpoint.url)} asked not to be sent anything more. If it should"
+            check = (f"The receiver at {origin(endpoint.url)} asked not to be sent anything more. If it should"
                      f" get events, fix it, then enable the endpoint: tillhook endpoints enable {endpoint.name}")
         else:
             check = f"If that was not meant, enable it again: tillhook endpoints enable {endpoint.name}"
@@ -166,7 +166,7 @@ class Alerts:
         pending = await self._store.pending_by_endpoint()
         backlog = sum(pending[e][0] for e in watched if e in pending)
         holder = self._registry.get(oldest[0])
-        where = f"Endpoint {holder.name} holds the oldest: is {redact_url(holder.url)} up? " if holder else ""
+        where = f"Endpoint {holder.name} holds the oldest: is {origin(holder.url)} up? " if holder else ""
         waiting = "1 delivery is pending" if backlog == 1 else f"{backlog} deliveries are pending"
         data: dict[str, Any] = {
             "summary": f"Deliveries wait too long: the oldest pending one has waited {span(age_s)}, more than"
@@ -258,8 +258,10 @@ class Alerts:
     def _scrubbed(endpoint: Endpoint, text: str | None) -> str:
         # Error texts are scrubbed where they are made; an alert goes to another receiver,
         # often a chat, so once more costs nothing.
-        return Scrubber(endpoint.url)(text or "unknown")
+        scrubbed = Scrubber(endpoint.url)(text or "unknown")
+        # Nor the path, where chat webhooks keep their token: only where it goes.
+        return scrubbed.replace(redact_url(endpoint.url), origin(endpoint.url)).replace(endpoint.url, origin(endpoint.url))
 
 
 def _is_it_up(endpoint: Endpoint, error: str) -> str:
-    return f"Is {redact_url(endpoint.url)} up? Last error: {error}"
+    return f"Is {origin(endpoint.url)} up? Last error: {error}"

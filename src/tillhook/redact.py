@@ -28,6 +28,16 @@ def redact_url(url: str) -> str:
     return out
 
 
+def origin(url: str) -> str:
+    """Scheme, host and port, then "/…" for the rest: what a message to somebody else (an
+    alert) may say of where an endpoint delivers. Chat webhooks carry their token in the path
+    (hooks.slack.com/services/T…/B…/token), which redact_url keeps."""
+    scheme, authority, path, query, _ = _split(url)
+    hostport = (authority or "").rpartition("@")[2]
+    head = f"{scheme}://{hostport}" if scheme is not None else hostport
+    return head + ("/…" if path.strip("/") or query else "")
+
+
 def _redact_param(param: str) -> str:
     key, eq, value = param.partition("=")
     if not eq:

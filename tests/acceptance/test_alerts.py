@@ -3,6 +3,7 @@ that subscribes to `tillhook.**`, and so is its recovery; an endpoint on ["*"] g
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 
 from tests.acceptance.conftest import ADMIN_TOKEN, Daemon, write_config
 from tests.support import Receiver, json_of, ok, status
+from tillhook.redact import origin
 from tillhook.rules import new_secret
 
 FAILING = "tillhook.endpoint.failing"
@@ -48,7 +50,8 @@ async def test_back_off_and_recovery_reach_the_alert_endpoint_and_not_the_others
     failing = next(json_of(r) for r in watch.received if json_of(r)["type"] == FAILING)
     assert failing["data"]["endpoint"]["name"] == "crm"
     assert failing["data"]["summary"].startswith("Endpoint crm is failing: ")
-    assert failing["data"]["check"] == f"Is {crm.url} up? Last error: HTTP 500"
+    assert failing["data"]["check"] == f"Is {origin(crm.url)} up? Last error: HTTP 500"
+    assert "/hook" not in json.dumps(failing)  # an alert says where an endpoint goes, never its path
     assert all(r.verified for r in watch.received)  # signed with watch's secret, as any delivery
 
     crm.behaviour = ok

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tillhook.redact import Scrubber, redact_url
+from tillhook.redact import Scrubber, origin, redact_url
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,17 @@ def test_scrubber(text: str, scrubbed: str) -> None:
 )
 def test_scrubber_variants(url: str, text: str, scrubbed: str) -> None:
     assert Scrubber(url)(text) == scrubbed
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXX", "https://hooks.slack.com/…"),
+        ("https://discord.com/api/webhooks/123/token-abc", "https://discord.com/…"),
+        ("https://user:pw@h.example:8443/in?token=t", "https://h.example:8443/…"),
+        ("https://h.example", "https://h.example"),
+        ("https://h.example/", "https://h.example"),
+    ],
+)
+def test_origin_says_where_an_endpoint_goes_and_nothing_of_its_path(url: str, said: str) -> None:
+    assert origin(url) == said
