@@ -219,7 +219,7 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         except ValidationError as exc:
             errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
             continue
-        if event.type.split(".", 1)[0] == OWN_PREFIX:
+        if event.type.split(".", 1)[0].casefold() == OWN_PREFIX:
             # Alerts reach the shop's chat: a POS must not be able to make one up.
             errors.append({"field": field_path(("type",), prefix), "message": OWN_TYPES})
             continue

@@ -218,7 +218,7 @@ async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("event_type", ["tillhook.endpoint.failing", "tillhook.ping", "tillhook"])
+@pytest.mark.parametrize("event_type", ["tillhook.endpoint.failing", "tillhook.ping", "tillhook", "Tillhook.endpoint.failing", "TILLHOOK.ping"])
 async def test_tillhooks_own_types_are_refused_from_the_pos(h, event_type: str) -> None:
     """An alert goes to the shop's chat: nobody posting events may make one up."""
     code, problem, _ = await h.post_events([{"type": "sale.completed", "data": {}}, {"type": event_type, "data": {}}])
