@@ -613,6 +613,18 @@ class Bench:
     BACKLOG_EVENTS = 250_000  # x 4 endpoints: 1,000,000 pending deliveries
     REFERENCE_EVENTS = 1_000  # the reference outbox: 4,000 pending
 
+    def _seed(self, figure: str, endpoints: list[dict[str, Any]]) -> tuple[Daemon, list[str]]:
+        """A daemon started once to make the schema and the endpoint rows of a database that
+        plain sqlite3 then fills; the endpoints' ids, by name."""
+        seed = Daemon(self.tmp / f"{figure}-seed", endpoints)
+        self._daemon_done(seed, f"{figure} (making the schema)")
+        conn = sqlite3.connect(f"file:{seed.workdir / 'tillhook.db'}?mode=ro", uri=True)
+        try:
+            ids = [row[0] for row in conn.execute("SELECT id FROM endpoints ORDER BY name")]
+        finally:
+            conn.close()
+        return seed, ids
+
     def _outboxes(self, receiver: Receiver) -> dict[str, Any]:
         """Once per harness run: the daemon makes its schema and endpoint rows, then plain
         sqlite3 fills copies of that database; each run then works on a copy of those."""
@@ -620,13 +632,7 @@ class Bench:
             return self._outbox
         started = time.monotonic()
         endpoints = [{"name": f"q{i}", "url": f"{receiver.base}/hook/q{i}", "events": ["*"]} for i in range(4)]
-        seed = Daemon(self.tmp / "backlog-seed", endpoints)
-        self._daemon_done(seed, "backlog (making the schema)")
-        conn = sqlite3.connect(f"file:{seed.workdir / 'tillhook.db'}?mode=ro", uri=True)
-        try:
-            ids = [row[0] for row in conn.execute("SELECT id FROM endpoints ORDER BY name")]
-        finally:
-            conn.close()
+        seed, ids = self._seed("backlog", endpoints)
         paths = {"big": self.tmp / "backlog-big.db", "small": self.tmp / "backlog-small.db"}
         built = run_worker("outbox-build", {
             "seed": str(seed.workdir / "tillhook.db"), "endpoint_ids": ids, "now_s": time.time(),
@@ -716,13 +722,7 @@ class Bench:
         started = time.monotonic()
         endpoints = [{"name": f"shop{i}", "url": f"{receiver.base}/hook/shop{i}", "events": ["*"]} for i in range(4)]
         if self._dashboard_db is None:
-            seed = Daemon(self.tmp / "dashboard-seed", endpoints)
-            self._daemon_done(seed, "dashboard (making the schema)")
-            conn = sqlite3.connect(f"file:{seed.workdir / 'tillhook.db'}?mode=ro", uri=True)
-            try:
-                ids = [row[0] for row in conn.execute("SELECT id FROM endpoints ORDER BY name")]
-            finally:
-                conn.close()
+            seed, ids = self._seed("dashboard", endpoints)
             path = self.tmp / "dashboard-1m.db"
             events = 2_500 if self.quick else dashboard.EVENTS
             proc = subprocess.run(

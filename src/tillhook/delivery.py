@@ -16,13 +16,10 @@ from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
 from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint, format_time
 from tillhook.redact import Scrubber
 from tillhook.retry import parse_retry_after
-from tillhook.shaping import USER_AGENT, request_headers, shape
+from tillhook.shaping import QUARANTINE_S, live_secrets, request_headers, shape
 from tillhook.targets import AddressPolicy, GuardedResolver
 
-__all__ = ["USER_AGENT", "Deliverer", "make_session"]
-
 CONNECT_TIMEOUT_S = 5.0
-QUARANTINE_S = 30.0
 
 
 def _shaping_key(endpoint: Endpoint) -> tuple[str | None, ...]:
@@ -106,7 +103,7 @@ class Deliverer:
         # Signed as it is sent: a transform may have waited its turn in the sandbox.
         signed_at = self._clock.now()
         timestamp_s = int(signed_at)
-        live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > signed_at]
+        live = live_secrets(endpoint, signed_at)
         headers = request_headers(endpoint, delivery.event_id, body, timestamp_s, live)
         try:
             async with self._session.post(

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from tillhook import rules
 from tillhook.errors import InvalidInput
 from tillhook.models import (
     MAX_BATCH,
@@ -202,7 +203,6 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
     return _validate(items, batch, idempotency_header), batch
 
 
-OWN_PREFIX = "tillhook"
 OWN_TYPES = "types beginning with tillhook. are tillhook's own (its alerts and pings); name the event otherwise"
 
 
@@ -219,7 +219,7 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         except ValidationError as exc:
             errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
             continue
-        if event.type.split(".", 1)[0].casefold() == OWN_PREFIX:
+        if event.type.split(".", 1)[0].casefold() == rules.OWN_PREFIX:
             # Alerts reach the shop's chat: a POS must not be able to make one up.
             errors.append({"field": field_path(("type",), prefix), "message": OWN_TYPES})
             continue

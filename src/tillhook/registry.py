@@ -13,15 +13,16 @@ class EndpointRegistry:
     def __init__(self, endpoints: list[Endpoint] | None = None) -> None:
         self._by_id: dict[str, Endpoint] = {}
         self._subscribers: dict[str, tuple[str, ...]] = {}
+        self._filtering: frozenset[str] | None = None
         self.replace_all(endpoints or [])
 
     def replace_all(self, endpoints: list[Endpoint]) -> None:
         self._by_id = {e.id: e for e in endpoints}
-        self._subscribers.clear()
+        self._changed()
 
     def put(self, endpoint: Endpoint) -> None:
         self._by_id[endpoint.id] = endpoint
-        self._subscribers.clear()
+        self._changed()
 
     def disable(self, endpoint_id: str, reason: str) -> Endpoint | None:
         endpoint = self._by_id.get(endpoint_id)
@@ -32,7 +33,17 @@ class EndpointRegistry:
 
     def remove(self, endpoint_id: str) -> None:
         self._by_id.pop(endpoint_id, None)
+        self._changed()
+
+    def _changed(self) -> None:
         self._subscribers.clear()
+        self._filtering = None
+
+    def filtering(self) -> frozenset[str]:
+        """Ids of the endpoints with a filter: read on every ingest, so kept until a change."""
+        if self._filtering is None:
+            self._filtering = frozenset(e.id for e in self._by_id.values() if e.filter is not None)
+        return self._filtering
 
     def by_name(self, name: str) -> Endpoint | None:
         return next((e for e in self._by_id.values() if e.name == name), None)

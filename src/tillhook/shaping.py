@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 import structlog
 
 from tillhook import __version__
-from tillhook.expressions.presets import PRESETS
 from tillhook.clock import Clock
+from tillhook.expressions.presets import PRESETS
 from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
 from tillhook.models import Endpoint, NewEvent
 from tillhook.registry import EndpointRegistry
@@ -51,6 +51,11 @@ async def shape(sandbox: Sandbox, endpoint: Endpoint, event_body: bytes, *, chec
     return Shaped(await sandbox.transform(source, event_body), transformed=True)
 
 
+def live_secrets(endpoint: Endpoint, now: float) -> list[str]:
+    """The secrets that sign at `now`: the current one first, then any still in its grace."""
+    return [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+
+
 def request_headers(
     endpoint: Endpoint, event_id: str, body: bytes, timestamp_s: int, secrets: Sequence[str]
 ) -> dict[str, str]:
@@ -72,10 +77,11 @@ def request_headers(
     return headers
 
 
-# An endpoint whose filter was stopped at its time or memory bound is not evaluated at
-# fan-out for this long: its deliveries are made, to be checked before each attempt, so that
-# one runaway filter does not hold up every event coming in.
-FAN_OUT_QUARANTINE_S = 30.0
+# An expression stopped at its time or memory bound is not evaluated again for this long
+# (unless it changes): at fan-out its deliveries are made, to be checked before each attempt,
+# so that one runaway filter does not hold up every event coming in; at an attempt, see
+# delivery.Deliverer._quarantined.
+QUARANTINE_S = 30.0
 FILTER_CHUNK = 100  # events per sandbox round trip
 
 
@@ -91,12 +97,15 @@ class FanOut:
         self._stopped: dict[str, tuple[str, float]] = {}  # endpoint id -> (filter, until)
 
     async def __call__(self, events: list[NewEvent]) -> list[NewEvent]:
+        with_filter = self._registry.filtering()
+        if not with_filter:
+            return events  # the usual case: no endpoint filters, nothing to look at
         asked: defaultdict[str, list[int]] = defaultdict(list)
         # The endpoints as they are now: one may be changed or deleted while a filter runs.
         filtering: dict[str, Endpoint] = {}
         for index, event in enumerate(events):
             for endpoint_id in event.endpoint_ids:
-                endpoint = self._registry.get(endpoint_id)
+                endpoint = self._registry.get(endpoint_id) if endpoint_id in with_filter else None
                 if endpoint is not None and endpoint.filter is not None:
                     asked[endpoint_id].append(index)
                     filtering[endpoint_id] = endpoint
@@ -153,5 +162,5 @@ class FanOut:
             log.warning("filter_failed", endpoint=endpoint.name, error=str(error), event_id=events[index].id,
                         failed=len(failed), of=len(indexes))
             if any(isinstance(v, Stopped) for _, v in failed):
-                self._stopped[endpoint.id] = (endpoint.filter, now + FAN_OUT_QUARANTINE_S)
+                self._stopped[endpoint.id] = (endpoint.filter, now + QUARANTINE_S)
         return [None if isinstance(v, EvaluationError) else v for v in verdicts]

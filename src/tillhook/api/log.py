@@ -31,9 +31,9 @@ from tillhook.api.schemas import (
     RetryMatchingOut,
 )
 from tillhook.api.state import SERVICES, Services
-from tillhook.delivery import USER_AGENT
 from tillhook.errors import InvalidInput
 from tillhook.models import Endpoint, format_time
+from tillhook.shaping import USER_AGENT
 from tillhook.store.admin_sql import RETRY_MATCHING_MAX
 from tillhook.store.log_sql import LogFilter
 

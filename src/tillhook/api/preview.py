@@ -19,7 +19,7 @@ from tillhook.errors import InvalidInput
 from tillhook.expressions.sandbox import EvaluationError, Sandbox
 from tillhook.models import Endpoint
 from tillhook.redact import MASK, redact_url
-from tillhook.shaping import request_headers, shape
+from tillhook.shaping import live_secrets, request_headers, shape
 
 WHEN_SENT = "(computed when sent)"
 
@@ -109,7 +109,7 @@ async def preview(services: Services, endpoint: Endpoint, document: dict[str, An
         return reply.model_copy(update={"error": str(exc)})
     assert shaped is not None  # only a filter leaves an event out, and it was checked above
     now = services.clock.now()
-    live = [s.secret for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+    live = live_secrets(endpoint, now)
     headers = request_headers(endpoint, event_id, shaped.body, int(now), live)
     text = shaped.body.decode("utf-8", "replace")
     try:
