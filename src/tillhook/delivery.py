@@ -13,17 +13,15 @@ import aiohttp
 from tillhook.clock import Clock
 from tillhook.errors import BlockedAddress
 from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
-from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint, format_time
+from tillhook.models import AttemptResult, ClaimedDelivery, Endpoint
 from tillhook.redact import Scrubber
 from tillhook.retry import parse_retry_after
-from tillhook.shaping import QUARANTINE_S, live_secrets, request_headers, shape
+from tillhook.shaping import Quarantine, live_secrets, request_headers, shape
 from tillhook.targets import AddressPolicy, GuardedResolver
 
 CONNECT_TIMEOUT_S = 5.0
 
 
-def _shaping_key(endpoint: Endpoint) -> tuple[str | None, ...]:
-    return (endpoint.filter, endpoint.transform, endpoint.preset)
 
 
 def make_session(policy: AddressPolicy) -> aiohttp.ClientSession:
@@ -57,8 +55,7 @@ class Deliverer:
         self._allow_http = allow_http
         self._body_limit = response_body_limit
         self._refusals: dict[str, str | None] = {}
-        # By endpoint id, or (endpoint id, event id): (its expressions then, until, why).
-        self._quarantine: dict[str | tuple[str, str], tuple[tuple[str | None, ...], float, str]] = {}
+        self._quarantine = Quarantine(clock)
         self._shaping: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._scrubbers: dict[str, Scrubber] = {}
 
@@ -86,13 +83,13 @@ class Deliverer:
             # One at a time per endpoint (the sandbox takes one at a time anyway), so that the
             # attempts queued behind a stop see it before they cost another.
             async with self._shaping[endpoint.id]:
-                held = self._quarantined(endpoint, delivery.event_id, self._clock.now())
+                held = self._quarantine.held(endpoint, delivery.event_id)
                 if held is not None:
                     return ended(error=held, expression_failed=True)
                 try:
                     shaped = await shape(self._sandbox, endpoint, body, check_filter=delivery.check_filter)
                 except Stopped as exc:
-                    self._stopped(endpoint, delivery.event_id, str(exc))
+                    self._quarantine.stopped(endpoint, delivery.event_id, str(exc))
                     return ended(error=str(exc), expression_failed=True)
                 except EvaluationError as exc:
                     return ended(error=str(exc), expression_failed=True)
@@ -126,35 +123,6 @@ class Deliverer:
             # Whatever else aiohttp refuses to send counts as a failed attempt, recorded and
             # retried, instead of leaving the delivery stuck in flight.
             return ended(error=f"the request could not be sent: {exc}", body_sent=sent)
-
-    def _quarantined(self, endpoint: Endpoint, event_id: str, now: float) -> str | None:
-        """An expression just stopped at a bound is not evaluated again for a while: each stop
-        holds up every other endpoint's transform for up to the time bound. Stopped on one
-        event, it waits for that event only (a huge one, say); stopped on two, the expression
-        is the trouble, and it waits for every event."""
-        for scope in (endpoint.id, (endpoint.id, event_id)):
-            held = self._quarantine.get(scope)
-            if held is None:
-                continue
-            key, until, why = held
-            if key != _shaping_key(endpoint) or now >= until:
-                del self._quarantine[scope]  # changed since, or time to try again
-                continue
-            return f"not evaluated: at an earlier attempt {why}; it is tried again from {format_time(until)}"
-        return None
-
-    def _stopped(self, endpoint: Endpoint, event_id: str, why: str) -> None:
-        now = self._clock.now()
-        key, until = _shaping_key(endpoint), now + QUARANTINE_S
-        others = [
-            scope for scope, (k, t, _) in self._quarantine.items()
-            if isinstance(scope, tuple) and scope[0] == endpoint.id and scope[1] != event_id and k == key and t > now
-        ]
-        if len(self._quarantine) > 1000:  # stopped events given up on or deleted are never looked up again
-            self._quarantine = {scope: held for scope, held in self._quarantine.items() if held[1] > now}
-        self._quarantine[(endpoint.id, event_id)] = (key, until, why)
-        if others:
-            self._quarantine[endpoint.id] = (key, until, why)
 
     def _refusal(self, url: str) -> str | None:
         if url not in self._refusals:

@@ -14,7 +14,7 @@ from tillhook import __version__
 from tillhook.clock import Clock
 from tillhook.expressions.presets import PRESETS
 from tillhook.expressions.sandbox import EvaluationError, Sandbox, Stopped
-from tillhook.models import Endpoint, NewEvent
+from tillhook.models import Endpoint, NewEvent, format_time
 from tillhook.registry import EndpointRegistry
 from tillhook.signing import hex_signature, signature_header
 
@@ -77,12 +77,56 @@ def request_headers(
     return headers
 
 
-# An expression stopped at its time or memory bound is not evaluated again for this long
-# (unless it changes): at fan-out its deliveries are made, to be checked before each attempt,
-# so that one runaway filter does not hold up every event coming in; at an attempt, see
-# delivery.Deliverer._quarantined.
 QUARANTINE_S = 30.0
 FILTER_CHUNK = 100  # events per sandbox round trip
+
+Scope = str | tuple[str, str]  # an endpoint's id, or (its id, an event's id)
+
+
+def _expressions(endpoint: Endpoint) -> tuple[str | None, ...]:
+    return (endpoint.filter, endpoint.transform, endpoint.preset)
+
+
+class Quarantine:
+    """An expression stopped at its time or memory bound is not evaluated again for
+    QUARANTINE_S, unless the endpoint's expressions change: each stop holds up whoever
+    shares the sandbox for up to the bound. Stopped on one event, it waits for that event
+    only (a huge one, say); stopped on two, or with no event named (a batch at fan-out), the
+    expression is the trouble, and it waits for every event."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._held: dict[Scope, tuple[tuple[str | None, ...], float, str]] = {}  # (expressions, until, why)
+
+    def held(self, endpoint: Endpoint, event_id: str | None = None) -> str | None:
+        """Why it is not to be evaluated now, or None."""
+        now = self._clock.now()
+        scopes: tuple[Scope, ...] = (endpoint.id,) if event_id is None else (endpoint.id, (endpoint.id, event_id))
+        for scope in scopes:
+            held = self._held.get(scope)
+            if held is None:
+                continue
+            key, until, why = held
+            if key != _expressions(endpoint) or now >= until:
+                del self._held[scope]  # changed since, or time to try again
+                continue
+            return f"not evaluated: at an earlier attempt {why}; it is tried again from {format_time(until)}"
+        return None
+
+    def stopped(self, endpoint: Endpoint, event_id: str | None, why: str) -> None:
+        now = self._clock.now()
+        key, until = _expressions(endpoint), now + QUARANTINE_S
+        if len(self._held) > 1000:  # stopped events given up on or deleted are never looked up again
+            self._held = {scope: held for scope, held in self._held.items() if held[1] > now}
+        if event_id is not None:
+            others = [
+                scope for scope, (k, t, _) in self._held.items()
+                if isinstance(scope, tuple) and scope[0] == endpoint.id and scope[1] != event_id and k == key and t > now
+            ]
+            self._held[(endpoint.id, event_id)] = (key, until, why)
+            if not others:
+                return
+        self._held[endpoint.id] = (key, until, why)
 
 
 class FanOut:
@@ -94,7 +138,9 @@ class FanOut:
         self._registry = registry
         self._sandbox = sandbox
         self._clock = clock
-        self._stopped: dict[str, tuple[str, float]] = {}  # endpoint id -> (filter, until)
+        # At fan-out a stopped filter's deliveries are made, to be checked before each
+        # attempt: one runaway filter does not hold up every event coming in.
+        self._quarantine = Quarantine(clock)
 
     async def __call__(self, events: list[NewEvent]) -> list[NewEvent]:
         with_filter = self._registry.filtering()
@@ -140,11 +186,8 @@ class FanOut:
         """True or false per event, or None where the filter could not say (then the
         delivery checks it again before each attempt)."""
         assert endpoint.filter is not None
-        stopped = self._stopped.get(endpoint.id)
-        now = self._clock.now()
-        if stopped is not None and stopped[0] == endpoint.filter and now < stopped[1]:
+        if self._quarantine.held(endpoint) is not None:
             return [None] * len(indexes)
-        self._stopped.pop(endpoint.id, None)
         verdicts: list[bool | EvaluationError] = []
         for start in range(0, len(indexes), FILTER_CHUNK):
             # Each round trip has one time bound: a batch of 1,000 large events would reach it
@@ -161,6 +204,7 @@ class FanOut:
             index, error = failed[0]
             log.warning("filter_failed", endpoint=endpoint.name, error=str(error), event_id=events[index].id,
                         failed=len(failed), of=len(indexes))
-            if any(isinstance(v, Stopped) for _, v in failed):
-                self._stopped[endpoint.id] = (endpoint.filter, now + QUARANTINE_S)
+            stop = next((v for _, v in failed if isinstance(v, Stopped)), None)
+            if stop is not None:
+                self._quarantine.stopped(endpoint, None, str(stop))
         return [None if isinstance(v, EvaluationError) else v for v in verdicts]
