@@ -22,9 +22,18 @@ from typing import Any
 # The pages timed, in order; a page answering 404 (not built yet) is skipped with a note.
 # `/?part=live` is what an open overview fetches every 2 s.
 PAGES = (
-    "/", "/?part=live", "/ui/endpoints", "/ui/endpoints/shop0", "/ui/deliveries", "/ui/deliveries?state=failed",
-    "/ui/deliveries?status=500&endpoint=shop1", "/ui/deliveries/1", "/ui/events", "/ui/events?type=transaction.*",
-    "/ui/events?idempotency_key=dash-4242", "/ui/events/msg_01jdash0000000000004242",
+    "/",
+    "/?part=live",
+    "/ui/endpoints",
+    "/ui/endpoints/shop0",
+    "/ui/deliveries",
+    "/ui/deliveries?state=failed",
+    "/ui/deliveries?status=500&endpoint=shop1",
+    "/ui/deliveries/1",
+    "/ui/events",
+    "/ui/events?type=transaction.*",
+    "/ui/events?idempotency_key=dash-4242",
+    "/ui/events/msg_01jdash0000000000004242",
 )
 TARGET_MS = 100.0
 EVENTS = 250_000  # x 4 endpoints: 1,000,000 deliveries
@@ -48,8 +57,10 @@ def build(args: dict[str, Any]) -> None:
     endpoint_ids, now_s, events = list(args["endpoint_ids"]), float(args["now_s"]), int(args["events"])
     rng = random.Random(8)
     line = '{"sku":"sku-1","name":"Flat white","qty":1,"price":"3.40"}'
-    body = ('{"id":"%s","type":"transaction.completed","timestamp":"2026-11-22T10:30:00Z","data":{"total":"12.50",'
-            '"currency":"EUR","lines":[' + ",".join([line] * 4) + ']}}')
+    body = (
+        '{"id":"%s","type":"transaction.completed","timestamp":"2026-11-22T10:30:00Z","data":{"total":"12.50",'
+        '"currency":"EUR","lines":[' + ",".join([line] * 4) + "]}}"
+    )
     next_id, per_txn = 1, 20_000
     for start in range(0, events, per_txn):
         event_rows, delivery_rows, attempt_rows = [], [], []
@@ -65,29 +76,59 @@ def build(args: dict[str, Any]) -> None:
                     tries = 3 if failed else 1
                     for k in range(tries):
                         ms = rng.lognormvariate(1.4, 0.5)
-                        attempt_rows.append((next_id, t + k * 10 + 0.01, 5000.0 if failed else ms,
-                                             500 if failed else 200, "retry" if failed and k < 2 else
-                                             ("failed" if failed else "delivered")))
-                    delivery_rows.append((next_id, msg_id, endpoint_id, "failed" if failed else "delivered",
-                                          tries, None, t + 0.01, t + (tries - 1) * 10 + 0.01,
-                                          500 if failed else 200, t, t))
+                        attempt_rows.append(
+                            (
+                                next_id,
+                                t + k * 10 + 0.01,
+                                5000.0 if failed else ms,
+                                500 if failed else 200,
+                                "retry" if failed and k < 2 else ("failed" if failed else "delivered"),
+                            )
+                        )
+                    delivery_rows.append(
+                        (
+                            next_id,
+                            msg_id,
+                            endpoint_id,
+                            "failed" if failed else "delivered",
+                            tries,
+                            None,
+                            t + 0.01,
+                            t + (tries - 1) * 10 + 0.01,
+                            500 if failed else 200,
+                            t,
+                            t,
+                        )
+                    )
                 next_id += 1
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                         event_rows)
+        conn.executemany(
+            "INSERT INTO events (id, idempotency_key, type, created_at, body) VALUES (?, ?, ?, ?, ?)", event_rows
+        )
         conn.executemany(
             "INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at, first_attempt_at,"
             " last_attempt_at, last_status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            delivery_rows)
-        conn.executemany("INSERT INTO attempts (delivery_id, started_at, duration_ms, status, outcome)"
-                         " VALUES (?, ?, ?, ?, ?)", attempt_rows)
+            delivery_rows,
+        )
+        conn.executemany(
+            "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, outcome) VALUES (?, ?, ?, ?, ?)",
+            attempt_rows,
+        )
         conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode = WAL")  # as the daemon leaves it
     counts = dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
     attempts = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
     conn.close()
-    print(json.dumps({"counts": counts, "attempts": attempts, "build_s": time.perf_counter() - started,
-                      "bytes": Path(args["path"]).stat().st_size}))
+    print(
+        json.dumps(
+            {
+                "counts": counts,
+                "attempts": attempts,
+                "build_s": time.perf_counter() - started,
+                "bytes": Path(args["path"]).stat().st_size,
+            }
+        )
+    )
 
 
 class Client:
@@ -97,8 +138,12 @@ class Client:
         self.base = base
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         form = urllib.parse.urlencode({"token": admin_token}).encode()
-        request = urllib.request.Request(f"{base}/ui/signin", data=form, method="POST",
-                                         headers={"Origin": base, "Content-Type": "application/x-www-form-urlencoded"})
+        request = urllib.request.Request(
+            f"{base}/ui/signin",
+            data=form,
+            method="POST",
+            headers={"Origin": base, "Content-Type": "application/x-www-form-urlencoded"},
+        )
         with self.opener.open(request, timeout=30) as response:  # follows the 303 to the overview
             if response.status != 200 or response.url != f"{base}/":
                 raise RuntimeError(f"sign-in ended at {response.url} ({response.status})")
@@ -136,9 +181,14 @@ def time_pages(base: str, admin_token: str, repeats: int, warmup: int = 3) -> di
                 raise RuntimeError(f"GET {path} answered {status}")
             times.append(ms)
         times.sort()
-        pages[path] = {"first_ms": first_ms, "n": len(times), "bytes": size, "ms_p50": statistics.median(times),
-                       "ms_p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
-                       "ms_max": times[-1]}
+        pages[path] = {
+            "first_ms": first_ms,
+            "n": len(times),
+            "bytes": size,
+            "ms_p50": statistics.median(times),
+            "ms_p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+            "ms_max": times[-1],
+        }
     return {"pages": pages, "skipped": skipped}
 
 
@@ -150,12 +200,16 @@ def rows(runs: list[dict[str, Any]], fmt_ms: Any, span: Any, med: Any) -> list[d
         p50 = [r["pages"][path]["ms_p50"] for r in runs if path in r["pages"]]
         p95 = [r["pages"][path]["ms_p95"] for r in runs if path in r["pages"]]
         value = med(p95)
-        out.append({
-            "figure": f"Dashboard with 1M deliveries: GET {path}, p95 (p50)",
-            "value": f"{fmt_ms(value)} ({fmt_ms(med(p50))})",
-            "ceiling": "—", "ratio": "—", "spread": span(p95, fmt_ms),
-            "target": f"≤ {TARGET_MS:.0f} ms " + ("✅" if value is not None and value <= TARGET_MS else "❌"),
-        })
+        out.append(
+            {
+                "figure": f"Dashboard with 1M deliveries: GET {path}, p95 (p50)",
+                "value": f"{fmt_ms(value)} ({fmt_ms(med(p50))})",
+                "ceiling": "—",
+                "ratio": "—",
+                "spread": span(p95, fmt_ms),
+                "target": f"≤ {TARGET_MS:.0f} ms " + ("✅" if value is not None and value <= TARGET_MS else "❌"),
+            }
+        )
     return out
 
 
@@ -163,14 +217,18 @@ def details(runs: list[dict[str, Any]], fmt_ms: Any) -> list[str]:
     lines = []
     for i, r in enumerate(runs):
         b = r["build"]
-        lines.append(f"- dashboard run {i}: database of {sum(b['counts'].values()):,} deliveries"
-                     f" ({', '.join(f'{n:,} {s}' for s, n in sorted(b['counts'].items()))}), {b['attempts']:,}"
-                     f" attempts, {b['bytes'] / 2**20:.0f} MiB, built in {b['build_s']:.0f} s; "
-                     + "; ".join(f"{path} first {fmt_ms(p['first_ms'])}, p50/p95/max {fmt_ms(p['ms_p50'])}/"
-                                 f"{fmt_ms(p['ms_p95'])}/{fmt_ms(p['ms_max'])} over {p['n']} ({p['bytes']:,} bytes)"
-                                 for path, p in r["pages"].items())
-                     + (f"; not there yet (404): {', '.join(r['skipped'])}" if r["skipped"] else "")
-                     + f"; {r['elapsed_s']:.0f} s")
+        lines.append(
+            f"- dashboard run {i}: database of {sum(b['counts'].values()):,} deliveries"
+            f" ({', '.join(f'{n:,} {s}' for s, n in sorted(b['counts'].items()))}), {b['attempts']:,}"
+            f" attempts, {b['bytes'] / 2**20:.0f} MiB, built in {b['build_s']:.0f} s; "
+            + "; ".join(
+                f"{path} first {fmt_ms(p['first_ms'])}, p50/p95/max {fmt_ms(p['ms_p50'])}/"
+                f"{fmt_ms(p['ms_p95'])}/{fmt_ms(p['ms_max'])} over {p['n']} ({p['bytes']:,} bytes)"
+                for path, p in r["pages"].items()
+            )
+            + (f"; not there yet (404): {', '.join(r['skipped'])}" if r["skipped"] else "")
+            + f"; {r['elapsed_s']:.0f} s"
+        )
     return lines
 
 
@@ -197,9 +255,11 @@ MARK_START, MARK_END = "<!-- dashboard figure -->", "<!-- /dashboard figure -->"
 
 
 def section(table_text: str, detail_lines: list[str], command: str, when: str) -> str:
-    return (f"{MARK_START}\n## The dashboard's pages with 1,000,000 deliveries\n\n"
-            f"Measured by `{command}`, apart from the table above ({when}).\n\n"
-            f"{table_text}\n\n{NOTE}\n" + "\n".join(detail_lines) + f"\n{MARK_END}\n")
+    return (
+        f"{MARK_START}\n## The dashboard's pages with 1,000,000 deliveries\n\n"
+        f"Measured by `{command}`, apart from the table above ({when}).\n\n"
+        f"{table_text}\n\n{NOTE}\n" + "\n".join(detail_lines) + f"\n{MARK_END}\n"
+    )
 
 
 def splice(readme: str, text: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> str:
@@ -213,6 +273,7 @@ def splice(readme: str, text: str, marks: tuple[str, str] = (MARK_START, MARK_EN
         head, rest = readme.split(anchor, 1)
         return head + text + "\n" + anchor + rest
     return readme.rstrip("\n") + "\n\n" + text
+
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["build"]:

@@ -54,8 +54,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dashboard  # figure 8, beside this file (the script's directory is on sys.path)
@@ -149,7 +149,10 @@ def run_worker(role: str, args: dict[str, Any], timeout: float) -> dict[str, Any
     """Run a one-shot worker to completion; its last stdout line is its result."""
     proc = subprocess.Popen(
         [sys.executable, WORKER, role, json.dumps(args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     _started.append(proc)
     try:
@@ -171,7 +174,10 @@ class Server:
     def __init__(self, role: str, args: dict[str, Any] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, WORKER, role, json.dumps(args or {})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            text=True,
         )
         _started.append(self.proc)
         assert self.proc.stdout is not None
@@ -240,15 +246,17 @@ class Daemon:
     """The real `tillhook serve`, configured by a TOML file in its own directory."""
 
     def __init__(
-        self, workdir: Path, endpoints: list[dict[str, Any]] | None = None, delivery: dict[str, Any] | None = None,
-        server: dict[str, Any] | None = None, start_timeout_s: float = 30.0,
+        self,
+        workdir: Path,
+        endpoints: list[dict[str, Any]] | None = None,
+        delivery: dict[str, Any] | None = None,
+        server: dict[str, Any] | None = None,
+        start_timeout_s: float = 30.0,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config_path = workdir / "tillhook.toml"
-        self.config_path.write_text(
-            self._toml(workdir / "tillhook.db", endpoints or [], delivery or {}, server or {})
-        )
+        self.config_path.write_text(self._toml(workdir / "tillhook.db", endpoints or [], delivery or {}, server or {}))
         self.lines: list[str] = []
         self.problems: list[str] = []  # log lines at warning level or above, and unparsable ones
         self.counts: dict[str, int] = {}
@@ -257,7 +265,10 @@ class Daemon:
         self.spawned_at = time.time()
         self.proc = subprocess.Popen(
             [*DAEMON_CMD, "serve", "--config", str(self.config_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
         )
         _started.append(self.proc)
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
@@ -268,8 +279,9 @@ class Daemon:
             listen = None
         if listen is None:
             self.stop()
-            raise RuntimeError(f"the daemon did not log serve_started within {start_timeout_s:.0f}s:\n"
-                               + "\n".join(self.lines[-20:]))
+            raise RuntimeError(
+                f"the daemon did not log serve_started within {start_timeout_s:.0f}s:\n" + "\n".join(self.lines[-20:])
+            )
         self.listen = listen
         self.base = f"http://{listen}"
         self.exit_code: int | None = None
@@ -303,9 +315,9 @@ format = "json"
         for endpoint in endpoints:
             text += f"""
 [[endpoints]]
-name = "{endpoint['name']}"
-url = "{endpoint['url']}"
-events = {json.dumps(endpoint.get('events', ['*']))}
+name = "{endpoint["name"]}"
+url = "{endpoint["url"]}"
+events = {json.dumps(endpoint.get("events", ["*"]))}
 """
             for key in ("filter", "transform", "preset"):  # JSON strings are TOML basic strings
                 if key in endpoint:
@@ -443,8 +455,11 @@ class Bench:
             if which == "daemon":
                 daemon = Daemon(self.tmp / f"single-{run}")
                 cpu0 = cpu_seconds(daemon.pid)
-                result = run_worker("loadgen", {**load, "url": f"{daemon.base}/v1/events", "prefix": f"s{run}"},
-                                    timeout=warmup + duration + 90)
+                result = run_worker(
+                    "loadgen",
+                    {**load, "url": f"{daemon.base}/v1/events", "prefix": f"s{run}"},
+                    timeout=warmup + duration + 90,
+                )
                 result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
                 self._daemon_done(daemon, "ingest single")
                 self._check_stored("ingest single", daemon, result, 1)
@@ -453,7 +468,9 @@ class Bench:
             else:
                 bare = Server("bare-server")
                 cpu0 = cpu_seconds(bare.proc.pid)
-                result = run_worker("loadgen", {**load, "url": f"{bare.base}/v1/events"}, timeout=warmup + duration + 90)
+                result = run_worker(
+                    "loadgen", {**load, "url": f"{bare.base}/v1/events"}, timeout=warmup + duration + 90
+                )
                 result["server_cpu_s"] = cpu_seconds(bare.proc.pid) - cpu0
                 bare.stop()
                 self._check_statuses("ingest single (bare)", result, "202")
@@ -472,8 +489,15 @@ class Bench:
                 cpu0 = cpu_seconds(daemon.pid)
                 result = run_worker(
                     "loadgen",
-                    {"concurrency": 4, "batch": 100, "warmup": warmup, "duration": duration,
-                     "token": INGEST_TOKEN, "url": f"{daemon.base}/v1/events", "prefix": f"b{run}"},
+                    {
+                        "concurrency": 4,
+                        "batch": 100,
+                        "warmup": warmup,
+                        "duration": duration,
+                        "token": INGEST_TOKEN,
+                        "url": f"{daemon.base}/v1/events",
+                        "prefix": f"b{run}",
+                    },
                     timeout=warmup + duration + 90,
                 )
                 result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
@@ -483,8 +507,11 @@ class Bench:
                 out["value"], out["daemon"] = result["events_per_s"], result
             else:
                 path = self.tmp / f"plain-{run}.db"
-                result = run_worker("sqlite", {"path": str(path), "per_txn": 100, "events": rows,
-                                               "max_seconds": 60, "tag": f"r{run}"}, timeout=120)
+                result = run_worker(
+                    "sqlite",
+                    {"path": str(path), "per_txn": 100, "events": rows, "max_seconds": 60, "tag": f"r{run}"},
+                    timeout=120,
+                )
                 out["ceiling"], out["sqlite"] = result["events_per_s"], result
         return out
 
@@ -502,8 +529,17 @@ class Bench:
                 endpoints = [{"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["*"]} for n in names]
                 daemon = Daemon(self.tmp / f"delivery-{run}", endpoints)
                 cpu0 = cpu_seconds(daemon.pid)
-                posted = run_worker("post-burst", {"url": f"{daemon.base}/v1/events", "token": INGEST_TOKEN,
-                                                   "events": events, "batch": 100, "concurrency": 4}, timeout=180)
+                posted = run_worker(
+                    "post-burst",
+                    {
+                        "url": f"{daemon.base}/v1/events",
+                        "token": INGEST_TOKEN,
+                        "events": events,
+                        "batch": 100,
+                        "concurrency": 4,
+                    },
+                    timeout=180,
+                )
                 stats = receiver.wait_for(deliveries, seconds=120, quiet_s=0.3)
                 cpu_s = cpu_seconds(daemon.pid) - cpu0
                 status = daemon.wait_drained(deliveries, seconds=20)
@@ -523,16 +559,28 @@ class Bench:
                 window = (stats["last"] or 0) - posted["first_sent"]
                 out["value"] = stats["unique"] / window if window > 0 else 0.0
                 out["daemon"] = {
-                    "received": stats["count"], "unique": stats["unique"], "duplicates": stats["duplicates"],
-                    "window_s": window, "ingest_s": posted["last_reply"] - posted["first_sent"],
+                    "received": stats["count"],
+                    "unique": stats["unique"],
+                    "duplicates": stats["duplicates"],
+                    "window_s": window,
+                    "ingest_s": posted["last_reply"] - posted["first_sent"],
                     "first_arrival_after_s": (stats["first"] or 0) - posted["first_sent"],
-                    "states": states, "daemon_cpu_s": cpu_s,
+                    "states": states,
+                    "daemon_cpu_s": cpu_s,
                     # deliveries/s in each quarter of the deliveries (first arrival to last)
                     "quarter_rates": _quarter_rates(stats),
                 }
             else:
-                result = run_worker("bare-client", {"base": receiver.base, "paths": [f"b{i}" for i in range(4)],
-                                                    "per_path": per_endpoint, "count": deliveries}, timeout=300)
+                result = run_worker(
+                    "bare-client",
+                    {
+                        "base": receiver.base,
+                        "paths": [f"b{i}" for i in range(4)],
+                        "per_path": per_endpoint,
+                        "count": deliveries,
+                    },
+                    timeout=300,
+                )
                 stats = receiver.stats()
                 self._check_statuses("delivery (bare client)", result, "200")
                 if stats["count"] != result["sent"]:
@@ -550,18 +598,38 @@ class Bench:
 
         def idle(url: str, event_type: str, path: str) -> dict[str, Any]:
             receiver.reset()
-            posted = run_worker("latency-poster", {"url": url, "token": INGEST_TOKEN, "type": event_type,
-                                                   "mode": "idle", "count": idle_count, "pause": pause,
-                                                   "max_seconds": 120}, timeout=180)
+            posted = run_worker(
+                "latency-poster",
+                {
+                    "url": url,
+                    "token": INGEST_TOKEN,
+                    "type": event_type,
+                    "mode": "idle",
+                    "count": idle_count,
+                    "pause": pause,
+                    "max_seconds": 120,
+                },
+                timeout=180,
+            )
             stats = receiver.wait_for(posted["posted"], seconds=10, quiet_s=0.2)
             samples = receiver.stats(latencies=True)["latencies_ms"].get(path, [])
             return {"posted": posted, "stats": stats, "samples": samples}
 
         def steady(url: str, event_type: str, paths: list[str], seconds: float) -> dict[str, Any]:
             receiver.reset()
-            posted = run_worker("latency-poster", {"url": url, "token": INGEST_TOKEN, "type": event_type,
-                                                   "mode": "steady", "rate": rate, "duration": seconds,
-                                                   "max_outstanding": 200}, timeout=seconds + 120)
+            posted = run_worker(
+                "latency-poster",
+                {
+                    "url": url,
+                    "token": INGEST_TOKEN,
+                    "type": event_type,
+                    "mode": "steady",
+                    "rate": rate,
+                    "duration": seconds,
+                    "max_outstanding": 200,
+                },
+                timeout=seconds + 120,
+            )
             stats = receiver.wait_for(posted["posted"] * len(paths), seconds=30, quiet_s=0.2)
             by_path = receiver.stats(latencies=True)["latencies_ms"]
             samples = [x for p in paths for x in by_path.get(p, [])]
@@ -572,15 +640,23 @@ class Bench:
             self._check_statuses(label, measured["posted"], "202" if "daemon" in label else "200")
             stats = measured["stats"]
             if stats["unique"] != expected or stats["duplicates"]:
-                self._problem(label, f"{label} run {run}: receiver got {stats['count']} ({stats['unique']} unique,"
-                          f" {stats['duplicates']} duplicates), expected {expected}")
+                self._problem(
+                    label,
+                    f"{label} run {run}: receiver got {stats['count']} ({stats['unique']} unique,"
+                    f" {stats['duplicates']} duplicates), expected {expected}",
+                )
             late = measured["posted"].get("late_sends", 0)
             if late > 0.01 * max(1, measured["posted"]["posted"]):
-                self.harness(f"{label} run {run}: the poster sent {late} of {measured['posted']['posted']} events"
-                             " more than 5 ms behind schedule (it was short of CPU)")
+                self.harness(
+                    f"{label} run {run}: the poster sent {late} of {measured['posted']['posted']} events"
+                    " more than 5 ms behind schedule (it was short of CPU)"
+                )
             return {
-                "p50": _pct(samples, 50), "p99": _pct(samples, 99), "max": max(samples, default=None),
-                "n": len(samples), "ingest_ms_p50": measured["posted"]["ingest_ms_p50"],
+                "p50": _pct(samples, 50),
+                "p99": _pct(samples, 99),
+                "max": max(samples, default=None),
+                "n": len(samples),
+                "ingest_ms_p50": measured["posted"]["ingest_ms_p50"],
                 "ingest_ms_p99": measured["posted"]["ingest_ms_p99"],
                 "late_sends": late,
             }
@@ -634,17 +710,29 @@ class Bench:
         endpoints = [{"name": f"q{i}", "url": f"{receiver.base}/hook/q{i}", "events": ["*"]} for i in range(4)]
         seed, ids = self._seed("backlog", endpoints)
         paths = {"big": self.tmp / "backlog-big.db", "small": self.tmp / "backlog-small.db"}
-        built = run_worker("outbox-build", {
-            "seed": str(seed.workdir / "tillhook.db"), "endpoint_ids": ids, "now_s": time.time(),
-            "targets": {str(paths["big"]): self.BACKLOG_EVENTS, str(paths["small"]): self.REFERENCE_EVENTS},
-        }, timeout=600)
+        built = run_worker(
+            "outbox-build",
+            {
+                "seed": str(seed.workdir / "tillhook.db"),
+                "endpoint_ids": ids,
+                "now_s": time.time(),
+                "targets": {str(paths["big"]): self.BACKLOG_EVENTS, str(paths["small"]): self.REFERENCE_EVENTS},
+            },
+            timeout=600,
+        )
         try:
             sql, params = claim_statement(ids, self.endpoint_max_in_flight, time.time())
         except Exception as exc:  # the claim code changed shape: measure the rest
             self.harness(f"backlog: could not take the daemon's claim statement ({exc!r}); claim not timed")
             sql, params = None, []
-        self._outbox = {"endpoints": endpoints, "ids": ids, "paths": paths, "sql": sql, "params": params,
-                        "build": {**built, "total_s": time.monotonic() - started}}
+        self._outbox = {
+            "endpoints": endpoints,
+            "ids": ids,
+            "paths": paths,
+            "sql": sql,
+            "params": params,
+            "build": {**built, "total_s": time.monotonic() - started},
+        }
         return self._outbox
 
     def backlog(self, run: int, receiver: Receiver, bare_reference: bool) -> dict[str, Any]:
@@ -657,9 +745,16 @@ class Bench:
         out["value"] = out["big"]["drain_per_s"]
         if bare_reference:  # figure 3 is not in this harness run: a fresh ceiling instead
             receiver.reset()
-            bare = run_worker("bare-client", {"base": receiver.base, "paths": [f"bb{i}" for i in range(4)],
-                                              "per_path": self.endpoint_max_in_flight, "count": window[0]},
-                              timeout=300)
+            bare = run_worker(
+                "bare-client",
+                {
+                    "base": receiver.base,
+                    "paths": [f"bb{i}" for i in range(4)],
+                    "per_path": self.endpoint_max_in_flight,
+                    "count": window[0],
+                },
+                timeout=300,
+            )
             self._check_statuses("backlog (bare client)", bare, "200")
             out["bare"], out["ceiling"] = bare, bare["per_s"]
         out["elapsed_s"] = time.monotonic() - started
@@ -675,9 +770,17 @@ class Bench:
         shutil.copyfile(box["paths"][which], workdir / "tillhook.db")
         claims = None
         if box["sql"]:
-            claims = run_worker("claim-timer", {"path": str(workdir / "tillhook.db"), "sql": box["sql"],
-                                                "params": box["params"], "reps": 200, "max_seconds": 60},
-                                timeout=120)
+            claims = run_worker(
+                "claim-timer",
+                {
+                    "path": str(workdir / "tillhook.db"),
+                    "sql": box["sql"],
+                    "params": box["params"],
+                    "reps": 200,
+                    "max_seconds": 60,
+                },
+                timeout=120,
+            )
         receiver.reset()
         label = f"backlog ({which} outbox)"
         daemon = Daemon(workdir, box["endpoints"], start_timeout_s=60)
@@ -700,20 +803,29 @@ class Bench:
     ) -> dict[str, Any]:
         if not stats["count"]:
             self.note(f"{label}: no delivery arrived within 60 s of spawning the daemon")
-            return {"first_s": None, "drain_per_s": None, "counted": 0, "window_s": None,
-                    "ready_s": None if daemon.ready_at is None else daemon.ready_at - daemon.spawned_at}
+            return {
+                "first_s": None,
+                "drain_per_s": None,
+                "counted": 0,
+                "window_s": None,
+                "ready_s": None if daemon.ready_at is None else daemon.ready_at - daemon.spawned_at,
+            }
         n = min(wanted, stats["count"])
         at = receiver.stats(at=n)  # also the arrivals during the stop, to check them too
         window_s = at["at"] - at["first"]
         if at["duplicates"] or at["missing_signature"]:
-            self.note(f"{label}: {at['duplicates']} duplicate and {at['missing_signature']} unsigned deliveries"
-                      f" among {at['count']}")
+            self.note(
+                f"{label}: {at['duplicates']} duplicate and {at['missing_signature']} unsigned deliveries"
+                f" among {at['count']}"
+            )
         return {
             "ready_s": None if daemon.ready_at is None else daemon.ready_at - daemon.spawned_at,
             "first_s": at["first"] - daemon.spawned_at,
-            "counted": n - 1, "window_s": window_s,
+            "counted": n - 1,
+            "window_s": window_s,
             "drain_per_s": (n - 1) / window_s if window_s > 0 else None,
-            "received": at["count"], "by_path": at["by_path"],
+            "received": at["count"],
+            "by_path": at["by_path"],
         }
 
     # 6 --------------------------------------------------------------------------------------
@@ -726,10 +838,24 @@ class Bench:
             path = self.tmp / "dashboard-1m.db"
             events = 2_500 if self.quick else dashboard.EVENTS
             proc = subprocess.run(
-                [sys.executable, str(BENCH_DIR / "dashboard.py"), "build", json.dumps({
-                    "seed": str(seed.workdir / "tillhook.db"), "path": str(path), "endpoint_ids": ids,
-                    "now_s": time.time(), "events": events})],
-                capture_output=True, text=True, timeout=900, check=False,
+                [
+                    sys.executable,
+                    str(BENCH_DIR / "dashboard.py"),
+                    "build",
+                    json.dumps(
+                        {
+                            "seed": str(seed.workdir / "tillhook.db"),
+                            "path": str(path),
+                            "endpoint_ids": ids,
+                            "now_s": time.time(),
+                            "events": events,
+                        }
+                    ),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"building the dashboard database failed: {proc.stderr[-2000:]}")
@@ -759,13 +885,24 @@ class Bench:
         out: dict[str, Any] = {}
         for name in variants[shift:] + variants[:shift]:
             receiver.reset()
-            endpoints = [{"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["*"], **shaping.VARIANTS[name]}
-                         for n in names]
+            endpoints = [
+                {"name": n, "url": f"{receiver.base}/hook/{n}", "events": ["*"], **shaping.VARIANTS[name]}
+                for n in names
+            ]
             daemon = Daemon(self.tmp / f"shaping-{run}-{name}", endpoints)
             tree = shaping.process_tree(daemon.pid)
             cpu0 = sum(cpu_seconds(p) for p in tree)
-            posted = run_worker("post-burst", {"url": f"{daemon.base}/v1/events", "token": INGEST_TOKEN,
-                                               "events": events, "batch": 100, "concurrency": 4}, timeout=180)
+            posted = run_worker(
+                "post-burst",
+                {
+                    "url": f"{daemon.base}/v1/events",
+                    "token": INGEST_TOKEN,
+                    "events": events,
+                    "batch": 100,
+                    "concurrency": 4,
+                },
+                timeout=180,
+            )
             stats = receiver.wait_for(deliveries, seconds=180, quiet_s=0.3)
             tree = shaping.process_tree(daemon.pid)  # the sandboxes start at the first use
             cpu_s = sum(cpu_seconds(p) for p in tree) - cpu0
@@ -773,13 +910,18 @@ class Bench:
             self._daemon_done(daemon, f"shaping ({name})")
             self._check_statuses(f"shaping {name} (post)", posted, "202")
             if stats["unique"] != deliveries or stats["duplicates"]:
-                self.note(f"shaping {name} run {run}: receiver got {stats['unique']} unique of {deliveries},"
-                          f" {stats['duplicates']} duplicates")
+                self.note(
+                    f"shaping {name} run {run}: receiver got {stats['unique']} unique of {deliveries},"
+                    f" {stats['duplicates']} duplicates"
+                )
             window = (stats["last"] or 0) - posted["first_sent"]
             out[name] = {
-                "delivered": stats["unique"], "window_s": window,
+                "delivered": stats["unique"],
+                "window_s": window,
                 "per_s": stats["unique"] / window if window > 0 else 0.0,
-                "cpu_s": cpu_s, "cpu_us": cpu_s / max(stats["unique"], 1) * 1e6, "processes": len(tree),
+                "cpu_s": cpu_s,
+                "cpu_us": cpu_s / max(stats["unique"], 1) * 1e6,
+                "processes": len(tree),
             }
         return out
 
@@ -787,7 +929,7 @@ class Bench:
         started = time.monotonic()
         events = 1_000 if self.quick else 3_000
         out: dict[str, Any] = {"events": events}
-        for which in (["dead", "clean"] if run % 2 == 0 else ["clean", "dead"]):
+        for which in ["dead", "clean"] if run % 2 == 0 else ["clean", "dead"]:
             out[which] = self._isolation_once(run, receiver, events, with_dead=which == "dead")
         out["value"], out["ceiling"] = out["dead"]["per_s"], out["clean"]["per_s"]
         out["elapsed_s"] = time.monotonic() - started
@@ -803,31 +945,49 @@ class Bench:
         label = f"isolation ({'with' if with_dead else 'without'} the dead endpoint)"
         receiver.reset()
         # A short grace: the attempts hung on the dead endpoint are cancelled at the stop, by design.
-        daemon = Daemon(self.tmp / f"isolation-{run}-{'dead' if with_dead else 'clean'}", endpoints,
-                        server={"shutdown_grace": "1s"})
+        daemon = Daemon(
+            self.tmp / f"isolation-{run}-{'dead' if with_dead else 'clean'}", endpoints, server={"shutdown_grace": "1s"}
+        )
         try:
             cpu0 = cpu_seconds(daemon.pid)
-            posted = run_worker("post-burst", {"url": f"{daemon.base}/v1/events", "token": INGEST_TOKEN,
-                                               "events": events, "batch": 100, "concurrency": 4}, timeout=180)
+            posted = run_worker(
+                "post-burst",
+                {
+                    "url": f"{daemon.base}/v1/events",
+                    "token": INGEST_TOKEN,
+                    "events": events,
+                    "batch": 100,
+                    "concurrency": 4,
+                },
+                timeout=180,
+            )
             stats = receiver.wait_for(events * len(fast), seconds=120, quiet_s=0.3)
             cpu_s = cpu_seconds(daemon.pid) - cpu0
         finally:
             provoked = self._daemon_done(
-                daemon, label,
+                daemon,
+                label,
                 expected=(lambda r: r.get("endpoint") == "dead" or r.get("event") == "attempts_cancelled")
-                if with_dead else None,
+                if with_dead
+                else None,
             )
         self._check_statuses(f"{label} (post)", posted, "202")
         expected = events * len(fast)
         if stats["unique"] != expected or stats["duplicates"] or stats["missing_signature"]:
-            self.note(f"{label} run {run}: the fast endpoints got {stats['count']} deliveries, {stats['unique']}"
-                      f" unique, {stats['duplicates']} duplicates, {stats['missing_signature']} unsigned;"
-                      f" expected {expected} (per endpoint {stats['by_path']})")
+            self.note(
+                f"{label} run {run}: the fast endpoints got {stats['count']} deliveries, {stats['unique']}"
+                f" unique, {stats['duplicates']} duplicates, {stats['missing_signature']} unsigned;"
+                f" expected {expected} (per endpoint {stats['by_path']})"
+            )
         window_s = (stats["last"] or 0) - posted["first_sent"]
         return {
-            "per_s": stats["unique"] / window_s if window_s > 0 else 0.0, "unique": stats["unique"],
-            "window_s": window_s, "ingest_s": posted["last_reply"] - posted["first_sent"],
-            "hung": stats.get("hung", 0), "daemon_cpu_s": cpu_s, "provoked": len(provoked),
+            "per_s": stats["unique"] / window_s if window_s > 0 else 0.0,
+            "unique": stats["unique"],
+            "window_s": window_s,
+            "ingest_s": posted["last_reply"] - posted["first_sent"],
+            "hung": stats.get("hung", 0),
+            "daemon_cpu_s": cpu_s,
+            "provoked": len(provoked),
             "provoked_events": sorted({str(json.loads(line).get("event")) for line in provoked}),
         }
 
@@ -842,8 +1002,7 @@ class Bench:
         receiver.reset()
         try:
             for i in range(self.runs):
-                endpoints = [{"name": f"i{k}", "url": f"{receiver.base}/hook/i{k}", "events": ["*"]}
-                             for k in range(4)]
+                endpoints = [{"name": f"i{k}", "url": f"{receiver.base}/hook/i{k}", "events": ["*"]} for k in range(4)]
                 daemons.append(Daemon(self.tmp / f"idle-{i}", endpoints))
                 bares.append(Server("bare-server"))
             time.sleep(settle_s)
@@ -861,12 +1020,19 @@ class Bench:
                 bare.stop()
         if receiver.stats()["count"]:
             self.note(f"idle: the receiver got {receiver.stats()['count']} requests from daemons with nothing to do")
-        return [{
-            "window_s": elapsed_s, "side_by_side": self.runs,
-            "daemon_cpu_pct": used[d.pid] / elapsed_s * 100, "daemon_rss_mb": mem[d.pid]["rss_mb"],
-            "daemon_hwm_mb": mem[d.pid]["hwm_mb"], "bare_cpu_pct": used[b.proc.pid] / elapsed_s * 100,
-            "bare_rss_mb": mem[b.proc.pid]["rss_mb"], "bare_hwm_mb": mem[b.proc.pid]["hwm_mb"],
-        } for d, b in zip(daemons, bares, strict=True)]
+        return [
+            {
+                "window_s": elapsed_s,
+                "side_by_side": self.runs,
+                "daemon_cpu_pct": used[d.pid] / elapsed_s * 100,
+                "daemon_rss_mb": mem[d.pid]["rss_mb"],
+                "daemon_hwm_mb": mem[d.pid]["hwm_mb"],
+                "bare_cpu_pct": used[b.proc.pid] / elapsed_s * 100,
+                "bare_rss_mb": mem[b.proc.pid]["rss_mb"],
+                "bare_hwm_mb": mem[b.proc.pid]["hwm_mb"],
+            }
+            for d, b in zip(daemons, bares, strict=True)
+        ]
 
 
 def _loadavg() -> str:
@@ -946,12 +1112,19 @@ def _at_most(value: float | None, limit: float, text: str) -> str:
     return f"≤ {text} " + ("✅" if value is not None and value <= limit else "❌")
 
 
-def _versus(figure: str, values: list[Any], refs: list[Any], fmt: Any, ref_note: str, what: str,
-            target: str) -> dict[str, str]:
+def _versus(
+    figure: str, values: list[Any], refs: list[Any], fmt: Any, ref_note: str, what: str, target: str
+) -> dict[str, str]:
     """A row whose ratio is value / reference, as ×N (lower is better)."""
     ratios = [v / r for v, r in zip(values, refs, strict=False) if v is not None and r]
-    return {"figure": figure, "value": fmt(med(values)), "ceiling": f"{fmt(med(refs))} ({ref_note})",
-            "ratio": _times_of(med(ratios), what), "spread": span(values, fmt), "target": target}
+    return {
+        "figure": figure,
+        "value": fmt(med(values)),
+        "ceiling": f"{fmt(med(refs))} ({ref_note})",
+        "ratio": _times_of(med(ratios), what),
+        "spread": span(values, fmt),
+        "target": target,
+    }
 
 
 def _backlog_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
@@ -963,16 +1136,39 @@ def _backlog_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
     first = [b["first_s"] for b in big]
     peaks = [b["hwm_mb"] for b in big]
     rows = [
-        _versus("Backlog of 1M pending: spawn → first delivery", first, [s["first_s"] for s in small], fmt_s,
-                ref, "the reference", _at_most(med(first), 2.0, "2 s")),
-        _versus("Backlog of 1M pending: daemon peak RSS (VmHWM) after the drain window", peaks,
-                [s["hwm_mb"] for s in small], fmt_mb, ref, "the reference", _at_most(med(peaks), 100.0, "100 MB")),
+        _versus(
+            "Backlog of 1M pending: spawn → first delivery",
+            first,
+            [s["first_s"] for s in small],
+            fmt_s,
+            ref,
+            "the reference",
+            _at_most(med(first), 2.0, "2 s"),
+        ),
+        _versus(
+            "Backlog of 1M pending: daemon peak RSS (VmHWM) after the drain window",
+            peaks,
+            [s["hwm_mb"] for s in small],
+            fmt_mb,
+            ref,
+            "the reference",
+            _at_most(med(peaks), 100.0, "100 MB"),
+        ),
     ]
     for q in ("p50", "p99"):
         claims = [(b["claims"] or {}).get(f"ms_{q}") for b in big]
         refs = [(s["claims"] or {}).get(f"ms_{q}") for s in small]
-        rows.append(_versus(f"Backlog of 1M pending: the claim statement (4 endpoints × 4), {q}", claims, refs,
-                            fmt_ms, ref, "the reference", "—"))
+        rows.append(
+            _versus(
+                f"Backlog of 1M pending: the claim statement (4 endpoints × 4), {q}",
+                claims,
+                refs,
+                fmt_ms,
+                ref,
+                "the reference",
+                "—",
+            )
+        )
     values = [r["value"] for r in runs]
     window = runs[0]["window"]
     figure = f"Backlog of 1M pending: drain rate, first {window[0]:,} deliveries or {window[1]:.0f} s (deliveries/s)"
@@ -982,13 +1178,18 @@ def _backlog_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
         refs, note, target = [r.get("ceiling") for r in runs], "bare aiohttp client, same in-flight", None
     ratios = [v / c for v, c in zip(values, refs, strict=False) if v is not None and c]
     ratio = med(ratios)
-    rows.append({
-        "figure": figure, "value": fmt_rate(med(values)), "ceiling": f"{fmt_rate(med(refs))} ({note})",
-        "ratio": _ratio_text(ratio, target),
-        "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
-        "target": "— (judged against figure 3 only)" if target is None else
-        f"ratio ≥ {target} " + ("✅" if ratio is not None and ratio >= target else "❌"),
-    })
+    rows.append(
+        {
+            "figure": figure,
+            "value": fmt_rate(med(values)),
+            "ceiling": f"{fmt_rate(med(refs))} ({note})",
+            "ratio": _ratio_text(ratio, target),
+            "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
+            "target": "— (judged against figure 3 only)"
+            if target is None
+            else f"ratio ≥ {target} " + ("✅" if ratio is not None and ratio >= target else "❌"),
+        }
+    )
     return rows
 
 
@@ -998,14 +1199,28 @@ def _idle_rows(raw: dict[str, Any]) -> list[dict[str, str]]:
         return []
     cpu, rss = [r["daemon_cpu_pct"] for r in runs], [r["daemon_rss_mb"] for r in runs]
     bare_cpu = [r["bare_cpu_pct"] for r in runs]
-    cpu_row = _versus("Idle, 4 endpoints: CPU (% of one core)", cpu, bare_cpu, fmt_pct, "bare aiohttp server, idle",
-                      "the bare server", _at_most(med(cpu), 1.0, "1 %"))
+    cpu_row = _versus(
+        "Idle, 4 endpoints: CPU (% of one core)",
+        cpu,
+        bare_cpu,
+        fmt_pct,
+        "bare aiohttp server, idle",
+        "the bare server",
+        _at_most(med(cpu), 1.0, "1 %"),
+    )
     if not any(bare_cpu):
         cpu_row["ratio"] = "n/a (the bare server used no measurable CPU)"
     return [
         cpu_row,
-        _versus("Idle, 4 endpoints: RSS (VmRSS)", rss, [r["bare_rss_mb"] for r in runs], fmt_mb,
-                "bare aiohttp server, idle", "the bare server", _at_most(med(rss), 60.0, "60 MB")),
+        _versus(
+            "Idle, 4 endpoints: RSS (VmRSS)",
+            rss,
+            [r["bare_rss_mb"] for r in runs],
+            fmt_mb,
+            "bare aiohttp server, idle",
+            "the bare server",
+            _at_most(med(rss), 60.0, "60 MB"),
+        ),
     ]
 
 
@@ -1020,21 +1235,22 @@ def build_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
         ceilings = [r.get("ceiling") for r in runs]
         ratios = [r["value"] / r["ceiling"] for r in runs if r.get("value") is not None and r.get("ceiling")]
         ratio = med(ratios)
-        rows.append({
-            "figure": figure,
-            "value": fmt_rate(med(values)),
-            "ceiling": f"{fmt_rate(med(ceilings))} ({unit_note})",
-            "ratio": _ratio_text(ratio, target),
-            "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
-            "target": f"ratio ≥ {target} " + ("✅" if ratio is not None and ratio >= target else "❌"),
-        })
+        rows.append(
+            {
+                "figure": figure,
+                "value": fmt_rate(med(values)),
+                "ceiling": f"{fmt_rate(med(ceilings))} ({unit_note})",
+                "ratio": _ratio_text(ratio, target),
+                "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
+                "target": f"ratio ≥ {target} " + ("✅" if ratio is not None and ratio >= target else "❌"),
+            }
+        )
 
-    throughput("ingest_single", "Ingest, 1 event/request, 50 clients (events/s)",
-               "bare aiohttp 202 server", 0.6)
-    throughput("ingest_batch", "Ingest, batches of 100, 4 clients (events/s)",
-               "plain sqlite3, FULL, 100/txn", 0.3)
-    throughput("delivery", "Delivery, 4 endpoints, fast receiver (deliveries/s)",
-               "bare aiohttp client, same in-flight", 0.5)
+    throughput("ingest_single", "Ingest, 1 event/request, 50 clients (events/s)", "bare aiohttp 202 server", 0.6)
+    throughput("ingest_batch", "Ingest, batches of 100, 4 clients (events/s)", "plain sqlite3, FULL, 100/txn", 0.3)
+    throughput(
+        "delivery", "Delivery, 4 endpoints, fast receiver (deliveries/s)", "bare aiohttp client, same in-flight", 0.5
+    )
 
     lat = raw.get("latency", [])
     for phase, label, targets in (
@@ -1049,18 +1265,25 @@ def build_rows(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
             ratios = [v / f for v, f in zip(values, floors, strict=True) if v is not None and f]
             value = med(values)
             target = targets[q]
-            rows.append({
-                "figure": f"{label}: {q}",
-                "value": fmt_ms(value),
-                "ceiling": f"{fmt_ms(med(floors))} (floor: poster → receiver direct)",
-                "ratio": _times(med(ratios)),
-                "spread": span(values, fmt_ms),
-                "target": "—" if target is None else (
-                    f"≤ {target:g} ms " + ("✅" if value is not None and value <= target else "❌")),
-            })
+            rows.append(
+                {
+                    "figure": f"{label}: {q}",
+                    "value": fmt_ms(value),
+                    "ceiling": f"{fmt_ms(med(floors))} (floor: poster → receiver direct)",
+                    "ratio": _times(med(ratios)),
+                    "spread": span(values, fmt_ms),
+                    "target": "—"
+                    if target is None
+                    else (f"≤ {target:g} ms " + ("✅" if value is not None and value <= target else "❌")),
+                }
+            )
     rows += _backlog_rows(raw)
-    throughput("isolation", "Isolation: 3 fast endpoints beside 1 that never answers (deliveries/s)",
-               "the same 3 without it", 0.9)
+    throughput(
+        "isolation",
+        "Isolation: 3 fast endpoints beside 1 that never answers (deliveries/s)",
+        "the same 3 without it",
+        0.9,
+    )
     rows += _idle_rows(raw)
     return rows
 
@@ -1075,7 +1298,9 @@ def table(rows: list[dict[str, str]]) -> str:
     head = "| figure | value (median) | ceiling (median, same run) | ratio | spread (min – max) | target |"
     lines = [head, "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['figure']} | {r['value']} | {r['ceiling']} | {r['ratio']} | {r['spread']} | {r['target']} |")
+        lines.append(
+            f"| {r['figure']} | {r['value']} | {r['ceiling']} | {r['ratio']} | {r['spread']} | {r['target']} |"
+        )
     return "\n".join(lines)
 
 
@@ -1112,15 +1337,19 @@ def machine() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "aiohttp": aiohttp.__version__,
         "aiosqlite": aiosqlite_version,
-        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?",
+        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if Path("/proc/loadavg").exists()
+        else "?",
     }
 
 
 def _claims_text(claims: dict[str, Any] | None) -> str:
     if not claims:
         return "claim not timed"
-    return (f"claim p50/p99/max {fmt_ms(claims['ms_p50'])}/{fmt_ms(claims['ms_p99'])}/{fmt_ms(claims['ms_max'])}"
-            f" over {claims['reps']} (first {fmt_ms(claims['first_ms'])}, {claims['rows']} rows)")
+    return (
+        f"claim p50/p99/max {fmt_ms(claims['ms_p50'])}/{fmt_ms(claims['ms_p99'])}/{fmt_ms(claims['ms_max'])}"
+        f" over {claims['reps']} (first {fmt_ms(claims['first_ms'])}, {claims['rows']} rows)"
+    )
 
 
 def _later_details(raw: dict[str, Any]) -> list[str]:
@@ -1129,10 +1358,14 @@ def _later_details(raw: dict[str, Any]) -> list[str]:
     for i, r in enumerate(raw.get("backlog", [])):
         if i == 0:
             built = r["build"]["built"]
-            lines.append("- backlog outboxes, built once: " + "; ".join(
-                f"{b['pending']:,} pending in {b['build_s']:.1f} s ({b['bytes'] / 2**20:.0f} MiB)"
-                for b in built.values()
-            ) + f" ({r['build']['total_s']:.0f} s with the daemon's first start)")
+            lines.append(
+                "- backlog outboxes, built once: "
+                + "; ".join(
+                    f"{b['pending']:,} pending in {b['build_s']:.1f} s ({b['bytes'] / 2**20:.0f} MiB)"
+                    for b in built.values()
+                )
+                + f" ({r['build']['total_s']:.0f} s with the daemon's first start)"
+            )
         for which, name in (("big", "1M"), ("small", "4k reference")):
             d = r[which]
             lines.append(
@@ -1277,17 +1510,32 @@ spread column).
 """
 
 
-def write_readme(path: Path, rows: list[dict[str, str]], info: dict[str, str], command: str, elapsed: float,
-                 runs: int, raw: dict[str, Any], observations: list[str], harness_notes: list[str]) -> None:
+def write_readme(
+    path: Path,
+    rows: list[dict[str, str]],
+    info: dict[str, str],
+    command: str,
+    elapsed: float,
+    runs: int,
+    raw: dict[str, Any],
+    observations: list[str],
+    harness_notes: list[str],
+) -> None:
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     checks = "\n".join(f"- {o}" for o in observations) or (
         "- none: every ingest request got 202 and every event acknowledged was in the database after the stop, every delivery arrived exactly once and signed, the"
         " daemon's status showed every delivery `delivered` and no backlog after each run, it logged"
         " no warning or error, and it exited 0 on SIGTERM each time."
-        + (" The backlog daemons were stopped with their backlog still pending, on purpose."
-           if raw.get("backlog") else "")
-        + (" The hung attempts to the dead endpoint were cancelled at the stop, on purpose."
-           if raw.get("isolation") else "")
+        + (
+            " The backlog daemons were stopped with their backlog still pending, on purpose."
+            if raw.get("backlog")
+            else ""
+        )
+        + (
+            " The hung attempts to the dead endpoint were cancelled at the stop, on purpose."
+            if raw.get("isolation")
+            else ""
+        )
     )
     checks += "\n\nHarness notes (the measuring side, not the daemon):\n\n" + (
         "\n".join(f"- {o}" for o in harness_notes) or "- none"
@@ -1315,9 +1563,9 @@ Median of {runs} runs; spread is min – max of the runs. Whole run took {elapse
 
 {table(rows)}
 
-Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, Linux {info['kernel']},
-Python {info['python']}, SQLite {info['sqlite']}, aiohttp {info['aiohttp']},
-aiosqlite {info['aiosqlite']}; load average at start {info['loadavg_at_start']}; {today}.
+Machine: {info["nproc"]} CPUs ({info["cpu"]}), {info["memory"]} RAM, Linux {info["kernel"]},
+Python {info["python"]}, SQLite {info["sqlite"]}, aiohttp {info["aiohttp"]},
+aiosqlite {info["aiosqlite"]}; load average at start {info["loadavg_at_start"]}; {today}.
 
 {NOTES}
 What limits each figure (profiles with py-spy, perf and strace, written by hand, not by this
@@ -1350,9 +1598,11 @@ def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, on
         raw.setdefault("backlog", []).append(bench.backlog(run, receiver, bare_reference="delivery" not in only))
         r = raw["backlog"][-1]
         big = r["big"]
-        say(f"    first delivery after {fmt_s(big['first_s'])}, drain {fmt_rate(big['drain_per_s'])},"
+        say(
+            f"    first delivery after {fmt_s(big['first_s'])}, drain {fmt_rate(big['drain_per_s'])},"
             f" RSS {fmt_mb(big['rss_mb'])} (peak {fmt_mb(big['hwm_mb'])}),"
-            f" claim p50 {fmt_ms((big['claims'] or {}).get('ms_p50'))} ({r['elapsed_s']:.0f} s)")
+            f" claim p50 {fmt_ms((big['claims'] or {}).get('ms_p50'))} ({r['elapsed_s']:.0f} s)"
+        )
     if "isolation" in only:
         say(f"[run {run + 1}/{runs}] isolation from an endpoint that never answers")
         raw.setdefault("isolation", []).append(bench.isolation(run, receiver))
@@ -1381,9 +1631,11 @@ def _section_rows(key: str, runs: list[dict[str, Any]]) -> list[dict[str, str]]:
 def _write_section(key: str, readme: Path, info: dict[str, str], command: str, raw: dict[str, Any]) -> None:
     runs = raw[key]
     module = OWN_SECTIONS[key]
-    when = (f"median of {len(runs)} run(s); {info['nproc']} CPUs ({info['cpu']}), Python {info['python']},"
-            f" SQLite {info['sqlite']}, load average at start {info['loadavg_at_start']};"
-            f" {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+    when = (
+        f"median of {len(runs)} run(s); {info['nproc']} CPUs ({info['cpu']}), Python {info['python']},"
+        f" SQLite {info['sqlite']}, load average at start {info['loadavg_at_start']};"
+        f" {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    )
     details_lines = dashboard.details(runs, fmt_ms) if key == "dashboard" else shaping.details(runs)
     text = module.section(table(_section_rows(key, runs)), details_lines, command, when)
     readme.write_text(module.splice(readme.read_text() if readme.exists() else "", text))
@@ -1411,8 +1663,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--readme", help="write the report here (default: bench/README.md on a full run)")
-    parser.add_argument("--only", help="comma-separated subset:"
-                        " single,batch,delivery,latency,backlog,isolation,idle,dashboard,shaping")
+    parser.add_argument(
+        "--only", help="comma-separated subset: single,batch,delivery,latency,backlog,isolation,idle,dashboard,shaping"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -1459,8 +1712,10 @@ def main() -> int:
                 say(f"[run {run + 1}/{runs}] end-to-end latency")
                 raw.setdefault("latency", []).append(bench.latency(run, receiver))
                 r = raw["latency"][-1]
-                say(f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
-                    f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}")
+                say(
+                    f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
+                    f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}"
+                )
             if only & {"backlog", "isolation", "dashboard", "shaping"}:
                 assert receiver is not None
                 _run_later_figures(bench, run, runs, receiver, only)
@@ -1470,8 +1725,10 @@ def main() -> int:
             started_idle = time.monotonic()
             raw["idle"] = bench.idle(receiver)
             for r in raw["idle"]:
-                say(f"    daemon {r['daemon_cpu_pct']:.2f} % CPU, {fmt_mb(r['daemon_rss_mb'])};"
-                    f" bare {r['bare_cpu_pct']:.2f} % CPU, {fmt_mb(r['bare_rss_mb'])}")
+                say(
+                    f"    daemon {r['daemon_cpu_pct']:.2f} % CPU, {fmt_mb(r['daemon_rss_mb'])};"
+                    f" bare {r['bare_cpu_pct']:.2f} % CPU, {fmt_mb(r['bare_rss_mb'])}"
+                )
             say(f"    ({time.monotonic() - started_idle:.0f} s)")
     finally:
         if receiver is not None:
@@ -1500,9 +1757,19 @@ def main() -> int:
         for key in OWN_SECTIONS:
             if raw.get(key):
                 _write_section(key, readme, info, command, raw)
-        (BENCH_DIR / "results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "runs": runs,
-                                                             "raw": raw, "observations": bench.observations,
-                                                             "harness_notes": bench.harness_notes}, indent=1))
+        (BENCH_DIR / "results.json").write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "elapsed_s": elapsed,
+                    "runs": runs,
+                    "raw": raw,
+                    "observations": bench.observations,
+                    "harness_notes": bench.harness_notes,
+                },
+                indent=1,
+            )
+        )
         say(f"wrote {readme}")
     return 0
 

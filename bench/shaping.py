@@ -50,25 +50,31 @@ def rows(runs: list[dict[str, Any]], fmt_rate: Any, span: Any, med: Any) -> list
         plain_cpu = [r["plain"]["cpu_us"] for r in runs]
         extra = [c - p for c, p in zip(cpu, plain_cpu, strict=True)]
         ratio = med(ratios)
-        out.append({
-            "figure": f"Delivery, 4 endpoints with a {name} (deliveries/s; CPU per delivery)",
-            "value": f"{fmt_rate(med(values))}; {med(cpu):.0f} µs",
-            "ceiling": f"{fmt_rate(med(plains))}; {med(plain_cpu):.0f} µs (the same, plain, same run)",
-            "ratio": f"{ratio:.2f}; +{med(extra):.0f} µs" if ratio is not None else "n/a",
-            "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
-            "target": "—",
-        })
+        out.append(
+            {
+                "figure": f"Delivery, 4 endpoints with a {name} (deliveries/s; CPU per delivery)",
+                "value": f"{fmt_rate(med(values))}; {med(cpu):.0f} µs",
+                "ceiling": f"{fmt_rate(med(plains))}; {med(plain_cpu):.0f} µs (the same, plain, same run)",
+                "ratio": f"{ratio:.2f}; +{med(extra):.0f} µs" if ratio is not None else "n/a",
+                "spread": f"{span(values, fmt_rate)}; ratio {span(ratios, lambda x: f'{x:.2f}')}",
+                "target": "—",
+            }
+        )
     return out
 
 
 def details(runs: list[dict[str, Any]]) -> list[str]:
     lines = []
     for i, r in enumerate(runs):
-        lines.append(f"- shaping run {i}: " + "; ".join(
-            f"{name} {v['delivered']} deliveries in {v['window_s']:.2f} s ({v['per_s']:.0f}/s), CPU {v['cpu_s']:.2f} s"
-            f" in {v['processes']} process(es)"
-            for name, v in r.items() if name in VARIANTS
-        ))
+        lines.append(
+            f"- shaping run {i}: "
+            + "; ".join(
+                f"{name} {v['delivered']} deliveries in {v['window_s']:.2f} s ({v['per_s']:.0f}/s), CPU {v['cpu_s']:.2f} s"
+                f" in {v['processes']} process(es)"
+                for name, v in r.items()
+                if name in VARIANTS
+            )
+        )
     return lines
 
 
@@ -95,9 +101,11 @@ MARK_START, MARK_END = "<!-- shaping figure -->", "<!-- /shaping figure -->"
 
 
 def section(table_text: str, detail_lines: list[str], command: str, when: str) -> str:
-    return (f"{MARK_START}\n## What a filter, a transform and a preset cost\n\n"
-            f"Measured by `{command}`, apart from the tables above ({when}).\n\n"
-            f"{table_text}\n\n{NOTE}\n" + "\n".join(detail_lines) + f"\n{MARK_END}\n")
+    return (
+        f"{MARK_START}\n## What a filter, a transform and a preset cost\n\n"
+        f"Measured by `{command}`, apart from the tables above ({when}).\n\n"
+        f"{table_text}\n\n{NOTE}\n" + "\n".join(detail_lines) + f"\n{MARK_END}\n"
+    )
 
 
 def splice(readme: str, text: str) -> str:

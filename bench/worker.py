@@ -57,9 +57,7 @@ _DATA_HEAD, _DATA_TAIL = json.dumps(event_data(0), separators=(",", ":")).split(
 
 
 def event_bytes(event_type: str, key: str, i: int) -> str:
-    return (
-        f'{{"type":"{event_type}","id":"{key}","data":{_DATA_HEAD}tx-{i:09d}{_DATA_TAIL}}}'
-    )
+    return f'{{"type":"{event_type}","id":"{key}","data":{_DATA_HEAD}tx-{i:09d}{_DATA_TAIL}}}'
 
 
 def envelope_bytes(i: int, msg_id: str | None = None) -> bytes:
@@ -200,7 +198,8 @@ def receiver(args: dict[str, Any]) -> None:
             "missing_signature": tally.missing_signature,
             # when 25, 50, 75 and 100 % of the arrivals so far had come: shows a rate that drifts
             "quartiles": [tally.arrivals[max(0, int(len(tally.arrivals) * q) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
-            if tally.arrivals else [],
+            if tally.arrivals
+            else [],
             "hung": tally.hung,
         }
         nth = int(request.query.get("at", "0"))
@@ -245,8 +244,11 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
         if not batch:
             return event_bytes("transaction.completed", f"{prefix}-{n}", n).encode()
         first = n * batch
-        return ("[" + ",".join(event_bytes("transaction.completed", f"{prefix}-{first + k}", first + k)
-                               for k in range(batch)) + "]").encode()
+        return (
+            "["
+            + ",".join(event_bytes("transaction.completed", f"{prefix}-{first + k}", first + k) for k in range(batch))
+            + "]"
+        ).encode()
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while state["issued"] < max_requests:
@@ -275,9 +277,7 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.wait_for(
-            asyncio.gather(*(worker(session) for _ in range(concurrency))), warmup + duration + 60
-        )
+        await asyncio.wait_for(asyncio.gather(*(worker(session) for _ in range(concurrency))), warmup + duration + 60)
     return {
         "events_per_s": measured["events"] / duration,
         "requests_per_s": measured["requests"] / duration,
@@ -300,8 +300,13 @@ async def _post_burst(args: dict[str, Any]) -> dict[str, Any]:
     url, batch, events = args["url"], int(args["batch"]), int(args["events"])
     headers = {"Authorization": f"Bearer {args['token']}", "Content-Type": "application/json"}
     bodies = [
-        ("[" + ",".join(event_bytes("transaction.completed", f"burst-{i}", i)
-                        for i in range(start, min(events, start + batch))) + "]").encode()
+        (
+            "["
+            + ",".join(
+                event_bytes("transaction.completed", f"burst-{i}", i) for i in range(start, min(events, start + batch))
+            )
+            + "]"
+        ).encode()
         for start in range(0, events, batch)
     ]
     queue = list(reversed(bodies))
@@ -343,7 +348,7 @@ async def _bare_client(args: dict[str, Any]) -> dict[str, Any]:
     }
     statuses: dict[str, int] = {}
     per_path_count = count // len(paths)
-    counters = {p: 0 for p in paths}
+    counters = dict.fromkeys(paths, 0)
 
     async def worker(session: aiohttp.ClientSession, path: str) -> None:
         url = f"{base}/hook/{path}"
@@ -359,9 +364,7 @@ async def _bare_client(args: dict[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=15)) as session:
         start = time.perf_counter()
-        await asyncio.wait_for(
-            asyncio.gather(*(worker(session, p) for p in paths for _ in range(per_path))), 300
-        )
+        await asyncio.wait_for(asyncio.gather(*(worker(session, p) for p in paths for _ in range(per_path))), 300)
         elapsed = time.perf_counter() - start
     sent = per_path_count * len(paths)
     return {"sent": sent, "elapsed_s": elapsed, "per_s": sent / elapsed, "statuses": statuses}
@@ -462,8 +465,13 @@ def sqlite_baseline(args: dict[str, Any]) -> None:
     while written < events and time.perf_counter() < deadline:
         now = time.time()
         rows = [
-            (f"msg_{run}{written + k:020d}", f"pos-{run}-{written + k}", "transaction.completed", now,
-             envelope_bytes(written + k))
+            (
+                f"msg_{run}{written + k:020d}",
+                f"pos-{run}-{written + k}",
+                "transaction.completed",
+                now,
+                envelope_bytes(written + k),
+            )
             for k in range(per_txn)
         ]
         conn.execute("BEGIN")
@@ -527,8 +535,12 @@ def outbox_build(args: dict[str, Any]) -> None:
         conn.execute("PRAGMA journal_mode = WAL")  # as the daemon leaves it
         pending = conn.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]
         conn.close()
-        built[path] = {"events": int(events), "pending": pending, "build_s": time.perf_counter() - t0,
-                       "bytes": os.path.getsize(path)}
+        built[path] = {
+            "events": int(events),
+            "pending": pending,
+            "build_s": time.perf_counter() - t0,
+            "bytes": os.path.getsize(path),
+        }
     emit({"built": built, "elapsed_s": time.perf_counter() - started})
 
 
@@ -551,9 +563,16 @@ def claim_timer(args: dict[str, Any]) -> None:
         times_ms.append((time.perf_counter() - t0) * 1000.0)
         conn.execute("ROLLBACK")
     conn.close()
-    emit({"reps": len(times_ms), "rows": rows, "first_ms": times_ms[0] if times_ms else None,
-          "ms_p50": statistics.median(times_ms) if times_ms else None,
-          "ms_p99": percentile(times_ms, 99), "ms_max": max(times_ms, default=None)})
+    emit(
+        {
+            "reps": len(times_ms),
+            "rows": rows,
+            "first_ms": times_ms[0] if times_ms else None,
+            "ms_p50": statistics.median(times_ms) if times_ms else None,
+            "ms_p99": percentile(times_ms, 99),
+            "ms_max": max(times_ms, default=None),
+        }
+    )
 
 
 ROLES = {

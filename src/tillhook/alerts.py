@@ -25,8 +25,8 @@ from tillhook.metrics import Metrics
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
 from tillhook.redact import Scrubber, origin, redact_url
 from tillhook.registry import EndpointRegistry
-from tillhook.store import Admission, SqliteStore
 from tillhook.shaping import FanOut
+from tillhook.store import Admission, SqliteStore
 from tillhook.transitions import DisabledBy
 
 log = structlog.get_logger("tillhook.alerts")
@@ -90,37 +90,51 @@ class Alerts:
 
     def _failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
         n, error = health.consecutive_failures, self._scrubbed(endpoint, health.last_failure)
-        self._emit(FAILING, endpoint, {
-            "summary": f"Endpoint {endpoint.name} is failing: {n} attempts in a row failed, so it is tried once"
-                       " at a time until it answers.",
-            "check": _is_it_up(endpoint, error),
-            "consecutive_failures": n,
-            "last_error": error,
-        })
+        self._emit(
+            FAILING,
+            endpoint,
+            {
+                "summary": f"Endpoint {endpoint.name} is failing: {n} attempts in a row failed, so it is tried once"
+                " at a time until it answers.",
+                "check": _is_it_up(endpoint, error),
+                "consecutive_failures": n,
+                "last_error": error,
+            },
+        )
 
     def recovered(self, endpoint: Endpoint, failures: int) -> None:
         if not self._backoffs.ended(endpoint.id):
             return
-        self._emit(RECOVERED, endpoint, {
-            "summary": f"Endpoint {endpoint.name} is answering again after {failures} failed attempts in a row;"
-                       " the deliveries that waited for it go out now.",
-            "check": "Nothing to fix: `tillhook status` shows its backlog going down.",
-            "consecutive_failures": failures,
-        })
+        self._emit(
+            RECOVERED,
+            endpoint,
+            {
+                "summary": f"Endpoint {endpoint.name} is answering again after {failures} failed attempts in a row;"
+                " the deliveries that waited for it go out now.",
+                "check": "Nothing to fix: `tillhook status` shows its backlog going down.",
+                "consecutive_failures": failures,
+            },
+        )
 
     def disabled(self, endpoint: Endpoint, reason: str, by: DisabledBy) -> None:
         if by == "receiver":
-            check = (f"The receiver at {origin(endpoint.url)} asked not to be sent anything more. If it should"
-                     f" get events, fix it, then enable the endpoint: tillhook endpoints enable {endpoint.name}")
+            check = (
+                f"The receiver at {origin(endpoint.url)} asked not to be sent anything more. If it should"
+                f" get events, fix it, then enable the endpoint: tillhook endpoints enable {endpoint.name}"
+            )
         else:
             check = f"If that was not meant, enable it again: tillhook endpoints enable {endpoint.name}"
-        self._emit(DISABLED, endpoint, {
-            "summary": f"Endpoint {endpoint.name} is disabled ({reason}): its deliveries are held, none dropped,"
-                       " until it is enabled again.",
-            "check": check,
-            "reason": reason,
-            "disabled_by": by,
-        })
+        self._emit(
+            DISABLED,
+            endpoint,
+            {
+                "summary": f"Endpoint {endpoint.name} is disabled ({reason}): its deliveries are held, none dropped,"
+                " until it is enabled again.",
+                "check": check,
+                "reason": reason,
+                "disabled_by": by,
+            },
+        )
 
     def gave_up(self, endpoint: Endpoint, delivery: ClaimedDelivery, record: AttemptRecord) -> None:
         error = self._scrubbed(endpoint, record.result.error or f"HTTP {record.result.status}")
@@ -170,7 +184,7 @@ class Alerts:
         waiting = "1 delivery is pending" if backlog == 1 else f"{backlog} deliveries are pending"
         data: dict[str, Any] = {
             "summary": f"Deliveries wait too long: the oldest pending one has waited {span(age_s)}, more than"
-                       f" alerts.backlog_age ({span(self._backlog.limit_s)}); {waiting}.",
+            f" alerts.backlog_age ({span(self._backlog.limit_s)}); {waiting}.",
             "check": where + "`tillhook status` shows each endpoint's backlog and why it waits.",
             "backlog": backlog,
             "oldest_pending_age_s": round(age_s, 3),
@@ -182,20 +196,28 @@ class Alerts:
 
     def _delivery_failed(self, endpoint: Endpoint, count: int, last: GaveUp) -> None:
         if count == 1:
-            summary = (f"A delivery to endpoint {endpoint.name} gave up: it kept failing until"
-                       " delivery.give_up_after and is now failed (kept, and can be retried).")
+            summary = (
+                f"A delivery to endpoint {endpoint.name} gave up: it kept failing until"
+                " delivery.give_up_after and is now failed (kept, and can be retried)."
+            )
         else:
-            summary = (f"{count} more deliveries to endpoint {endpoint.name} gave up in the last hour: they kept"
-                       " failing until delivery.give_up_after and are now failed (kept, and can be retried).")
-        self._emit(DELIVERY_FAILED, endpoint, {
-            "summary": summary,
-            "check": _is_it_up(endpoint, last.error) + "; once it answers, retry them: tillhook deliveries list"
-                     f" --endpoint {endpoint.name} --state failed, then tillhook deliveries retry ID",
-            "count": count,
-            "last_error": last.error,
-            "event_id": last.event_id,
-            "delivery_id": last.delivery_id,
-        })
+            summary = (
+                f"{count} more deliveries to endpoint {endpoint.name} gave up in the last hour: they kept"
+                " failing until delivery.give_up_after and are now failed (kept, and can be retried)."
+            )
+        self._emit(
+            DELIVERY_FAILED,
+            endpoint,
+            {
+                "summary": summary,
+                "check": _is_it_up(endpoint, last.error) + "; once it answers, retry them: tillhook deliveries list"
+                f" --endpoint {endpoint.name} --state failed, then tillhook deliveries retry ID",
+                "count": count,
+                "last_error": last.error,
+                "event_id": last.event_id,
+                "delivery_id": last.delivery_id,
+            },
+        )
 
     # -- storing -------------------------------------------------------------------------
 
@@ -204,7 +226,8 @@ class Alerts:
             data = {"endpoint": endpoint_data(about), **data}
             exclude = about.id
         (event,) = to_new_events(
-            [EventIn(type=event_type, data=data)], self._clock.now(),
+            [EventIn(type=event_type, data=data)],
+            self._clock.now(),
             lambda t: self._registry.alert_subscribers(t, exclude),
         )
         task = asyncio.create_task(self._stored(event, about), name=f"tillhook-alert-{event.id}")
@@ -260,7 +283,9 @@ class Alerts:
         # often a chat, so once more costs nothing.
         scrubbed = Scrubber(endpoint.url)(text or "unknown")
         # Nor the path, where chat webhooks keep their token: only where it goes.
-        return scrubbed.replace(redact_url(endpoint.url), origin(endpoint.url)).replace(endpoint.url, origin(endpoint.url))
+        return scrubbed.replace(redact_url(endpoint.url), origin(endpoint.url)).replace(
+            endpoint.url, origin(endpoint.url)
+        )
 
 
 def _is_it_up(endpoint: Endpoint, error: str) -> str:

@@ -31,13 +31,13 @@ from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
-from tillhook.shaping import FanOut
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
+from tillhook.shaping import FanOut
 from tillhook.store import SqliteStore
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
@@ -120,11 +120,16 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     applied = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
     for name in applied.removed:
         log.warning(
-            "endpoint_removed_from_config", endpoint=name,
+            "endpoint_removed_from_config",
+            endpoint=name,
             action="no new deliveries; its pending ones are held until it is back in the file",
         )
     for name, enabled, released in applied.restored:
-        action = f"enabled again; {released} held deliveries go out" if enabled else "still disabled, as before it was taken out"
+        action = (
+            f"enabled again; {released} held deliveries go out"
+            if enabled
+            else "still disabled, as before it was taken out"
+        )
         log.info("endpoint_restored_from_config", endpoint=name, released=released, action=action)
     registry = EndpointRegistry(await store.list_endpoints())
     delivery = config.delivery
@@ -134,14 +139,18 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     # never holds up ingest; previews get a third, made when the first one is asked for.
     sandbox, delivery_sandbox = Sandbox(name="ingest"), Sandbox(name="delivery")
     deliverer = Deliverer(
-        session, policy, clock,
+        session,
+        policy,
+        clock,
         timeout_s=delivery.timeout,
         allow_http=delivery.allow_http,
         response_body_limit=delivery.response_body_limit,
         sandbox=delivery_sandbox,
     )
     dispatcher = Dispatcher(
-        store, deliverer, registry,
+        store,
+        deliverer,
+        registry,
         RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after),
         clock,
         max_in_flight=delivery.max_in_flight,
@@ -152,17 +161,32 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     store.on_commit = metrics.committed
     fan_out = FanOut(registry, sandbox, clock)
     alerts = Alerts(
-        store, registry, dispatcher, dispatcher.health, clock, metrics, backlog_age_s=config.alerts.backlog_age,
+        store,
+        registry,
+        dispatcher,
+        dispatcher.health,
+        clock,
+        metrics,
+        backlog_age_s=config.alerts.backlog_age,
         fan_out=fan_out,
     )
     dispatcher.transitions = alerts
     if run_dispatcher:
         dispatcher.start()
     return Services(
-        config=config, clock=clock, store=store, registry=registry, dispatcher=dispatcher, session=session,
+        config=config,
+        clock=clock,
+        store=store,
+        registry=registry,
+        dispatcher=dispatcher,
+        session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
-        started_monotonic=clock.monotonic(), metrics=metrics, sandbox=sandbox, delivery_sandbox=delivery_sandbox,
-        alerts=alerts, fan_out=fan_out,
+        started_monotonic=clock.monotonic(),
+        metrics=metrics,
+        sandbox=sandbox,
+        delivery_sandbox=delivery_sandbox,
+        alerts=alerts,
+        fan_out=fan_out,
         preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
     )
 
@@ -185,7 +209,10 @@ async def serve(config: Config) -> int:
     notifier = Notifier()
     notifier.send("READY=1", f"STATUS=delivering; listening on {_bound(runner, config)}")
     log.info(
-        "serve_started", version=__version__, listen=_bound(runner, config), database=str(services.store.path),
+        "serve_started",
+        version=__version__,
+        listen=_bound(runner, config),
+        database=str(services.store.path),
         endpoints=len(services.registry.all()),
     )
     side = _side_tasks(services, config, connections, notifier)
@@ -245,8 +272,11 @@ def _connection_tracker(config: Config) -> ConnectionTracker:
     budget = connection_budget(server.max_connections, config.delivery.max_in_flight, raise_open_file_limit())
     if budget.lowered:
         log.warning(
-            "max_connections_lowered", configured=server.max_connections, effective=budget.max_connections,
-            open_file_limit=budget.open_files, delivery_max_in_flight=config.delivery.max_in_flight,
+            "max_connections_lowered",
+            configured=server.max_connections,
+            effective=budget.max_connections,
+            open_file_limit=budget.open_files,
+            delivery_max_in_flight=config.delivery.max_in_flight,
         )
     return ConnectionTracker(ConnectionLimits(budget.max_connections, server.idle_timeout, server.header_timeout))
 

@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", metavar="PATH", help="config file (default: $TILLHOOK_CONFIG, else built-in defaults)")
+        p.add_argument(
+            "--config", metavar="PATH", help="config file (default: $TILLHOOK_CONFIG, else built-in defaults)"
+        )
         return p
 
     with_config(commands.add_parser("serve", help="run the daemon"))
@@ -158,7 +160,9 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
         return ingest, admin, viewer
     path = Path(config.storage.path).absolute()
     source = config_path_from(getattr(args, "config", None))
-    origin = f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
+    origin = (
+        f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
+    )
     try:
         stored = stored_tokens(path)
     except NoDatabase:

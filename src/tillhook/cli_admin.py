@@ -19,8 +19,9 @@ from tillhook.config import Config, parse_listen
 from tillhook.errors import TillhookError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-DAEMON_HELP = ("the daemon's address: http://HOST:PORT or unix:/PATH "
-               "(default: $TILLHOOK_URL, else the config's listen address)")
+DAEMON_HELP = (
+    "the daemon's address: http://HOST:PORT or unix:/PATH (default: $TILLHOOK_URL, else the config's listen address)"
+)
 
 
 class ApiError(TillhookError):
@@ -62,7 +63,9 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     def admin(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(parser)
         parser.add_argument("--daemon", metavar="URL", help=DAEMON_HELP)
-        parser.add_argument("--token", help="admin token (default: $TILLHOOK_ADMIN_TOKEN, else the config's or the database's)")
+        parser.add_argument(
+            "--token", help="admin token (default: $TILLHOOK_ADMIN_TOKEN, else the config's or the database's)"
+        )
         parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
         return parser
 
@@ -79,10 +82,14 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     _endpoint_options(add)
     add.add_argument("--secret", help="whsec_… secret (default: generated)")
     add.add_argument("--disabled", action="store_true", help="create it disabled")
-    for action, text in (("show", "show one endpoint"), ("remove", "delete an endpoint (cancels its pending deliveries)"),
-                         ("enable", "enable an endpoint"), ("disable", "disable an endpoint (pending deliveries wait)"),
-                         ("test", "deliver a tillhook.ping event to it"),
-                         ("secret", "print its current secret and any still in grace, for the receiver")):
+    for action, text in (
+        ("show", "show one endpoint"),
+        ("remove", "delete an endpoint (cancels its pending deliveries)"),
+        ("enable", "enable an endpoint"),
+        ("disable", "disable an endpoint (pending deliveries wait)"),
+        ("test", "deliver a tillhook.ping event to it"),
+        ("secret", "print its current secret and any still in grace, for the receiver"),
+    ):
         admin(endpoints.add_parser(action, help=text)).add_argument("endpoint", metavar="ID|NAME")
     update = admin(endpoints.add_parser("update", help="change an endpoint"))
     update.add_argument("endpoint", metavar="ID|NAME")
@@ -91,7 +98,9 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     update.add_argument("--endpoint-url", dest="url", help=argparse.SUPPRESS)  # the old spelling
     _endpoint_options(update)
     add_preview(endpoints, admin)
-    rotate = admin(endpoints.add_parser("rotate-secret", help="new secret (printed once); the old one signs on for --grace"))
+    rotate = admin(
+        endpoints.add_parser("rotate-secret", help="new secret (printed once); the old one signs on for --grace")
+    )
     rotate.add_argument("endpoint", metavar="ID|NAME")
     rotate.add_argument("--grace", default="24h", help="how long the old secret keeps signing (default 24h)")
     replay = admin(endpoints.add_parser("replay", help="deliver past events to it again"))
@@ -130,28 +139,63 @@ def _log_filters(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", nargs="+", metavar="PATTERN", help='event patterns, like "sale.*" (default: all)')
-    parser.add_argument("--max-in-flight", metavar="N|default", type=_or_null(int, "default", "a whole number"),
-                        help="attempts at once; default: the daemon's delivery.endpoint_max_in_flight")
-    parser.add_argument("--rate-limit", metavar="N|off", type=_or_null(float, "off", "a number"),
-                        help="attempts per second; off: unlimited")
-    parser.add_argument("--ordered", action=argparse.BooleanOptionalAction, default=None,
-                        help="one at a time, strictly in order")
+    parser.add_argument(
+        "--max-in-flight",
+        metavar="N|default",
+        type=_or_null(int, "default", "a whole number"),
+        help="attempts at once; default: the daemon's delivery.endpoint_max_in_flight",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N|off",
+        type=_or_null(float, "off", "a number"),
+        help="attempts per second; off: unlimited",
+    )
+    parser.add_argument(
+        "--ordered", action=argparse.BooleanOptionalAction, default=None, help="one at a time, strictly in order"
+    )
     parser.add_argument("--header", action="append", metavar="NAME=VALUE", help="extra header (repeatable)")
     expression = _or_null(str, "off", "an expression")
-    parser.add_argument("--filter", metavar="EXPR|off", type=expression,
-                        help='CEL over the event: only events it holds for are delivered, like "data.amount > 100.0"')
-    parser.add_argument("--transform", metavar="EXPR|off", type=expression,
-                        help="CEL over the event: its result, as JSON, is the body sent")
-    parser.add_argument("--preset", metavar="NAME|off", type=_or_null(str, "off", "a preset"),
-                        help="a built-in transform into a chat message: slack, discord, teams or google-chat")
-    parser.add_argument("--extra-signature", metavar="HEADER|off", type=_or_null(str, "off", "a header name"),
-                        help="also sign the body as sha256=<hex> in this header (GitHub-style receivers)")
+    parser.add_argument(
+        "--filter",
+        metavar="EXPR|off",
+        type=expression,
+        help='CEL over the event: only events it holds for are delivered, like "data.amount > 100.0"',
+    )
+    parser.add_argument(
+        "--transform",
+        metavar="EXPR|off",
+        type=expression,
+        help="CEL over the event: its result, as JSON, is the body sent",
+    )
+    parser.add_argument(
+        "--preset",
+        metavar="NAME|off",
+        type=_or_null(str, "off", "a preset"),
+        help="a built-in transform into a chat message: slack, discord, teams or google-chat",
+    )
+    parser.add_argument(
+        "--extra-signature",
+        metavar="HEADER|off",
+        type=_or_null(str, "off", "a header name"),
+        help="also sign the body as sha256=<hex> in this header (GitHub-style receivers)",
+    )
 
 
 def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("name", "url", "events", "max_in_flight", "rate_limit", "ordered", "secret", "filter", "transform",
-                "preset"):
+    for key in (
+        "name",
+        "url",
+        "events",
+        "max_in_flight",
+        "rate_limit",
+        "ordered",
+        "secret",
+        "filter",
+        "transform",
+        "preset",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             fields[key] = None if value is NULL else value
@@ -231,8 +275,11 @@ async def run(config: Config, args: argparse.Namespace, token: str) -> int:
 async def _endpoints(call: Client, args: argparse.Namespace) -> int:
     action, ep = args.action, f"/v1/endpoints/{_quote(getattr(args, 'endpoint', None) or '')}"
     if action == "list":
-        return _show(args, await call("GET", "/v1/endpoints"),
-                     lambda d: _table([_endpoint_row(e) for e in d["data"]], _ENDPOINT_COLUMNS))
+        return _show(
+            args,
+            await call("GET", "/v1/endpoints"),
+            lambda d: _table([_endpoint_row(e) for e in d["data"]], _ENDPOINT_COLUMNS),
+        )
     if action == "add":
         return _show(args, await call("POST", "/v1/endpoints", _new_endpoint_fields(args)), _print_with_secret)
     if action == "update":
@@ -259,8 +306,11 @@ async def _endpoints(call: Client, args: argparse.Namespace) -> int:
     if action == "replay":
         body = {"since": args.since, "until": args.until, "only_failed": not args.all}
         body = {k: v for k, v in body.items() if v is not None}
-        return _show(args, await call("POST", f"{ep}/replay", body),
-                     lambda d: print(f"{_count(d['deliveries'], 'delivery', 'deliveries')} queued for {args.endpoint}"))
+        return _show(
+            args,
+            await call("POST", f"{ep}/replay", body),
+            lambda d: print(f"{_count(d['deliveries'], 'delivery', 'deliveries')} queued for {args.endpoint}"),
+        )
     raise AssertionError(f"unhandled command endpoints {action}")
 
 
@@ -302,7 +352,16 @@ def _show(args: argparse.Namespace, data: Any, human: Callable[[Any], None]) -> 
 
 
 _ENDPOINT_COLUMNS = ("id", "name", "state", "url", "events", "filter", "body", "extra_signature")
-_DELIVERY_COLUMNS = ("id", "state", "endpoint", "event_type", "attempts", "last_status", "created_at", "next_attempt_at")
+_DELIVERY_COLUMNS = (
+    "id",
+    "state",
+    "endpoint",
+    "event_type",
+    "attempts",
+    "last_status",
+    "created_at",
+    "next_attempt_at",
+)
 
 
 def _endpoint_row(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -352,12 +411,17 @@ def _print_with_secret(data: dict[str, Any]) -> None:
 def _print_status(data: dict[str, Any]) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in data["deliveries"].items())
     oldest = data["oldest_pending_age_s"]
-    print(f"tillhook {data['version']}, up {data['uptime_s']:.0f}s, database {data['database']['path']}"
-          f" ({data['database']['size_bytes'] / 1e6:.1f} MB)")
+    print(
+        f"tillhook {data['version']}, up {data['uptime_s']:.0f}s, database {data['database']['path']}"
+        f" ({data['database']['size_bytes'] / 1e6:.1f} MB)"
+    )
     print(f"deliveries: {counts}")
-    print(f"backlog {data['backlog']}, in flight {data['in_flight']}"
-          + (f", oldest pending {oldest:.0f}s" if oldest is not None else ""))
+    print(
+        f"backlog {data['backlog']}, in flight {data['in_flight']}"
+        + (f", oldest pending {oldest:.0f}s" if oldest is not None else "")
+    )
     print()
+
     def why(e: dict[str, Any]) -> str | None:
         if e["state"] == "disabled":
             return f"disabled: {e['disabled_reason'] or 'no reason recorded'}"
@@ -368,12 +432,27 @@ def _print_status(data: dict[str, Any]) -> None:
         return None
 
     rows = [
-        e | {"success_1h": "-" if e["success_rate_last_hour"] is None else f"{e['success_rate_last_hour']:.0%}",
-             "why": why(e)}
+        e
+        | {
+            "success_1h": "-" if e["success_rate_last_hour"] is None else f"{e['success_rate_last_hour']:.0%}",
+            "why": why(e),
+        }
         for e in data["endpoints"]
     ]
-    _table(rows, ("name", "state", "held", "in_flight", "pending", "success_1h", "last_success_at", "why",
-                  "last_failure_reason"))
+    _table(
+        rows,
+        (
+            "name",
+            "state",
+            "held",
+            "in_flight",
+            "pending",
+            "success_1h",
+            "last_success_at",
+            "why",
+            "last_failure_reason",
+        ),
+    )
 
 
 def _print_deliveries(data: dict[str, Any]) -> None:
@@ -411,4 +490,6 @@ def _print_events(data: dict[str, Any]) -> None:
 def _print_event(data: dict[str, Any]) -> None:
     _print_record({k: v for k, v in data.items() if k not in ("payload", "deliveries")})
     print(f"\npayload:\n{json.dumps(data['payload'], indent=2)}\n\ndeliveries:")
-    _table(data["deliveries"], ("id", "state", "endpoint", "attempts", "last_status", "last_attempt_at", "next_attempt_at"))
+    _table(
+        data["deliveries"], ("id", "state", "endpoint", "attempts", "last_status", "last_attempt_at", "next_attempt_at")
+    )

@@ -20,9 +20,12 @@ class PreviewUsage(ValueError):
 
 
 def add_preview(endpoints: Any, admin: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
-    parser = admin(endpoints.add_parser(
-        "preview", help="the exact request it would get for an event, or that its filter leaves it out (sends nothing)"
-    ))
+    parser = admin(
+        endpoints.add_parser(
+            "preview",
+            help="the exact request it would get for an event, or that its filter leaves it out (sends nothing)",
+        )
+    )
     parser.add_argument("endpoint", metavar="ID|NAME")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--event-id", metavar="ID", help="a stored event (tillhook events list shows them)")

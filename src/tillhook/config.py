@@ -38,7 +38,7 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float:
-    """"500ms", "5s", "10m", "2h", "3d" -> seconds."""
+    """ "500ms", "5s", "10m", "2h", "3d" -> seconds."""
     if not isinstance(value, str):
         raise ValueError('must be a duration string with a unit, like "500ms", "5s", "10m", "2h" or "3d"')
     match = _DURATION.match(value.strip())

@@ -22,8 +22,6 @@ from tillhook.targets import AddressPolicy, GuardedResolver
 CONNECT_TIMEOUT_S = 5.0
 
 
-
-
 def make_session(policy: AddressPolicy) -> aiohttp.ClientSession:
     """The one client session of the process; connection limits are the dispatcher's job."""
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=0, limit_per_host=0)
@@ -154,7 +152,7 @@ class Deliverer:
             return None
         try:
             raw = await response.content.read(self._body_limit)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return None
         return raw.decode("utf-8", errors="replace")
 

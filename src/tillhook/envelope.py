@@ -146,12 +146,15 @@ def _loads(raw: bytes, what: str = "the body") -> Any:
     try:
         document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event") from None
+        raise InvalidInput(
+            f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event"
+        ) from None
     except ValueError as exc:
         if _INT_DIGITS_LIMIT in str(exc):
             raise InvalidInput(
                 f"integers of more than {sys.get_int_max_str_digits()} digits are not accepted; send such a"
-                " number as a string", slug="invalid-event",
+                " number as a string",
+                slug="invalid-event",
             ) from None
         raise InvalidInput(f"{what} is not valid JSON: {exc}", status=400, slug="malformed-body") from None
     if "\\u" in text and _has_lone_surrogate(document):
@@ -194,7 +197,7 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
             raise InvalidInput(f"a batch holds 1 to {MAX_BATCH} events, not {len(document)}", slug="invalid-event")
         if idempotency_header is not None:
             raise InvalidInput(
-                "Idempotency-Key applies to a single event; in a batch give each event its own \"id\"",
+                'Idempotency-Key applies to a single event; in a batch give each event its own "id"',
                 slug="invalid-event",
             )
         items, batch = document, True
@@ -255,15 +258,15 @@ def _dumps(document: dict[str, Any]) -> bytes:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def to_new_events(
-    events: list[EventIn], now_s: float, subscribers: Callable[[str], tuple[str, ...]]
-) -> list[NewEvent]:
+def to_new_events(events: list[EventIn], now_s: float, subscribers: Callable[[str], tuple[str, ...]]) -> list[NewEvent]:
     """Fix the body bytes now: they are stored, signed and sent exactly as built here."""
     received = format_time(now_s)
     built = []
     for event in events:
         message_id = new_message_id(now_s)
-        body = _dumps({"id": message_id, "type": event.type, "timestamp": event.timestamp or received, "data": event.data})
+        body = _dumps(
+            {"id": message_id, "type": event.type, "timestamp": event.timestamp or received, "data": event.data}
+        )
         built.append(
             NewEvent(
                 id=message_id,

@@ -64,8 +64,14 @@ class BlockedAddress(OSError):
 class InvalidInput(TillhookError):
     """The request is not valid."""
 
-    def __init__(self, message: str, *, status: int = 422, slug: str = "invalid-input",
-                 errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        slug: str = "invalid-input",
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
         self.status = status
         self.slug = slug
         self.errors = errors

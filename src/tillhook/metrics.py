@@ -23,23 +23,32 @@ class Metrics:
             "tillhook_attempts", "Delivery attempts, by endpoint and outcome", ["endpoint", "outcome"], registry=r
         )
         self.attempt_duration = Histogram(
-            "tillhook_attempt_duration_seconds", "Time from connect to the receiver's answer", ["endpoint"],
-            buckets=_DURATION_BUCKETS_S, registry=r,
+            "tillhook_attempt_duration_seconds",
+            "Time from connect to the receiver's answer",
+            ["endpoint"],
+            buckets=_DURATION_BUCKETS_S,
+            registry=r,
         )
         self.commit_batch = Histogram(
-            "tillhook_commit_batch_size", "Writes sharing one transaction (group commit)",
-            buckets=_BATCH_BUCKETS, registry=r,
+            "tillhook_commit_batch_size",
+            "Writes sharing one transaction (group commit)",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.deliveries = Gauge("tillhook_deliveries", "Deliveries in the database, by state", ["state"], registry=r)
         self.backlog = Gauge("tillhook_backlog", "Pending deliveries, by endpoint", ["endpoint"], registry=r)
         self.oldest_pending_age = Gauge(
-            "tillhook_oldest_pending_age_seconds", "Age of the oldest pending delivery, by endpoint", ["endpoint"],
+            "tillhook_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery, by endpoint",
+            ["endpoint"],
             registry=r,
         )
         self.in_flight = Gauge("tillhook_in_flight", "Attempts under way, by endpoint", ["endpoint"], registry=r)
         self.endpoint_state = Gauge(
-            "tillhook_endpoint_state", "1 for the endpoint's current state: healthy, backing_off, paused or disabled",
-            ["endpoint", "state"], registry=r,
+            "tillhook_endpoint_state",
+            "1 for the endpoint's current state: healthy, backing_off, paused or disabled",
+            ["endpoint", "state"],
+            registry=r,
         )
         self.alerts_emitted = Counter(
             "tillhook_alerts_emitted", "tillhook's own alert events stored for delivery, by type", ["type"], registry=r
@@ -55,7 +64,8 @@ class Metrics:
         children = self._attempt_children.get((endpoint, outcome))
         if children is None:
             children = self._attempt_children[(endpoint, outcome)] = (
-                self.attempts.labels(endpoint, outcome), self.attempt_duration.labels(endpoint)
+                self.attempts.labels(endpoint, outcome),
+                self.attempt_duration.labels(endpoint),
             )
         children[0].inc()
         children[1].observe(duration_s)

@@ -30,9 +30,7 @@ def _rfc3339_utc(value: str) -> str:
     try:
         parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
-        raise ValueError(
-            "must be an RFC 3339 date-time, like 2026-11-22T10:30:00Z"
-        ) from None
+        raise ValueError("must be an RFC 3339 date-time, like 2026-11-22T10:30:00Z") from None
     if parsed.tzinfo is None or "T" not in value.upper():
         raise ValueError("must be an RFC 3339 date-time with a time zone, like 2026-11-22T10:30:00Z")
     return format_time(parsed.timestamp())

@@ -40,14 +40,22 @@ def judge(
         # nothing about the receiver was learnt.
         log.info("delivery_filtered_out", event_id=delivery.event_id, endpoint=endpoint.name, delivery_id=delivery.id)
         return AttemptRecord(
-            delivery_id=delivery.id, endpoint_id=endpoint.id,
+            delivery_id=delivery.id,
+            endpoint_id=endpoint.id,
             result=replace(result, error="not sent: the endpoint's filter leaves this event out"),
-            state=DeliveryState.CANCELLED, next_attempt_at=None, first_attempt_at=first_at, outcome="filtered_out",
+            state=DeliveryState.CANCELLED,
+            next_attempt_at=None,
+            first_attempt_at=first_at,
+            outcome="filtered_out",
         )
     decision = policy.decide(result, attempt_no, first_at, now, rand)
     about = {
-        "event_id": delivery.event_id, "endpoint": endpoint.name, "delivery_id": delivery.id,
-        "attempt": attempt_no, "status": result.status, "duration_ms": round(result.duration_ms, 1),
+        "event_id": delivery.event_id,
+        "endpoint": endpoint.name,
+        "delivery_id": delivery.id,
+        "attempt": attempt_no,
+        "status": result.status,
+        "duration_ms": round(result.duration_ms, 1),
     }
     state, disable, release = DeliveryState.PENDING, None, None
     if decision.verdict is Verdict.DELIVERED:

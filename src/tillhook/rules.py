@@ -167,4 +167,3 @@ def check_extra_signature(header: str, scheme: str, headers: Mapping[str, str]) 
         raise ValueError(f"{header!r} is also one of the endpoint's headers; keep one of the two")
     if scheme not in SIGNATURE_SCHEMES:
         raise ValueError(f"scheme {scheme!r} is not known; the one scheme is sha256-hex")
-

@@ -120,8 +120,13 @@ class Quarantine:
             self._held = {scope: held for scope, held in self._held.items() if held[1] > now}
         if event_id is not None:
             others = [
-                scope for scope, (k, t, _) in self._held.items()
-                if isinstance(scope, tuple) and scope[0] == endpoint.id and scope[1] != event_id and k == key and t > now
+                scope
+                for scope, (k, t, _) in self._held.items()
+                if isinstance(scope, tuple)
+                and scope[0] == endpoint.id
+                and scope[1] != event_id
+                and k == key
+                and t > now
             ]
             self._held[(endpoint.id, event_id)] = (key, until, why)
             if not others:
@@ -202,8 +207,14 @@ class FanOut:
         failed = [(i, v) for i, v in zip(indexes, verdicts, strict=True) if isinstance(v, EvaluationError)]
         if failed:
             index, error = failed[0]
-            log.warning("filter_failed", endpoint=endpoint.name, error=str(error), event_id=events[index].id,
-                        failed=len(failed), of=len(indexes))
+            log.warning(
+                "filter_failed",
+                endpoint=endpoint.name,
+                error=str(error),
+                event_id=events[index].id,
+                failed=len(failed),
+                of=len(indexes),
+            )
             stop = next((v for _, v in failed if isinstance(v, Stopped)), None)
             if stop is not None:
                 self._quarantine.stopped(endpoint, None, str(stop))

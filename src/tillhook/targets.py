@@ -45,7 +45,9 @@ class AddressPolicy:
         if judged is None:
             return None
         address, kind = judged
-        return f"refused to connect to {address}: it is a {kind} address (list it in delivery.allow_networks to allow it)"
+        return (
+            f"refused to connect to {address}: it is a {kind} address (list it in delivery.allow_networks to allow it)"
+        )
 
 
 def target_refusal(host: str, policy: AddressPolicy) -> str | None:
@@ -105,7 +107,9 @@ class GuardedResolver(AbstractResolver):
         self._policy = policy
         self._inner = inner or DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
         allowed = [info for info in found if self._policy.refusal(info["host"]) is None]
         if not allowed and found:

@@ -77,8 +77,15 @@ class Daemon:
 
     async def start(self) -> Daemon:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tillhook", "serve", "--config", str(self.config_path),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tillhook",
+            "serve",
+            "--config",
+            str(self.config_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=self._limit_open_files if self.open_files is not None else None,
         )

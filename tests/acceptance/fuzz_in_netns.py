@@ -19,7 +19,9 @@ def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "tillhook", "serve", "--config", config],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     assert daemon.stderr is not None
     url = None
@@ -42,12 +44,26 @@ def main() -> int:
     reader.start()
     bin_dir = Path(sys.executable).parent
     fuzz = subprocess.run(
-        [str(bin_dir / "schemathesis"), "run", f"{url}/openapi.json",
-         "--header", f"Authorization: Bearer {token}",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-         "--max-examples", "15", "--max-time", max_time, "--workers", "2", "--no-color",
-         "--seed", "20261123"],
-        capture_output=True, text=True,
+        [
+            str(bin_dir / "schemathesis"),
+            "run",
+            f"{url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "15",
+            "--max-time",
+            max_time,
+            "--workers",
+            "2",
+            "--no-color",
+            "--seed",
+            "20261123",
+        ],
+        capture_output=True,
+        text=True,
     )
     daemon.send_signal(signal.SIGTERM)
     code = daemon.wait(timeout=60)

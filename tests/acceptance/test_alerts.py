@@ -35,11 +35,14 @@ async def test_back_off_and_recovery_reach_the_alert_endpoint_and_not_the_others
     crm = await receivers(secret=secrets["crm"], behaviour=status(500))
     watch = await receivers(secret=secrets["watch"])
     everything = await receivers(secret=secrets["everything"])
-    config = write_config(tmp_path / "tillhook.toml", [
-        {"name": "crm", "url": crm.url, "secret": secrets["crm"], "events": ["sale.*", "tillhook.**"]},
-        {"name": "watch", "url": watch.url, "secret": secrets["watch"], "events": ["tillhook.**"]},
-        {"name": "everything", "url": everything.url, "secret": secrets["everything"], "events": ["*"]},
-    ])
+    config = write_config(
+        tmp_path / "tillhook.toml",
+        [
+            {"name": "crm", "url": crm.url, "secret": secrets["crm"], "events": ["sale.*", "tillhook.**"]},
+            {"name": "watch", "url": watch.url, "secret": secrets["watch"], "events": ["tillhook.**"]},
+            {"name": "everything", "url": everything.url, "secret": secrets["everything"], "events": ["*"]},
+        ],
+    )
     daemon = await daemons(config).start()
     body = [{"type": "sale.completed", "data": {"n": i}} for i in range(6)]
     async with http.post(f"{daemon.url}/v1/events", json=body, headers=daemon.headers()) as response:
@@ -59,8 +62,9 @@ async def test_back_off_and_recovery_reach_the_alert_endpoint_and_not_the_others
     assert alert_types(watch) == [FAILING, RECOVERED]
     recovered = next(json_of(r) for r in watch.received if json_of(r)["type"] == RECOVERED)
     assert recovered["data"]["endpoint"]["name"] == "crm"
-    await crm.wait_for(lambda got: {json_of(r)["data"]["n"] for r in got if json_of(r)["type"] == "sale.completed"}
-                       == set(range(6)))
+    await crm.wait_for(
+        lambda got: {json_of(r)["data"]["n"] for r in got if json_of(r)["type"] == "sale.completed"} == set(range(6))
+    )
     await everything.wait_count(6)
 
     # Each alert was delivered to watch alone: not to crm, which it is about, nor to ["*"].

@@ -40,8 +40,15 @@ async def test_backup_under_load_holds_everything_acknowledged_before_it(
     before = set(acked)
     target = tmp_path / "copy.db"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", "backup", str(target), "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tillhook",
+        "backup",
+        str(target),
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     stop.set()
@@ -57,8 +64,15 @@ async def test_backup_under_load_holds_everything_acknowledged_before_it(
     assert len(stored) <= len(acked) + 8  # nothing invented; at most the requests mid-commit
     # A second backup to the same name is refused rather than overwriting it.
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", "backup", str(target), "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tillhook",
+        "backup",
+        str(target),
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1 and "exists" in err.decode()

@@ -23,8 +23,13 @@ class Ok(Accepting):
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
+        sys.executable,
+        "-m",
+        "tillhook",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -153,7 +158,9 @@ async def test_url_is_the_endpoints_url_and_the_token_goes_only_to_the_daemon(
     assert code == 0, err
 
     async with Recorder() as recorder:
-        code, out, err = await run_cli("endpoints", "update", "shop", "--url", recorder.url, "--events", "sale.*", *base)
+        code, out, err = await run_cli(
+            "endpoints", "update", "shop", "--url", recorder.url, "--events", "sale.*", *base
+        )
         async with http.post(
             f"{daemon.url}/v1/events", json={"type": "sale.completed", "data": {"total": 9}}, headers=daemon.headers()
         ) as response:
@@ -192,12 +199,14 @@ async def test_rate_limit_off_and_max_in_flight_default(tmp_path: Path, receiver
     config = write_config(tmp_path / "tillhook.toml", [])
     daemon = await daemons(config).start()
     base = ("--config", str(config), "--daemon", daemon.url, "--json")
-    code, out, err = await run_cli("endpoints", "add", "shop", receiver.url, "--rate-limit", "5",
-                                   "--max-in-flight", "2", *base)
+    code, out, err = await run_cli(
+        "endpoints", "add", "shop", receiver.url, "--rate-limit", "5", "--max-in-flight", "2", *base
+    )
     assert code == 0, err
     assert (json.loads(out)["rate_limit"], json.loads(out)["max_in_flight"]) == (5.0, 2)
-    code, out, err = await run_cli("endpoints", "update", "shop", "--rate-limit", "off",
-                                   "--max-in-flight", "default", *base)
+    code, out, err = await run_cli(
+        "endpoints", "update", "shop", "--rate-limit", "off", "--max-in-flight", "default", *base
+    )
     assert code == 0, err
     code, out, err = await run_cli("endpoints", "show", "shop", *base)
     assert (json.loads(out)["rate_limit"], json.loads(out)["max_in_flight"]) == (None, None)
@@ -245,6 +254,7 @@ async def test_daemon_on_a_unix_socket(tmp_path: Path, daemons: Any) -> None:
     for args in (("--config", str(config)), ("--daemon", f"unix:{socket}", "--token", ADMIN_TOKEN)):
         code, out, err = await run_cli("status", "--json", *args)
         assert code == 0 and json.loads(out)["backlog"] == 0, err
-    code, out, err = await run_cli("send", "sale.completed", '{"total": 1}', "--daemon", f"unix:{socket}",
-                                   "--config", str(config))
+    code, out, err = await run_cli(
+        "send", "sale.completed", '{"total": 1}', "--daemon", f"unix:{socket}", "--config", str(config)
+    )
     assert code == 0 and json.loads(out)["type"] == "sale.completed", err

@@ -21,9 +21,7 @@ async def post(http: aiohttp.ClientSession, daemon: Any, body: Any) -> Any:
         return await response.json()
 
 
-async def test_events_list_and_show(
-    tmp_path: Path, receivers: Any, daemons: Any, http: aiohttp.ClientSession
-) -> None:
+async def test_events_list_and_show(tmp_path: Path, receivers: Any, daemons: Any, http: aiohttp.ClientSession) -> None:
     behaviour = Ok()
     receiver = await receivers(behaviour=behaviour)
     config = write_config(tmp_path / "tillhook.toml", [{"name": "shop", "url": receiver.url, "events": ["sale.*"]}])
@@ -57,7 +55,10 @@ async def test_events_list_and_show(
     payload = out.split("payload:\n", 1)[1].split("\n\ndeliveries:", 1)[0]
     assert json.loads(payload)["data"] == {"total": 9}
     deliveries = out.split("deliveries:\n", 1)[1].splitlines()
-    assert deliveries[0].split()[:3] == ["ID", "STATE", "ENDPOINT"] and deliveries[1].split()[1:3] == ["delivered", "shop"]
+    assert deliveries[0].split()[:3] == ["ID", "STATE", "ENDPOINT"] and deliveries[1].split()[1:3] == [
+        "delivered",
+        "shop",
+    ]
     code, out, err = await run_cli("events", "show", sale["id"], "--json", *base)
     assert code == 0 and json.loads(out)["deliveries"][0]["endpoint"] == "shop", err
 
@@ -98,12 +99,19 @@ async def test_output_into_a_pipe_closed_early_exits_quietly(
     read_end, write_end = os.pipe()
     try:
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tillhook", "events", "list", "--limit", "500", "--json", *base,
-            stdout=write_end, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tillhook",
+            "events",
+            "list",
+            "--limit",
+            "500",
+            "--json",
+            *base,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
         )
-        head = await asyncio.create_subprocess_exec(
-            "head", "-n", "1", stdin=read_end, stdout=asyncio.subprocess.PIPE
-        )
+        head = await asyncio.create_subprocess_exec("head", "-n", "1", stdin=read_end, stdout=asyncio.subprocess.PIPE)
     finally:
         os.close(read_end)
         os.close(write_end)

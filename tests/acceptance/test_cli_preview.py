@@ -38,11 +38,27 @@ async def test_preview_prints_the_request_a_real_delivery_makes(
         assert "Traceback" not in err
         return out, err
 
-    out, _ = await cli("endpoints", "add", "shop", receiver.url, "--header", "x-key=abc", "--transform",
-                       '{"total": data.amount}', "--extra-signature", "x-sig", "--filter", "data.amount > 10.0", "--json")
+    out, _ = await cli(
+        "endpoints",
+        "add",
+        "shop",
+        receiver.url,
+        "--header",
+        "x-key=abc",
+        "--transform",
+        '{"total": data.amount}',
+        "--extra-signature",
+        "x-sig",
+        "--filter",
+        "data.amount > 10.0",
+        "--json",
+    )
     created = json.loads(out)
     assert (created["filter"], created["transform"], created["extra_signature"]) == (
-        "data.amount > 10.0", '{"total": data.amount}', {"header": "x-sig", "scheme": "sha256-hex"})
+        "data.amount > 10.0",
+        '{"total": data.amount}',
+        {"header": "x-sig", "scheme": "sha256-hex"},
+    )
     async with http.post(f"{daemon.url}/v1/events", json=SALE, headers=daemon.headers()) as response:
         event_id = (await response.json())["id"]
     await receiver.wait_count(1)
@@ -64,7 +80,9 @@ async def test_preview_prints_the_request_a_real_delivery_makes(
     assert _request(out)[2] == {"total": 12.5}
     out, _ = await cli("endpoints", "preview", "shop", "--type", "sale.completed", "--data", '{"amount": 1.5}')
     assert out.strip() == "the filter of shop leaves this event out: no delivery, nothing sent"
-    out, _ = await cli("endpoints", "preview", "shop", "--type", "sale.completed", "--data", '{"amount": 1.5}', "--json")
+    out, _ = await cli(
+        "endpoints", "preview", "shop", "--type", "sale.completed", "--data", '{"amount": 1.5}', "--json"
+    )
     assert json.loads(out)["filtered_out"] is True and json.loads(out)["request"] is None
     # A type its events do not take: said on stderr, the request still shown.
     await cli("endpoints", "update", "shop", "--events", "refund.*")
@@ -106,23 +124,57 @@ async def test_add_and_update_set_show_and_clear_each_field(tmp_path: Path, rece
         assert code == 0, f"{args}: {err}"
         return out
 
-    await cli("endpoints", "add", "chat", receiver.url, "--preset", "slack", "--filter",
-              "data.amount > 100.0 && type.startsWith('sale.')")
+    await cli(
+        "endpoints",
+        "add",
+        "chat",
+        receiver.url,
+        "--preset",
+        "slack",
+        "--filter",
+        "data.amount > 100.0 && type.startsWith('sale.')",
+    )
     table = await cli("endpoints", "list")
     header, row = table.splitlines()
     assert header.split()[-3:] == ["FILTER", "BODY", "EXTRA_SIGNATURE"]
     assert "data.amount > 100.0 && type.startsWith(…" in row and "preset:slack" in row
     shown = await cli("endpoints", "show", "chat")
-    assert any(line.split(None, 1) == ["filter", "data.amount > 100.0 && type.startsWith('sale.')"]
-               for line in shown.splitlines())
+    assert any(
+        line.split(None, 1) == ["filter", "data.amount > 100.0 && type.startsWith('sale.')"]
+        for line in shown.splitlines()
+    )
     assert any(line.split() == ["preset", "slack"] for line in shown.splitlines())
 
-    updated = json.loads(await cli("endpoints", "update", "chat", "--transform", '{"t": type}', "--extra-signature",
-                                   "X-Hub-Signature-256", "--json"))
+    updated = json.loads(
+        await cli(
+            "endpoints",
+            "update",
+            "chat",
+            "--transform",
+            '{"t": type}',
+            "--extra-signature",
+            "X-Hub-Signature-256",
+            "--json",
+        )
+    )
     assert updated["transform"] == '{"t": type}' and updated["extra_signature"]["header"] == "X-Hub-Signature-256"
     assert "transform" in (await cli("endpoints", "list")).splitlines()[1]
-    cleared = json.loads(await cli("endpoints", "update", "chat", "--filter", "off", "--transform", "off",
-                                   "--preset", "off", "--extra-signature", "off", "--json"))
+    cleared = json.loads(
+        await cli(
+            "endpoints",
+            "update",
+            "chat",
+            "--filter",
+            "off",
+            "--transform",
+            "off",
+            "--preset",
+            "off",
+            "--extra-signature",
+            "off",
+            "--json",
+        )
+    )
     assert [cleared[k] for k in ("filter", "transform", "preset", "extra_signature")] == [None] * 4
 
     for args, words in [

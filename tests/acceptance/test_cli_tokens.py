@@ -21,8 +21,15 @@ _DAEMON_ENV = ("TILLHOOK_CONFIG", "STATE_DIRECTORY", "TILLHOOK_URL", "TILLHOOK_A
 async def run_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ENV}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", *args, cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tillhook",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -80,9 +87,7 @@ async def test_tokens_beside_the_running_daemon_are_the_ones_it_takes(
     assert await daemon.terminate() == 0
 
 
-async def test_a_database_from_before_the_viewer_token_gets_one_at_the_next_start(
-    tmp_path: Path, daemons: Any
-) -> None:
+async def test_a_database_from_before_the_viewer_token_gets_one_at_the_next_start(tmp_path: Path, daemons: Any) -> None:
     config = write_config(tmp_path / "tillhook.toml", [], tokens=False)
     daemon = await daemons(config).start()
     assert await daemon.terminate() == 0

@@ -91,11 +91,19 @@ def request_head(length: int) -> bytes:
 
 
 async def test_idle_and_slow_connections_do_not_stop_ingest_under_1024_open_files(
-    tmp_path: Path, daemons: Callable[..., Daemon], more_open_files: None, sockets: Sockets,
+    tmp_path: Path,
+    daemons: Callable[..., Daemon],
+    more_open_files: None,
+    sockets: Sockets,
 ) -> None:
     config = write_config(
-        tmp_path / "tillhook.toml", [],
-        server={"idle_timeout": "60s", "header_timeout": f"{HEADER_TIMEOUT_S:g}s", "body_timeout": f"{BODY_TIMEOUT_S:g}s"},
+        tmp_path / "tillhook.toml",
+        [],
+        server={
+            "idle_timeout": "60s",
+            "header_timeout": f"{HEADER_TIMEOUT_S:g}s",
+            "body_timeout": f"{BODY_TIMEOUT_S:g}s",
+        },
     )
     daemon = await daemons(config, open_files=1024).start()
     lowered = await daemon.wait_log("max_connections_lowered", since=0)
@@ -115,17 +123,26 @@ async def test_idle_and_slow_connections_do_not_stop_ingest_under_1024_open_file
 
     async with aiohttp.ClientSession() as http:
         started = time.monotonic()
-        async with http.post(f"{daemon.url}/v1/events", data=body, headers={
-            **daemon.headers(), "Content-Type": "application/json",
-        }, timeout=aiohttp.ClientTimeout(total=2)) as response:
+        async with http.post(
+            f"{daemon.url}/v1/events",
+            data=body,
+            headers={
+                **daemon.headers(),
+                "Content-Type": "application/json",
+            },
+            timeout=aiohttp.ClientTimeout(total=2),
+        ) as response:
             assert response.status == 202, await response.text()
         assert time.monotonic() - started < 2
         async with http.get(f"{daemon.url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as response:
             assert response.status == 200
 
     await asyncio.wait_for(asyncio.gather(*trickling), 30)
-    for client, timeout_s, which in ((slow[0], HEADER_TIMEOUT_S, "header"), (slow[1], HEADER_TIMEOUT_S, "header"),
-                                     (slow[2], BODY_TIMEOUT_S, "body")):
+    for client, timeout_s, which in (
+        (slow[0], HEADER_TIMEOUT_S, "header"),
+        (slow[1], HEADER_TIMEOUT_S, "header"),
+        (slow[2], BODY_TIMEOUT_S, "body"),
+    ):
         assert client.received.startswith(b"HTTP/1.1 408 Request Timeout"), client.received[:200]
         assert f"server.{which}_timeout".encode() in client.received
         assert timeout_s * 0.9 <= client.closed_after_s <= timeout_s + CLOSE_SLACK_S, (which, client.closed_after_s)
@@ -147,8 +164,9 @@ async def test_a_unix_socket_listener_takes_events_and_closes_idle_connections(
     idle_reader, idle_writer = await asyncio.open_unix_connection(str(path))
     async with (
         aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as http,
-        http.post("http://tillhook/v1/events", json={"type": "sale.completed", "data": {}}, headers=daemon.headers())
-        as response,
+        http.post(
+            "http://tillhook/v1/events", json={"type": "sale.completed", "data": {}}, headers=daemon.headers()
+        ) as response,
     ):
         assert response.status == 202, await response.text()
     assert await asyncio.wait_for(idle_reader.read(), 10) == b""  # closed by the daemon

@@ -49,7 +49,7 @@ async def load(http: aiohttp.ClientSession, daemon: Daemon, acked: list[str], st
                     if response.status != 202:
                         return
                     acked.append((await response.json())["id"])
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return  # the daemon died under this request: no 202, no promise
 
     await asyncio.gather(*(poster(w) for w in range(10)))
@@ -76,7 +76,9 @@ async def test_kill_9_mid_load_loses_nothing(
     try:
         await asyncio.wait_for(behaviour.enough.wait(), 60)
     except TimeoutError:
-        raise AssertionError(f"only {len(behaviour.accepted)} delivered, {len(acked)} acked:\n{daemon.log_text()}") from None
+        raise AssertionError(
+            f"only {len(behaviour.accepted)} delivered, {len(acked)} acked:\n{daemon.log_text()}"
+        ) from None
     await daemon.kill()
     stop.set()
     await asyncio.wait_for(loader, 30)

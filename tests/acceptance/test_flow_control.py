@@ -68,7 +68,9 @@ async def test_ordered_endpoint_keeps_order_through_failures_and_a_kill_9(
 
     assert ledger.refusals == 2
     # Accepted in exactly the order they were posted, at most the one in flight at the kill twice.
-    deduplicated = [event_id for i, event_id in enumerate(ledger.accepted) if i == 0 or ledger.accepted[i - 1] != event_id]
+    deduplicated = [
+        event_id for i, event_id in enumerate(ledger.accepted) if i == 0 or ledger.accepted[i - 1] != event_id
+    ]
     assert deduplicated == ids
     assert len(ledger.accepted) - len(ids) <= 1
     # Never two at once: each arrival came after the previous one was answered.
@@ -96,8 +98,10 @@ async def test_rate_limit_holds_under_a_burst_while_an_unlimited_endpoint_runs_f
     free_receiver = await receivers(behaviour=free)
     config = write_config(
         tmp_path / "tillhook.toml",
-        [{"name": "limited", "url": limited_receiver.url, "rate_limit": 20, "max_in_flight": 50},
-         {"name": "free", "url": free_receiver.url, "max_in_flight": 50}],
+        [
+            {"name": "limited", "url": limited_receiver.url, "rate_limit": 20, "max_in_flight": 50},
+            {"name": "free", "url": free_receiver.url, "max_in_flight": 50},
+        ],
     )
     daemon = await daemons(config).start()
     ids = set(await post_batches(http, daemon, 500))

@@ -59,9 +59,9 @@ async def held_log(http: aiohttp.ClientSession, daemon: Daemon) -> list[tuple[st
 
 
 def config_with(tmp_path: Path, receiver_url: str | None) -> Path:
-    endpoints = [] if receiver_url is None else [
-        {"name": "loyalty", "url": receiver_url, "secret": SECRET, "max_in_flight": 1}
-    ]
+    endpoints = (
+        [] if receiver_url is None else [{"name": "loyalty", "url": receiver_url, "secret": SECRET, "max_in_flight": 1}]
+    )
     return write_config(tmp_path / "tillhook.toml", endpoints, delivery={"retry_schedule": ["1h"]})
 
 

@@ -106,7 +106,9 @@ async def test_send_posts_one_event(tmp_path: Path, receivers: Any, daemons: Any
     body = json.loads(receiver.received[0].body)
     assert body["type"] == "sale.completed" and body["data"] == {"total": 12.5}
 
-    code, out, err = await tillhook("send", "sale.completed", "{not json", "--daemon", daemon.url, "--token", INGEST_TOKEN)
+    code, out, err = await tillhook(
+        "send", "sale.completed", "{not json", "--daemon", daemon.url, "--token", INGEST_TOKEN
+    )
     assert code == 2 and "JSON" in err and "Traceback" not in err
     code, out, err = await tillhook("send", "sale.completed", "--daemon", daemon.url, "--token", "wrong")
     assert code == 1 and "401" in err

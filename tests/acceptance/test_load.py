@@ -54,6 +54,7 @@ def matches(patterns: list[str], event_type: str) -> bool:
 
 async def post_all(http: aiohttp.ClientSession, daemon: Daemon) -> dict[str, str]:
     """Posts EVENTS events from CLIENTS concurrent clients, singles and batches of 10; returns id -> type."""
+
     def make(i: int) -> dict[str, Any]:
         return {"type": TYPES[i % len(TYPES)], "data": {"n": i, "amount": i * 1.5}}
 

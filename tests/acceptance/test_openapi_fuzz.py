@@ -18,8 +18,17 @@ RUNNER = Path(__file__).with_name("fuzz_in_netns.py")
 async def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tillhook.toml", [{"name": "fixed", "url": "http://127.0.0.1:9/hook"}])
     process = await asyncio.create_subprocess_exec(
-        "unshare", "--net", "--map-root-user", sys.executable, str(RUNNER), str(config), ADMIN_TOKEN, "60",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        "unshare",
+        "--net",
+        "--map-root-user",
+        sys.executable,
+        str(RUNNER),
+        str(config),
+        ADMIN_TOKEN,
+        "60",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
     )
     out, err = await asyncio.wait_for(process.communicate(), 240)
     assert process.returncode == 0, f"{out.decode()}\n{err.decode()}"

@@ -57,17 +57,37 @@ async def test_filter_transform_and_extra_signature_with_the_real_daemon(
     crm: Receiver = await receivers(secret=SECRET)
     hex_only = HexOnly(SECRET)
     aura: Receiver = await receivers(behaviour=hex_only)
-    config = write_config(tmp_path / "tillhook.toml", [
-        {"name": "big-sales", "url": big.url, "secret": SECRET, "events": ["transaction.*"],
-         "filter": "data.amount >= 100.0"},
-        {"name": "crm", "url": crm.url, "secret": SECRET, "events": ["transaction.completed"],
-         "transform": '{"text": "Sale: " + string(data.amount) + " " + data.currency, "customer": data.customer_id}'},
-        {"name": "aura", "url": aura.url, "secret": SECRET, "events": ["transaction.completed"],
-         "extra_signature": {"header": "x-aura-signature"}},
-    ])
+    config = write_config(
+        tmp_path / "tillhook.toml",
+        [
+            {
+                "name": "big-sales",
+                "url": big.url,
+                "secret": SECRET,
+                "events": ["transaction.*"],
+                "filter": "data.amount >= 100.0",
+            },
+            {
+                "name": "crm",
+                "url": crm.url,
+                "secret": SECRET,
+                "events": ["transaction.completed"],
+                "transform": '{"text": "Sale: " + string(data.amount) + " " + data.currency, "customer": data.customer_id}',
+            },
+            {
+                "name": "aura",
+                "url": aura.url,
+                "secret": SECRET,
+                "events": ["transaction.completed"],
+                "extra_signature": {"header": "x-aura-signature"},
+            },
+        ],
+    )
     daemon = await daemons(config).start()
-    sales = [{"type": "transaction.completed", "data": {"amount": a, "currency": "EUR", "customer_id": f"c_{a}"}}
-             for a in (50, 99.5, 100, 150.25)]
+    sales = [
+        {"type": "transaction.completed", "data": {"amount": a, "currency": "EUR", "customer_id": f"c_{a}"}}
+        for a in (50, 99.5, 100, 150.25)
+    ]
     replies = await post(http, daemon, sales)
     assert [r["deliveries"] for r in replies] == [2, 2, 3, 3]
 
@@ -113,15 +133,26 @@ async def test_a_slack_preset_gets_a_readable_sale_and_the_alerts_of_another_end
     slack: Receiver = await receivers(secret=SECRET)
     crm: Receiver = await receivers(secret=SECRET, behaviour=status(500))
     everything: Receiver = await receivers(secret=SECRET)
-    config = write_config(tmp_path / "tillhook.toml", [
-        {"name": "shop-slack", "url": slack.url, "secret": SECRET, "preset": "slack",
-         "events": ["transaction.completed", "tillhook.**"]},
-        {"name": "crm", "url": crm.url, "secret": SECRET, "events": ["transaction.completed"]},
-        {"name": "everything", "url": everything.url, "secret": SECRET, "events": ["*"]},
-    ])
+    config = write_config(
+        tmp_path / "tillhook.toml",
+        [
+            {
+                "name": "shop-slack",
+                "url": slack.url,
+                "secret": SECRET,
+                "preset": "slack",
+                "events": ["transaction.completed", "tillhook.**"],
+            },
+            {"name": "crm", "url": crm.url, "secret": SECRET, "events": ["transaction.completed"]},
+            {"name": "everything", "url": everything.url, "secret": SECRET, "events": ["*"]},
+        ],
+    )
     daemon = await daemons(config).start()
-    (sale,) = await post(http, daemon, [{"type": "transaction.completed",
-                                          "data": {"amount": 55.39, "currency": "EUR", "customer_id": "c_1"}}])
+    (sale,) = await post(
+        http,
+        daemon,
+        [{"type": "transaction.completed", "data": {"amount": 55.39, "currency": "EUR", "customer_id": "c_1"}}],
+    )
     await slack.wait_count(1)
     first = slack.received[0]
     assert first.headers["webhook-id"] == sale["id"]
@@ -153,14 +184,26 @@ async def test_a_runaway_or_huge_transform_is_stopped_and_everyone_else_is_serve
     runaway: Receiver = await receivers(secret=SECRET)
     huge: Receiver = await receivers(secret=SECRET)
     fine: Receiver = await receivers(secret=SECRET)
-    config = write_config(tmp_path / "tillhook.toml", [
-        {"name": "plain", "url": plain.url, "secret": SECRET},
-        {"name": "runaway", "url": runaway.url, "secret": SECRET,
-         "transform": "lists.range(100000).map(x, lists.range(100000).map(y, x * y))"},
-        {"name": "huge", "url": huge.url, "secret": SECRET,
-         "transform": '{"text": data.s + data.s + data.s + data.s + data.s + data.s}'},
-        {"name": "fine", "url": fine.url, "secret": SECRET, "transform": '{"n": data.n}'},
-    ], delivery={"retry_schedule": ["1h"]})
+    config = write_config(
+        tmp_path / "tillhook.toml",
+        [
+            {"name": "plain", "url": plain.url, "secret": SECRET},
+            {
+                "name": "runaway",
+                "url": runaway.url,
+                "secret": SECRET,
+                "transform": "lists.range(100000).map(x, lists.range(100000).map(y, x * y))",
+            },
+            {
+                "name": "huge",
+                "url": huge.url,
+                "secret": SECRET,
+                "transform": '{"text": data.s + data.s + data.s + data.s + data.s + data.s}',
+            },
+            {"name": "fine", "url": fine.url, "secret": SECRET, "transform": '{"n": data.n}'},
+        ],
+        delivery={"retry_schedule": ["1h"]},
+    )
     daemon = await daemons(config).start()
     events = [{"type": "sale.completed", "data": {"n": i, "s": "x" * 200_000}} for i in range(5)]
     for event in events:  # one request each: a batch of them would pass the body limit

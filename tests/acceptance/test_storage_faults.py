@@ -66,8 +66,14 @@ async def serve_once(config: Path) -> tuple[int, str]:
     import asyncio
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tillhook",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None

@@ -58,8 +58,14 @@ async def test_credentials_in_urls_are_in_neither_the_log_nor_the_attempt_log(
 async def test_serve_refuses_a_config_endpoint_it_could_never_deliver_to(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tillhook.toml", [{"name": "meta", "url": "http://169.254.169.254/latest"}])
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tillhook", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tillhook",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2

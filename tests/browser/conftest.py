@@ -32,12 +32,23 @@ def _driver(profile: Path) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-        "--disable-extensions", "--window-size=1280,900", f"--user-data-dir={profile}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-extensions",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(arg)
-    return webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER), options=options)
+    return webdriver.Chrome(
+        service=Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER), options=options
+    )
 
 
 class Browser:
@@ -69,11 +80,15 @@ class Browser:
 
     async def wait(self, css: str, timeout_s: float = 20.0) -> WebElement:
         """Until an element matching `css` is on the page (live updates included)."""
-        return await self.wait_until(lambda d: d.find_elements(By.CSS_SELECTOR, css) and d.find_element(By.CSS_SELECTOR, css),
-                                     timeout_s, f"no {css!r} on the page")
+        return await self.wait_until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, css) and d.find_element(By.CSS_SELECTOR, css),
+            timeout_s,
+            f"no {css!r} on the page",
+        )
 
-    async def wait_until(self, condition: Callable[[webdriver.Chrome], Any], timeout_s: float = 20.0,
-                         what: str = "the condition") -> Any:
+    async def wait_until(
+        self, condition: Callable[[webdriver.Chrome], Any], timeout_s: float = 20.0, what: str = "the condition"
+    ) -> Any:
         def until() -> Any:
             wait = WebDriverWait(self.driver, timeout_s, poll_frequency=0.1, ignored_exceptions=_LOOK_AGAIN)
             return wait.until(condition, what)

@@ -23,8 +23,11 @@ from tests.support import Receiver
 
 
 async def _post_event(http: aiohttp.ClientSession, base: str, event_type: str) -> str:
-    async with http.post(f"{base}/v1/events", json={"type": event_type, "data": {"total": 12}},
-                         headers={"Authorization": f"Bearer {INGEST_TOKEN}"}) as response:
+    async with http.post(
+        f"{base}/v1/events",
+        json={"type": event_type, "data": {"total": 12}},
+        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+    ) as response:
         assert response.status == 202, await response.text()
         reply = await response.json()
     return str(reply["id"])
@@ -32,12 +35,16 @@ async def _post_event(http: aiohttp.ClientSession, base: str, event_type: str) -
 
 async def _copied_secret(page: Browser) -> str:
     """Click the copy button and read what it put on the clipboard."""
-    page.driver.execute_cdp_cmd("Browser.grantPermissions", {
-        "origin": page.base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    page.driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": page.base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     await page.click("[data-copy]")
     await page.wait("[data-copy][data-copied=true]")
-    text: str = await page._run(page.driver.execute_async_script,
-                                "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('failed: ' + e))")
+    text: str = await page._run(
+        page.driver.execute_async_script,
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('failed: ' + e))",
+    )
     return text
 
 
@@ -143,8 +150,9 @@ async def test_add_edit_test_rotate_and_show_the_secret(tmp_path: Path, daemons:
         await receiver.stop()
 
 
-async def test_disable_enable_replay_and_delete(tmp_path: Path, daemons: Any, browser: Any,
-                                               http: aiohttp.ClientSession) -> None:
+async def test_disable_enable_replay_and_delete(
+    tmp_path: Path, daemons: Any, browser: Any, http: aiohttp.ClientSession
+) -> None:
     receiver = await Receiver().start()
     try:
         config = write_config(tmp_path / "tillhook.toml", [{"name": "erp", "url": receiver.url, "events": ["order.*"]}])
@@ -183,12 +191,16 @@ async def test_disable_enable_replay_and_delete(tmp_path: Path, daemons: Any, br
         await receiver.stop()
 
 
-async def test_delete_names_what_it_cancels(tmp_path: Path, daemons: Any, browser: Any,
-                                            http: aiohttp.ClientSession) -> None:
+async def test_delete_names_what_it_cancels(
+    tmp_path: Path, daemons: Any, browser: Any, http: aiohttp.ClientSession
+) -> None:
     daemon = await daemons(write_config(tmp_path / "tillhook.toml", [])).start()
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with http.post(f"{daemon.url}/v1/endpoints", headers=admin,
-                         json={"name": "old-till", "url": "http://127.0.0.1:9/hook", "enabled": False}) as response:
+    async with http.post(
+        f"{daemon.url}/v1/endpoints",
+        headers=admin,
+        json={"name": "old-till", "url": "http://127.0.0.1:9/hook", "enabled": False},
+    ) as response:
         assert response.status == 201
     await _post_event(http, daemon.url, "order.created")  # held: the endpoint is disabled
     page = browser(daemon)

@@ -21,7 +21,9 @@ async def send(http: aiohttp.ClientSession, daemon: Daemon, event_type: str, key
     body: dict[str, Any] = {"type": event_type, "data": {"total": 12.5}}
     if key is not None:
         body["id"] = key
-    async with http.post(f"{daemon.url}/v1/events", json=body, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}) as r:
+    async with http.post(
+        f"{daemon.url}/v1/events", json=body, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
+    ) as r:
         assert r.status == 202, await r.text()
         event_id: str = (await r.json())["id"]
         return event_id
@@ -47,8 +49,11 @@ async def test_deliveries_show_live_and_failed_ones_are_retried_from_the_page(
 ) -> None:
     receiver = await Receiver().start()
     try:
-        config = write_config(tmp_path / "tillhook.toml", [{"name": "shop", "url": receiver.url, "events": ["sale.*"]}],
-                              delivery={"retry_schedule": ["100ms"], "give_up_after": "300ms"})
+        config = write_config(
+            tmp_path / "tillhook.toml",
+            [{"name": "shop", "url": receiver.url, "events": ["sale.*"]}],
+            delivery={"retry_schedule": ["100ms"], "give_up_after": "300ms"},
+        )
         daemon = await daemons(config).start()
         page = browser(daemon)
         await page.sign_in()
@@ -60,7 +65,9 @@ async def test_deliveries_show_live_and_failed_ones_are_retried_from_the_page(
         await page.wait(row(first, "delivered"))
 
         receiver.behaviour = status(500, "till offline")
-        failing = [await delivery_of(http, daemon, await send(http, daemon, t)) for t in ("sale.completed", "sale.refunded")]
+        failing = [
+            await delivery_of(http, daemon, await send(http, daemon, t)) for t in ("sale.completed", "sale.refunded")
+        ]
         for delivery_id in failing:
             await page.wait(row(delivery_id, "failed"))
             cells = await page.text(row(delivery_id, "failed"))
@@ -112,8 +119,12 @@ async def test_one_delivery_shows_attempts_and_headers_without_secrets_and_a_hos
         result = await page.text('[data-attempt="1"] [data-field=result]')
         assert "HTTP 500 Internal Server Error" in result
         # Nothing of it became an element, and nothing of it ran.
-        assert await page._run(page.driver.execute_script,
-                               "return document.querySelectorAll('main script, main img').length") == 0
+        assert (
+            await page._run(
+                page.driver.execute_script, "return document.querySelectorAll('main script, main img').length"
+            )
+            == 0
+        )
         assert await page._run(page.driver.execute_script, "return typeof window.__pwned") == "undefined"
 
         headers = await page.text('[data-attempt="1"] table.headers')
@@ -142,8 +153,10 @@ async def test_events_are_found_by_type_and_idempotency_key_with_their_deliverie
 ) -> None:
     receiver = await Receiver().start()
     try:
-        endpoints = [{"name": "shop", "url": receiver.url, "events": ["sale.*"]},
-                     {"name": "loyalty", "url": receiver.url, "events": ["*"]}]
+        endpoints = [
+            {"name": "shop", "url": receiver.url, "events": ["sale.*"]},
+            {"name": "loyalty", "url": receiver.url, "events": ["*"]},
+        ]
         daemon = await daemons(write_config(tmp_path / "tillhook.toml", endpoints)).start()
         sale_key = "till-3-receipt-1001"
         sale = await send(http, daemon, "sale.completed", key=sale_key)
@@ -180,7 +193,10 @@ async def test_events_are_found_by_type_and_idempotency_key_with_their_deliverie
         payload = await page.wait("[data-field=payload]")
         assert '"total": 12.5' in payload.text and sale in payload.text
         for name in ("shop", "loyalty"):
-            await page.wait_until(lambda d, name=name: any(
-                name in r.text for r in d.find_elements("css selector", 'tr[data-delivery][data-state="delivered"]')))
+            await page.wait_until(
+                lambda d, name=name: any(
+                    name in r.text for r in d.find_elements("css selector", 'tr[data-delivery][data-state="delivered"]')
+                )
+            )
     finally:
         await receiver.stop()

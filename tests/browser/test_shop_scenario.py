@@ -44,8 +44,9 @@ def _rows(state: str) -> Any:
 async def test_a_shop_runs_its_webhooks_from_the_dashboard(
     tmp_path: Path, daemons: Any, browser: Any, http: aiohttp.ClientSession
 ) -> None:
-    config = write_config(tmp_path / "tillhook.toml", [],
-                          delivery={"retry_schedule": ["100ms"], "give_up_after": "300ms"})
+    config = write_config(
+        tmp_path / "tillhook.toml", [], delivery={"retry_schedule": ["100ms"], "give_up_after": "300ms"}
+    )
     daemon = await daemons(config).start()
     answer = Switchable()
     receiver = await Receiver(behaviour=answer).start()

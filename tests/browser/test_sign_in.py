@@ -52,11 +52,16 @@ async def test_changes_need_the_session_token_and_the_same_origin(
     async with http.post(f"{daemon.url}/ui/signout", data={"csrf": "x"}, headers=origin) as response:
         assert response.status == 403
     # A sign-in from another site is refused too (no login forgery).
-    async with http.post(f"{daemon.url}/ui/signin", data={"token": ADMIN_TOKEN},
-                         headers={"Origin": "http://evil.example"}, allow_redirects=False) as response:
+    async with http.post(
+        f"{daemon.url}/ui/signin",
+        data={"token": ADMIN_TOKEN},
+        headers={"Origin": "http://evil.example"},
+        allow_redirects=False,
+    ) as response:
         assert response.status == 403
-    async with http.post(f"{daemon.url}/ui/signin", data={"token": ADMIN_TOKEN}, headers=origin,
-                         allow_redirects=False) as response:
+    async with http.post(
+        f"{daemon.url}/ui/signin", data={"token": ADMIN_TOKEN}, headers=origin, allow_redirects=False
+    ) as response:
         assert response.status == 303
         session = response.cookies["tillhook_session"].value
     jar = {"tillhook_session": session}
@@ -67,15 +72,21 @@ async def test_changes_need_the_session_token_and_the_same_origin(
         assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     # The right session but no form token, a wrong one, or the right one from another origin: refused.
-    for data, headers in (({}, origin), ({"csrf": "wrong"}, origin), ({"csrf": csrf}, {"Origin": "http://evil.example"}),
-                          ({"csrf": csrf}, {})):
-        async with http.post(f"{daemon.url}/ui/signout", data=data, headers=headers, cookies=jar,
-                             allow_redirects=False) as response:
+    for data, headers in (
+        ({}, origin),
+        ({"csrf": "wrong"}, origin),
+        ({"csrf": csrf}, {"Origin": "http://evil.example"}),
+        ({"csrf": csrf}, {}),
+    ):
+        async with http.post(
+            f"{daemon.url}/ui/signout", data=data, headers=headers, cookies=jar, allow_redirects=False
+        ) as response:
             assert response.status == 403, (data, headers)
     async with http.get(f"{daemon.url}/", cookies=jar, allow_redirects=False) as response:
         assert response.status == 200  # still signed in: none of those did anything
-    async with http.post(f"{daemon.url}/ui/signout", data={"csrf": csrf}, headers=origin, cookies=jar,
-                         allow_redirects=False) as response:
+    async with http.post(
+        f"{daemon.url}/ui/signout", data={"csrf": csrf}, headers=origin, cookies=jar, allow_redirects=False
+    ) as response:
         assert response.status == 303
     async with http.get(f"{daemon.url}/", cookies=jar, allow_redirects=False) as response:
         assert response.status == 303  # the session is gone
@@ -94,10 +105,15 @@ async def test_the_viewer_token_signs_in_read_only(tmp_path: Path, daemons: Any,
     jar = {"tillhook_session": cookie["value"]}
     source = page.driver.page_source
     csrf = source.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    async with aiohttp.ClientSession(cookies=jar) as session, session.post(
-        f"{daemon.url}/ui/endpoints/loyalty/disable", data={"csrf": csrf}, headers={"Origin": daemon.url},
-        allow_redirects=False,
-    ) as response:
+    async with (
+        aiohttp.ClientSession(cookies=jar) as session,
+        session.post(
+            f"{daemon.url}/ui/endpoints/loyalty/disable",
+            data={"csrf": csrf},
+            headers={"Origin": daemon.url},
+            allow_redirects=False,
+        ) as response,
+    ):
         assert response.status == 403
         assert "viewer" in await response.text()
     await page.click("[data-action=sign-out]")

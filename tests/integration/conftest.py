@@ -13,11 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support import FakeClock
 from tillhook.api.state import SERVICES, Services
 from tillhook.app import build_app
 from tillhook.config import Config, validate_config
 from tillhook.dispatcher import Dispatcher
-from tests.support import FakeClock
 
 INGEST_TOKEN = "ingest-token-for-tests-0001"
 ADMIN_TOKEN = "admin-token-for-tests-00001"

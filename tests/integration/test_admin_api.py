@@ -12,8 +12,16 @@ from tests.support import status
 from tillhook.rules import new_secret
 
 
-async def api(h, method: str, path: str, body: Any = None, *, params: dict[str, Any] | None = None,
-              raw: bytes | None = None, content_type: str = "application/json") -> tuple[int, Any]:
+async def api(
+    h,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, Any] | None = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     data = None
     if raw is not None or body is not None:
@@ -37,7 +45,8 @@ async def admin(tmp_path, receivers, make_harness, clock):
     """A daemon with one config-managed endpoint and a receiver for endpoints made by the API."""
     receiver = await receivers()
     config = make_config(
-        tmp_path, [{"name": "from-file", "url": receiver.url, "events": ["config.*"]}],
+        tmp_path,
+        [{"name": "from-file", "url": receiver.url, "events": ["config.*"]}],
         delivery={"retry_schedule": ["1m"], "give_up_after": "10m"},
     )
     h = await make_harness(config, clock=clock)
@@ -97,10 +106,16 @@ async def test_bad_bodies_and_unknown_ids(admin):
     await create(h, receiver.url)
     code, problem = await api(h, "POST", "/v1/endpoints", {"name": "shop", "url": receiver.url})
     assert code == 409 and "shop" in problem["detail"]
-    for method, path in [("GET", "/v1/endpoints/nope"), ("PATCH", "/v1/endpoints/nope"),
-                         ("DELETE", "/v1/endpoints/nope"), ("POST", "/v1/endpoints/nope/enable"),
-                         ("GET", "/v1/deliveries/999"), ("GET", "/v1/deliveries/abc"),
-                         ("POST", "/v1/deliveries/999/retry"), ("GET", "/v1/events/msg_nope")]:
+    for method, path in [
+        ("GET", "/v1/endpoints/nope"),
+        ("PATCH", "/v1/endpoints/nope"),
+        ("DELETE", "/v1/endpoints/nope"),
+        ("POST", "/v1/endpoints/nope/enable"),
+        ("GET", "/v1/deliveries/999"),
+        ("GET", "/v1/deliveries/abc"),
+        ("POST", "/v1/deliveries/999/retry"),
+        ("GET", "/v1/events/msg_nope"),
+    ]:
         code, problem = await api(h, method, path, {} if method == "PATCH" else None)
         assert code == 404, (method, path, problem)
 
@@ -109,14 +124,18 @@ async def test_update_changes_fields_and_refuses_conflicts_and_config_endpoints(
     h, receiver = admin
     created = await create(h, receiver.url)
     await create(h, receiver.url, name="other", events=["other.*"])
-    code, updated = await api(h, "PATCH", "/v1/endpoints/shop", {"events": ["customer.*"], "rate_limit": 5, "name": "shop2"})
+    code, updated = await api(
+        h, "PATCH", "/v1/endpoints/shop", {"events": ["customer.*"], "rate_limit": 5, "name": "shop2"}
+    )
     assert code == 200 and updated["events"] == ["customer.*"] and updated["rate_limit"] == 5
     assert updated["name"] == "shop2" and updated["id"] == created["id"]
     assert (await api(h, "PATCH", "/v1/endpoints/shop2", {"name": "other"}))[0] == 409
     assert (await api(h, "PATCH", "/v1/endpoints/shop2", {"url": "nope"}))[0] == 422
     assert (await api(h, "PATCH", "/v1/endpoints/shop2", {"secret": new_secret()}))[0] == 422
-    for method, path, body in [("PATCH", "/v1/endpoints/from-file", {"url": receiver.url}),
-                               ("DELETE", "/v1/endpoints/from-file", None)]:
+    for method, path, body in [
+        ("PATCH", "/v1/endpoints/from-file", {"url": receiver.url}),
+        ("DELETE", "/v1/endpoints/from-file", None),
+    ]:
         code, problem = await api(h, method, path, body)
         assert code == 409 and problem["type"].endswith("config-managed") and "config file" in problem["detail"]
     # The change is live: customer events now go to it, sale events no longer do.
@@ -177,9 +196,13 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period_only(adm
         (got,) = receiver.received
         verifier.received.clear()
         # Replay the exact request to a receiver that knows only one of the secrets.
-        async with h.session.post(verifier.url, data=got.body, headers={
-            k: got.headers[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")
-        }) as response:
+        async with h.session.post(
+            verifier.url,
+            data=got.body,
+            headers={
+                k: got.headers[k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")
+            },
+        ) as response:
             assert response.status == 200
         return {"signatures": got.headers["webhook-signature"], "verified": verifier.received[0].verified}
 
@@ -295,13 +318,22 @@ async def test_lists_filter_and_page_newest_first(admin):
     assert [e["id"] for e in sales["data"]] == [i for n, i in enumerate(ids) if n % 2][::-1]
     code, exact = await api(h, "GET", "/v1/deliveries", params={"type": "customer.created", "state": "delivered"})
     assert len(exact["data"]) == 4 and all(d["event_type"] == "customer.created" for d in exact["data"])
-    code, none = await api(h, "GET", "/v1/deliveries", params={"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"})
+    code, none = await api(
+        h, "GET", "/v1/deliveries", params={"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}
+    )
     assert none["data"] == [] and none["next_cursor"] is None
     code, event = await api(h, "GET", f"/v1/events/{ids[0]}")
     assert event["payload"]["data"] == {"n": 0} and event["payload"]["id"] == ids[0]
     assert [d["endpoint"] for d in event["deliveries"]] == ["shop"]
-    for params in ({"limit": 0}, {"limit": 501}, {"state": "lost"}, {"cursor": "abc"}, {"type": "a b"},
-                   {"since": "tuesday"}, {"colour": "red"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 501},
+        {"state": "lost"},
+        {"cursor": "abc"},
+        {"type": "a b"},
+        {"since": "tuesday"},
+        {"colour": "red"},
+    ):
         code, problem = await api(h, "GET", "/v1/deliveries", params=params)
         assert code == 422 and problem["errors"], params
 
@@ -339,7 +371,8 @@ async def test_openapi_describes_every_route_and_is_valid(admin):
     registered = {
         (route.method.lower(), route.resource.canonical)
         for route in h.app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.method != "HEAD"
+        and route.resource is not None
         # The dashboard's own pages (sign-in, static files, …) are for browsers; `/` is described.
         and not route.resource.canonical.startswith("/ui/")
     }

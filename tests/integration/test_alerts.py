@@ -93,8 +93,12 @@ async def shop(tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClo
     config = make_config(
         tmp_path,
         [
-            {"name": "loyalty", "url": got["loyalty"].url, "secret": secrets["loyalty"],
-             "events": ["sale.*", "tillhook.**"]},
+            {
+                "name": "loyalty",
+                "url": got["loyalty"].url,
+                "secret": secrets["loyalty"],
+                "events": ["sale.*", "tillhook.**"],
+            },
             {"name": "watch", "url": got["watch"].url, "secret": secrets["watch"], "events": ["tillhook.**"]},
             {"name": "everything", "url": got["everything"].url, "secret": secrets["everything"], "events": ["*"]},
         ],
@@ -193,11 +197,14 @@ async def test_a_410_and_an_admin_disable_say_why_and_a_disabled_subscriber_hold
     tmp_path, receivers, make_harness, clock
 ):
     gone, watch, sleepy = await receivers(behaviour=status(410)), await receivers(), await receivers()
-    config = make_config(tmp_path, [
-        {"name": "gone", "url": gone.url, "events": ["sale.*"]},
-        {"name": "watch", "url": watch.url, "events": ["tillhook.endpoint.*"]},
-        {"name": "sleepy", "url": sleepy.url, "events": ["tillhook.**"]},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "gone", "url": gone.url, "events": ["sale.*"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.endpoint.*"]},
+            {"name": "sleepy", "url": sleepy.url, "events": ["tillhook.**"]},
+        ],
+    )
     h = await make_harness(config, clock=clock)
     code, _ = await api(h, "POST", "/v1/endpoints/sleepy/disable")
     assert code == 200
@@ -230,7 +237,8 @@ async def test_a_410_and_an_admin_disable_say_why_and_a_disabled_subscriber_hold
     assert sleepy.received == []
     code, event = await api(h, "GET", f"/v1/events/{alert['id']}")
     assert sorted((d["endpoint"], d["state"]) for d in event["deliveries"]) == [
-        ("sleepy", "pending"), ("watch", "delivered")
+        ("sleepy", "pending"),
+        ("watch", "delivered"),
     ]
     code, _ = await api(h, "POST", "/v1/endpoints/sleepy/enable")
     await step(h)
@@ -241,9 +249,12 @@ async def test_give_ups_alert_once_and_then_at_most_hourly_with_a_count(tmp_path
     failing, watch = await receivers(behaviour=status(503)), await receivers()
     config = make_config(
         tmp_path,
-        [{"name": "crm", "url": failing.url, "events": ["sale.*"]},
-         {"name": "watch", "url": watch.url, "events": ["tillhook.delivery.failed"]}],
-        delivery={"retry_schedule": ["2m"], "give_up_after": "10m"}, alerts={"backlog_age": "1d"},
+        [
+            {"name": "crm", "url": failing.url, "events": ["sale.*"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.delivery.failed"]},
+        ],
+        delivery={"retry_schedule": ["2m"], "give_up_after": "10m"},
+        alerts={"backlog_age": "1d"},
     )
     h = await make_harness(config, clock=clock)
 
@@ -288,9 +299,12 @@ async def test_an_old_backlog_alerts_once_per_crossing_and_hourly_while_it_lasts
     slow, watch = await receivers(behaviour=status(500), secret=slow_secret), await receivers()
     config = make_config(
         tmp_path,
-        [{"name": "slow", "url": slow.url, "secret": slow_secret, "events": ["sale.*", "tillhook.**"]},
-         {"name": "watch", "url": watch.url, "events": ["tillhook.backlog.high"]}],
-        delivery={"retry_schedule": ["3h"], "give_up_after": "3d"}, alerts={"backlog_age": "15m"},
+        [
+            {"name": "slow", "url": slow.url, "secret": slow_secret, "events": ["sale.*", "tillhook.**"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.backlog.high"]},
+        ],
+        delivery={"retry_schedule": ["3h"], "give_up_after": "3d"},
+        alerts={"backlog_age": "15m"},
     )
     h = await make_harness(config, clock=clock)
     await post(h)
@@ -334,8 +348,10 @@ async def test_a_disabled_endpoints_held_deliveries_are_not_a_backlog(tmp_path, 
     held, watch = await receivers(), await receivers()
     config = make_config(
         tmp_path,
-        [{"name": "held", "url": held.url, "events": ["sale.*"]},
-         {"name": "watch", "url": watch.url, "events": ["tillhook.backlog.*"]}],
+        [
+            {"name": "held", "url": held.url, "events": ["sale.*"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.backlog.*"]},
+        ],
     )
     h = await make_harness(config, clock=clock)
     code, _ = await api(h, "POST", "/v1/endpoints/held/disable")
@@ -353,9 +369,12 @@ async def test_two_alert_endpoints_failing_at_each_other_raise_a_bounded_number_
     a, b = await receivers(behaviour=status(500)), await receivers(behaviour=status(500))
     config = make_config(
         tmp_path,
-        [{"name": "a", "url": a.url, "events": ["sale.*", "tillhook.**"]},
-         {"name": "b", "url": b.url, "events": ["sale.*", "tillhook.**"]}],
-        delivery={"retry_schedule": ["1m", "5m"], "give_up_after": "30m"}, alerts={"backlog_age": "10m"},
+        [
+            {"name": "a", "url": a.url, "events": ["sale.*", "tillhook.**"]},
+            {"name": "b", "url": b.url, "events": ["sale.*", "tillhook.**"]},
+        ],
+        delivery={"retry_schedule": ["1m", "5m"], "give_up_after": "30m"},
+        alerts={"backlog_age": "10m"},
     )
     h = await make_harness(config, clock=clock)
     await post(h, 10)
@@ -376,8 +395,13 @@ async def test_two_alert_endpoints_failing_at_each_other_raise_a_bounded_number_
         _, detail = await api(h, "GET", f"/v1/events/{event['id']}")
         about = detail["payload"]["data"].get("endpoint", {}).get("name")
         sent[(event["type"], about)].append(datetime.fromisoformat(event["received_at"]).timestamp())
-    assert set(sent) == {(FAILING, "a"), (FAILING, "b"), (DELIVERY_FAILED, "a"), (DELIVERY_FAILED, "b"),
-                         (BACKLOG_HIGH, None)}
+    assert set(sent) == {
+        (FAILING, "a"),
+        (FAILING, "b"),
+        (DELIVERY_FAILED, "a"),
+        (DELIVERY_FAILED, "b"),
+        (BACKLOG_HIGH, None),
+    }
     assert len(sent[(FAILING, "a")]) == len(sent[(FAILING, "b")]) == 1
     # (backlog.high may also come again sooner, after the backlog went under its age: a new crossing)
     for endpoint in ("a", "b"):
@@ -414,10 +438,13 @@ async def test_each_alert_emitted_is_logged(shop):
 async def test_an_alert_never_carries_the_credentials_in_an_endpoints_url(tmp_path, receivers, make_harness, clock):
     gone, watch = await receivers(behaviour=status(410)), await receivers()
     url = gone.url.replace("http://", "http://shop:pa55word-42@") + "?token=s3cr3t-token&v=2"
-    config = make_config(tmp_path, [
-        {"name": "gone", "url": url, "events": ["sale.*"]},
-        {"name": "watch", "url": watch.url, "events": ["tillhook.**"]},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "gone", "url": url, "events": ["sale.*"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.**"]},
+        ],
+    )
     h = await make_harness(config, clock=clock)
     await post(h)
     await step(h)

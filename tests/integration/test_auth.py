@@ -122,8 +122,14 @@ async def test_the_admin_still_does_everything(shop: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/v1/status"), ("GET", "/v1/events"), ("GET", "/v1/endpoints/shop/secret"),
-                         ("GET", "/metrics"), ("POST", "/v1/endpoints/shop/enable")],
+    ("method", "path"),
+    [
+        ("GET", "/v1/status"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/endpoints/shop/secret"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/endpoints/shop/enable"),
+    ],
 )
 async def test_the_ingest_token_still_only_posts_events(shop: Any, method: str, path: str) -> None:
     h, _, _ = shop
@@ -180,15 +186,28 @@ async def test_no_reply_to_the_viewer_holds_a_credential(
     host = receiver.url.split("//", 1)[1]
     url = f"http://shop:pw-0123456789@{host}?token=tk-0123456789"
     h = await make_harness(make_config(tmp_path, []), clock=clock)
-    code, created = await call(h, ADMIN_TOKEN, "POST", "/v1/endpoints",
-                               {"name": "shop", "url": url, "headers": {"x-api-key": "key-0123456789"}})
+    code, created = await call(
+        h,
+        ADMIN_TOKEN,
+        "POST",
+        "/v1/endpoints",
+        {"name": "shop", "url": url, "headers": {"x-api-key": "key-0123456789"}},
+    )
     assert code == 201, created
     assert (await call(h, INGEST_TOKEN, "POST", "/v1/events", {"type": "sale.completed", "data": {}}))[0] == 202
     assert await h.step() == 1
     (delivery,) = (await call(h, ADMIN_TOKEN, "GET", "/v1/deliveries"))[1]["data"]
     credentials = [created["secret"], "pw-0123456789", "tk-0123456789", "key-0123456789"]
-    paths = ["/v1/status", "/v1/endpoints", "/v1/endpoints/shop", "/v1/deliveries", "/v1/events", "/metrics",
-             f"/v1/deliveries/{delivery['id']}", f"/v1/events/{delivery['event_id']}"]
+    paths = [
+        "/v1/status",
+        "/v1/endpoints",
+        "/v1/endpoints/shop",
+        "/v1/deliveries",
+        "/v1/events",
+        "/metrics",
+        f"/v1/deliveries/{delivery['id']}",
+        f"/v1/events/{delivery['event_id']}",
+    ]
     for path in paths:
         code, body = await call(h, VIEWER_TOKEN, "GET", path)
         assert code == 200, (path, body)

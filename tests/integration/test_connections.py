@@ -75,7 +75,9 @@ async def serve() -> AsyncIterator[Serve]:
 async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes = REQUEST) -> bytes:
     writer.write(request)
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     return head + await asyncio.wait_for(reader.readexactly(length), WAIT_S)
 
 

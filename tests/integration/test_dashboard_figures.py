@@ -16,21 +16,29 @@ NOW = 498_889 * HOUR + 1800.0  # half past an hour (2026-11-30 01:30 UTC)
 
 def add_deliveries(conn: sqlite3.Connection, states: list[str], start_id: int = 1) -> None:
     for i, state in enumerate(states, start_id):
-        conn.execute("INSERT OR IGNORE INTO events (id, type, created_at, body) VALUES (?, 't', ?, x'00')",
-                     (f"evt_{i}", NOW - 10 * HOUR))
-        conn.execute("INSERT INTO deliveries (id, event_id, endpoint_id, state, created_at, updated_at)"
-                     " VALUES (?, ?, 'ep', ?, ?, ?)", (i, f"evt_{i}", state, NOW, NOW))
+        conn.execute(
+            "INSERT OR IGNORE INTO events (id, type, created_at, body) VALUES (?, 't', ?, x'00')",
+            (f"evt_{i}", NOW - 10 * HOUR),
+        )
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, state, created_at, updated_at)"
+            " VALUES (?, ?, 'ep', ?, ?, ?)",
+            (i, f"evt_{i}", state, NOW, NOW),
+        )
 
 
 def add_attempt(conn: sqlite3.Connection, delivery_id: int, started_at: float, ms: float, outcome: str) -> None:
-    conn.execute("INSERT INTO attempts (delivery_id, started_at, duration_ms, status, outcome)"
-                 " VALUES (?, ?, ?, ?, ?)", (delivery_id, started_at, ms, 200 if outcome == "delivered" else 500, outcome))
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, started_at, duration_ms, status, outcome) VALUES (?, ?, ?, ?, ?)",
+        (delivery_id, started_at, ms, 200 if outcome == "delivered" else 500, outcome),
+    )
 
 
 async def test_attempts_by_hour_counts_outcomes_and_durations_per_hour(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "t.db")
     await store.open()
     try:
+
         def write(conn: sqlite3.Connection) -> None:
             add_deliveries(conn, ["delivered"] * 3)
             this_hour = NOW - 1800.0  # the top of the current hour
@@ -82,22 +90,40 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
     store = SqliteStore(tmp_path / "t.db")
     await store.open()
     try:
-        await store.call(lambda conn: add_deliveries(
-            conn, ["pending"] * 4 + ["delivering"] * 2 + ["delivered"] * 5 + ["failed"] * 3 + ["cancelled"]))
-        assert await store.count_by_state() == {"pending": 4, "delivering": 2, "delivered": 5, "failed": 3,
-                                                "cancelled": 1}
+        await store.call(
+            lambda conn: add_deliveries(
+                conn, ["pending"] * 4 + ["delivering"] * 2 + ["delivered"] * 5 + ["failed"] * 3 + ["cancelled"]
+            )
+        )
+        assert await store.count_by_state() == {
+            "pending": 4,
+            "delivering": 2,
+            "delivered": 5,
+            "failed": 3,
+            "cancelled": 1,
+        }
 
         def change(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE deliveries SET state = 'delivered' WHERE id IN (1, 5)")  # pending, delivering
             conn.execute("UPDATE deliveries SET state = 'pending' WHERE id = 12")  # a failed one retried
 
         await store.call(change)
-        assert await store.count_by_state() == {"pending": 4, "delivering": 1, "delivered": 7, "failed": 2,
-                                                "cancelled": 1}
+        assert await store.count_by_state() == {
+            "pending": 4,
+            "delivering": 1,
+            "delivered": 7,
+            "failed": 2,
+            "cancelled": 1,
+        }
         # Rows above the highest id counted before are added to what was counted then.
         await store.call(lambda conn: add_deliveries(conn, ["pending", "delivered", "failed"], start_id=16))
-        assert await store.count_by_state() == {"pending": 5, "delivering": 1, "delivered": 8, "failed": 3,
-                                                "cancelled": 1}
+        assert await store.count_by_state() == {
+            "pending": 5,
+            "delivering": 1,
+            "delivered": 8,
+            "failed": 3,
+            "cancelled": 1,
+        }
         assert await store.purge_before(NOW) > 0  # every finished event is older than the cutoff
         # The purge deleted rows below that id: everything is counted again.
         assert await store.count_by_state() == {"pending": 5, "delivering": 1}

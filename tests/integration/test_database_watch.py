@@ -53,8 +53,9 @@ async def test_a_lost_database_is_refused_and_rescued(tmp_path, make_harness, ch
         assert {row[0] for row in conn.execute("SELECT id FROM events")} == set(acked)
     conn.close()
     # Reads still answer, from what the daemon had.
-    async with h.session.get(h.server.make_url(f"/v1/events/{acked[0]}"),
-                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+    async with h.session.get(
+        h.server.make_url(f"/v1/events/{acked[0]}"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as response:
         assert response.status == 200
 
 

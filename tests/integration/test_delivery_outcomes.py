@@ -175,7 +175,9 @@ async def test_loopback_targets_are_refused_unless_allowed(tmp_path, receivers, 
         make_config(tmp_path, endpoints, delivery={"allow_networks": ["10.0.0.0/8"]})
     h = await make_harness(make_config(tmp_path, [], delivery={"allow_networks": ["10.0.0.0/8"]}), clock=clock)
     for spec in endpoints:
-        stored = Endpoint(id="", name=spec["name"], url=spec["url"], events=("*",), secrets=(SigningSecret(new_secret()),))
+        stored = Endpoint(
+            id="", name=spec["name"], url=spec["url"], events=("*",), secrets=(SigningSecret(new_secret()),)
+        )
         h.services.registry.put(await h.services.store.create_endpoint(stored, clock.now()))
     event_id = await one_event(h)
     await h.step()

@@ -65,7 +65,7 @@ async def test_global_max_in_flight_is_shared_between_endpoints(tmp_path, receiv
     await post_many(h, 10)
     assert await h.dispatcher.run_once() == 5
     await receiver.wait_count(5)
-    per_endpoint = {e.id: h.dispatcher._in_flight[e.id] for e in h.services.registry.all()}  # noqa: SLF001
+    per_endpoint = {e.id: h.dispatcher._in_flight[e.id] for e in h.services.registry.all()}
     assert sorted(per_endpoint.values()) == [1, 2, 2]
     receiver.release.set()
     await h.dispatcher.wait_idle()
@@ -87,13 +87,9 @@ async def test_a_dead_endpoint_never_delays_the_others(tmp_path, receivers, make
     dead.release.set()
 
 
-async def test_backoff_probes_one_at_a_time_and_success_releases_the_backlog(
-    tmp_path, receivers, make_harness, clock
-):
+async def test_backoff_probes_one_at_a_time_and_success_releases_the_backlog(tmp_path, receivers, make_harness, clock):
     receiver = await receivers(behaviour=status(500))
-    config = make_config(
-        tmp_path, [{"name": "flaky", "url": receiver.url}], delivery={"retry_schedule": ["10s", "1h"]}
-    )
+    config = make_config(tmp_path, [{"name": "flaky", "url": receiver.url}], delivery={"retry_schedule": ["10s", "1h"]})
     h = await make_harness(config, clock=clock)
     await post_many(h, 12)
     # Four at once; each failure refills its slot until the fifth in a row starts the back-off,
@@ -144,9 +140,7 @@ async def test_deliveries_left_in_flight_by_a_crash_are_sent_after_restart(tmp_p
     await store.open()
     await store.apply_config_endpoints([config_endpoint(config.endpoints[0])], time.time())
     (endpoint,) = await store.list_endpoints()
-    events = [
-        NewEvent(f"msg_{i}", "a.b", None, b"{}", time.time(), (endpoint.id,)) for i in range(3)
-    ]
+    events = [NewEvent(f"msg_{i}", "a.b", None, b"{}", time.time(), (endpoint.id,)) for i in range(3)]
     await store.enqueue(events)
     assert len(await store.claim_due({endpoint.id: 10}, time.time())) == 3
     await store.close()  # the claims stay `delivering`, as a kill -9 would leave them
@@ -174,8 +168,10 @@ async def test_rate_limit_spaces_attempts(tmp_path, receivers, make_harness, clo
     receiver = await receivers()
     config = make_config(
         tmp_path,
-        [{"name": "limited", "url": receiver.url, "rate_limit": 2, "max_in_flight": 10},
-         {"name": "free", "url": receiver.url, "max_in_flight": 10}],
+        [
+            {"name": "limited", "url": receiver.url, "rate_limit": 2, "max_in_flight": 10},
+            {"name": "free", "url": receiver.url, "max_in_flight": 10},
+        ],
     )
     h = await make_harness(config, clock=clock)
     await post_many(h, 10)
@@ -242,8 +238,10 @@ async def test_refilling_slots_does_not_starve_other_endpoints_under_the_global_
         return web.Response()
 
     receiver.behaviour = first_ones_wait
-    endpoints = [{"name": "a", "url": receiver.url + "/a", "events": ["a.*"]},
-                 {"name": "b", "url": receiver.url + "/b", "events": ["b.*"]}]
+    endpoints = [
+        {"name": "a", "url": receiver.url + "/a", "events": ["a.*"]},
+        {"name": "b", "url": receiver.url + "/b", "events": ["b.*"]},
+    ]
     config = make_config(tmp_path, endpoints, delivery={"max_in_flight": 4, "endpoint_max_in_flight": 4})
     h = await make_harness(config)  # the real loop
     await post_many(h, 20, "a.sale")

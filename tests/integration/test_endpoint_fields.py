@@ -21,8 +21,9 @@ FIELDS = {
 
 
 async def api(h: Harness, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> tuple[int, Any]:
-    async with h.session.request(method, h.server.make_url(path), json=body,
-                                 headers={"Authorization": f"Bearer {token}"}) as response:
+    async with h.session.request(
+        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
         text = await response.text()
         return response.status, (json.loads(text) if text else None)
 
@@ -54,7 +55,8 @@ async def test_each_field_is_set_when_created_and_shown(h, url, field):
     assert stored is not None
     value = getattr(stored, field)
     assert (value.header if field == "extra_signature" else value) == (
-        FIELDS[field]["header"] if field == "extra_signature" else FIELDS[field])
+        FIELDS[field]["header"] if field == "extra_signature" else FIELDS[field]
+    )
 
 
 @pytest.mark.parametrize("field", ["filter", "transform"])

@@ -16,8 +16,11 @@ from tillhook.api.dashboard.guard import SESSIONS
 @pytest.fixture
 async def pages(tmp_path, receivers, make_harness, clock):
     receiver = await receivers()
-    config = make_config(tmp_path, [{"name": "from-file", "url": receiver.url, "events": ["config.*"]}],
-                         delivery={"retry_schedule": ["1m"], "give_up_after": "10m"})
+    config = make_config(
+        tmp_path,
+        [{"name": "from-file", "url": receiver.url, "events": ["config.*"]}],
+        delivery={"retry_schedule": ["1m"], "give_up_after": "10m"},
+    )
     h = await make_harness(config, clock=clock)
     return h, receiver
 
@@ -28,22 +31,31 @@ def _signed_in(h: Harness, role: str = "admin") -> tuple[dict[str, str], str]:
 
 
 async def _page(h: Harness, method: str, path: str, headers: dict[str, str], data: Any = None) -> tuple[int, str, Any]:
-    async with h.session.request(method, h.server.make_url(path), data=data, headers=headers,
-                                 allow_redirects=False) as response:
+    async with h.session.request(
+        method, h.server.make_url(path), data=data, headers=headers, allow_redirects=False
+    ) as response:
         return response.status, await response.text(), response
 
 
 async def _api(h: Harness, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    async with h.session.request(method, h.server.make_url(path), json=body,
-                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+    async with h.session.request(
+        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as response:
         return response.status, (await response.json() if response.status != 204 else None)
 
 
 async def test_a_bad_add_form_says_why_beside_the_field_with_a_422_and_adds_nothing(pages):
     h, receiver = pages
     headers, csrf = _signed_in(h)
-    form = {"csrf": csrf, "name": "bad name!", "url": "ftp://127.0.0.1/x", "events": "order.*",
-            "headers": "no colon here", "max_in_flight": "many", "rate_limit": ""}
+    form = {
+        "csrf": csrf,
+        "name": "bad name!",
+        "url": "ftp://127.0.0.1/x",
+        "events": "order.*",
+        "headers": "no colon here",
+        "max_in_flight": "many",
+        "rate_limit": "",
+    }
     status, page, response = await _page(h, "POST", "/ui/endpoints", headers, form)
     assert status == 422 and response.content_type == "text/html"
     assert 'data-error="headers"' in page and "line 1 is not `Name: value`" in page
@@ -63,8 +75,13 @@ async def test_a_bad_add_form_says_why_beside_the_field_with_a_422_and_adds_noth
 async def test_the_secret_is_shown_only_when_asked_for_and_never_to_a_viewer(pages):
     h, receiver = pages
     headers, csrf = _signed_in(h)
-    status, page, _ = await _page(h, "POST", "/ui/endpoints", headers,
-                                  {"csrf": csrf, "name": "shop", "url": receiver.url, "events": "*", "headers": ""})
+    status, page, _ = await _page(
+        h,
+        "POST",
+        "/ui/endpoints",
+        headers,
+        {"csrf": csrf, "name": "shop", "url": receiver.url, "events": "*", "headers": ""},
+    )
     assert status == 201
     secret = re.search(r'id="secret" data-secret="current">(whsec_[^<]+)<', page)
     assert secret is not None
@@ -92,7 +109,9 @@ async def test_a_config_managed_endpoint_says_what_the_file_owns_and_offers_no_e
     assert 'data-action="rotate-secret"' in page  # its secret is generated, not in the file
     status, page, _ = await _page(h, "GET", "/ui/endpoints/from-file/edit", headers)
     assert status == 409 and "config file" in page
-    status, page, _ = await _page(h, "POST", "/ui/endpoints/from-file/delete", headers, {"csrf": csrf, "confirm": "yes"})
+    status, page, _ = await _page(
+        h, "POST", "/ui/endpoints/from-file/delete", headers, {"csrf": csrf, "confirm": "yes"}
+    )
     assert status == 409 and "config file" in page
     assert [e.name for e in h.services.registry.all()] == ["from-file"]
     status, page, _ = await _page(h, "GET", "/ui/endpoints/nowhere", headers)

@@ -16,8 +16,12 @@ async def test_a_config_managed_endpoints_generated_secret_verifies_its_deliveri
     h = await make_harness(config, clock=clock)
     code, body = await api(h, "GET", "/v1/endpoints/from-file/secret")
     assert code == 200, body
-    assert body == {"endpoint_id": h.endpoint_id("from-file"), "name": "from-file", "secret": body["secret"],
-                    "previous": []}
+    assert body == {
+        "endpoint_id": h.endpoint_id("from-file"),
+        "name": "from-file",
+        "secret": body["secret"],
+        "previous": [],
+    }
     assert body["secret"].startswith("whsec_")
     receiver.secret = body["secret"]
     await post(h, "sale.completed", total=3)

@@ -18,7 +18,8 @@ async def get(h, path: str):
 
 async def patch(h, path: str, body):
     async with h.session.patch(
-        h.server.make_url(path), data=json.dumps(body),
+        h.server.make_url(path),
+        data=json.dumps(body),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
     ) as r:
         assert r.status == 200, await r.text()
@@ -69,7 +70,8 @@ async def test_when_the_head_finally_fails_the_next_one_goes(tmp_path, receivers
     receiver = await receivers()
     receiver.behaviour = failing(lambda i: ids.index(i), bad=0, times=1000)
     config = make_config(
-        tmp_path, [{"name": "ledger", "url": receiver.url, "ordered": True}],
+        tmp_path,
+        [{"name": "ledger", "url": receiver.url, "ordered": True}],
         delivery={"retry_schedule": ["1m"], "give_up_after": "5m"},
     )
     h = await make_harness(config, clock=clock)
@@ -92,8 +94,9 @@ async def test_retry_after_pauses_the_whole_endpoint(tmp_path, receivers, make_h
 
     receiver.behaviour = first_says_wait
     other = await receivers()
-    config = make_config(tmp_path, [{"name": "busy", "url": receiver.url, "max_in_flight": 1},
-                                    {"name": "other", "url": other.url}])
+    config = make_config(
+        tmp_path, [{"name": "busy", "url": receiver.url, "max_in_flight": 1}, {"name": "other", "url": other.url}]
+    )
     h = await make_harness(config, clock=clock)
     await post_many(h, 4)
     assert await h.step() == 1 + 4  # busy answers its one with 429 Retry-After: 30

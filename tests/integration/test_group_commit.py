@@ -153,7 +153,10 @@ class _Slots:
 
 
 def _keyed(event_id: str, key: str, content: bytes, endpoints=("ep",)) -> NewEvent:
-    body = b'{"id":"%s","type":"a.b","timestamp":"2026-11-22T10:30:00Z","data":{"c":"%s"}}' % (event_id.encode(), content)
+    body = b'{"id":"%s","type":"a.b","timestamp":"2026-11-22T10:30:00Z","data":{"c":"%s"}}' % (
+        event_id.encode(),
+        content,
+    )
     return NewEvent(id=event_id, type="a.b", created_at=0.0, body=body, idempotency_key=key, endpoint_ids=endpoints)
 
 
@@ -204,8 +207,13 @@ async def test_events_stored_before_the_timestamp_flag_are_compared_by_type_and_
     store = SqliteStore(db)
     await store.open()  # migrates
     try:
+
         def arriving(data: str, timestamp: str | None = None) -> list[NewEvent]:
-            raw = f'{{"type": "a.b", "data": {data}, "id": "k"' + (f', "timestamp": "{timestamp}"' if timestamp else "") + "}"
+            raw = (
+                f'{{"type": "a.b", "data": {data}, "id": "k"'
+                + (f', "timestamp": "{timestamp}"' if timestamp else "")
+                + "}"
+            )
             events, _ = parse_body(raw.encode(), None)
             return to_new_events(events, 1.0, lambda event_type: ())
 

@@ -52,7 +52,8 @@ async def shop(tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClo
     secret = new_secret()
     receiver = await receivers(secret=secret)
     config = make_config(
-        tmp_path, [{"name": "loyalty", "url": receiver.url, "secret": secret, "max_in_flight": 1}],
+        tmp_path,
+        [{"name": "loyalty", "url": receiver.url, "secret": secret, "max_in_flight": 1}],
         delivery={"retry_schedule": ["1m"], "give_up_after": "1h"},
     )
     return receiver, await make_harness(config, clock=clock)
@@ -215,8 +216,14 @@ def test_an_endpoint_taken_out_under_the_earlier_schema_comes_back_too(tmp_path:
         conn.execute(
             "INSERT INTO endpoints (id, name, url, events, secrets, enabled, disabled_reason, config_managed,"
             " created_at, updated_at) VALUES (?, ?, 'https://x.example/h', '[\"*\"]', ?, ?, ?, ?, 1, 1)",
-            ("ep_" + name, name, endpoints_sql.secrets_json([SigningSecret(new_secret())]), reason is None, reason,
-             managed),
+            (
+                "ep_" + name,
+                name,
+                endpoints_sql.secrets_json([SigningSecret(new_secret())]),
+                reason is None,
+                reason,
+                managed,
+            ),
         )
     migrate(conn)
     rows = conn.execute(f"SELECT {endpoints_sql.COLUMNS} FROM endpoints ORDER BY name").fetchall()

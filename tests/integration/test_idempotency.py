@@ -64,7 +64,9 @@ async def test_the_key_reused_with_other_content_is_422_and_stores_nothing(h, ot
 
 async def test_a_timestamp_given_on_the_repeat_only_is_other_content(h):
     await h.post_events({"type": "a.b", "data": {}, "id": "pos-1"})
-    code, problem, _ = await h.post_events({"type": "a.b", "data": {}, "id": "pos-1", "timestamp": "2026-11-22T10:30:00Z"})
+    code, problem, _ = await h.post_events(
+        {"type": "a.b", "data": {}, "id": "pos-1", "timestamp": "2026-11-22T10:30:00Z"}
+    )
     assert code == 422 and problem["type"] == REUSED
 
 
@@ -93,8 +95,11 @@ async def test_a_batch_holding_a_reused_key_is_refused_whole_naming_its_index(h)
 
 
 async def test_one_key_with_two_contents_in_one_batch_is_refused(h):
-    batch = [{"type": "a.b", "data": {"n": 1}, "id": "twice"}, {"type": "a.b", "data": {}},
-             {"type": "a.b", "data": {"n": 2}, "id": "twice"}]
+    batch = [
+        {"type": "a.b", "data": {"n": 1}, "id": "twice"},
+        {"type": "a.b", "data": {}},
+        {"type": "a.b", "data": {"n": 2}, "id": "twice"},
+    ]
     code, problem, _ = await h.post_events(batch)
     assert code == 422 and problem["type"] == REUSED
     assert problem["errors"][0]["field"] == "[2].id" and "[0]" in problem["errors"][0]["message"]

@@ -65,9 +65,7 @@ async def test_idempotency_key_in_body_and_header(h):
 
 
 async def test_timestamp_is_kept_in_utc_and_defaults_to_receipt(h):
-    code, reply, _ = await h.post_events(
-        {"type": "a.b", "data": {}, "timestamp": "2026-11-22T11:30:00+01:00"}
-    )
+    code, reply, _ = await h.post_events({"type": "a.b", "data": {}, "timestamp": "2026-11-22T11:30:00+01:00"})
     assert code == 202
     deliveries = await h.services.store.deliveries_of_event(reply["id"])
     assert len(deliveries) == 1
@@ -218,7 +216,10 @@ async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("event_type", ["tillhook.endpoint.failing", "tillhook.ping", "tillhook", "Tillhook.endpoint.failing", "TILLHOOK.ping"])
+@pytest.mark.parametrize(
+    "event_type",
+    ["tillhook.endpoint.failing", "tillhook.ping", "tillhook", "Tillhook.endpoint.failing", "TILLHOOK.ping"],
+)
 async def test_tillhooks_own_types_are_refused_from_the_pos(h, event_type: str) -> None:
     """An alert goes to the shop's chat: nobody posting events may make one up."""
     code, problem, _ = await h.post_events([{"type": "sale.completed", "data": {}}, {"type": event_type, "data": {}}])

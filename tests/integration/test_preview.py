@@ -27,8 +27,9 @@ SALE = {"type": "transaction.completed", "data": {"amount": 55.39, "customer": "
 
 
 async def api(h: Harness, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> tuple[int, Any]:
-    async with h.session.request(method, h.server.make_url(path), json=body,
-                                 headers={"Authorization": f"Bearer {token}"}) as response:
+    async with h.session.request(
+        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
         text = await response.text()
         if response.status >= 400:
             assert response.content_type == "application/problem+json", text
@@ -53,7 +54,9 @@ async def ingest(h: Harness, event: dict[str, Any]) -> str:
 
 def counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "deliveries", "attempts")}
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "deliveries", "attempts")
+        }
 
 
 @pytest.fixture
@@ -76,7 +79,12 @@ async def test_the_preview_of_a_stored_event_is_the_request_a_real_attempt_sends
     assert sent.verified
 
     request = shown["request"]
-    assert (shown["subscribed"], shown["filtered_out"], shown["error"], shown["transformed"]) == (True, False, None, False)
+    assert (shown["subscribed"], shown["filtered_out"], shown["error"], shown["transformed"]) == (
+        True,
+        False,
+        None,
+        False,
+    )
     assert shown["event_id"] == event_id and shown["transformed_by"] is None and shown["notes"] == []
     assert request["method"] == "POST" and request["url"] == receiver.url + f"?key={MASK}"
     assert request["body_text"].encode() == sent.body  # the stored bytes, exactly
@@ -93,8 +101,12 @@ async def test_a_transform_and_the_extra_signature_as_a_real_attempt_sends_them(
     h, receiver, _ = shop
     # One key a map: the CEL library gives a map's keys in no fixed order, so only then are
     # the bytes of two evaluations the same.
-    await create(h, receiver.url, transform='{"sale": [type, data.amount, {"customer": data.customer}]}',
-                 extra_signature={"header": "x-hub-signature-256"})
+    await create(
+        h,
+        receiver.url,
+        transform='{"sale": [type, data.amount, {"customer": data.customer}]}',
+        extra_signature={"header": "x-hub-signature-256"},
+    )
     event_id = await ingest(h, SALE)
     code, shown = await preview(h, "shop", {"event_id": event_id})
     assert code == 200, shown
@@ -125,9 +137,11 @@ async def test_a_new_event_is_built_as_ingest_builds_it(shop):
     assert "dot-separated" in problem["errors"][0]["message"]
     code, problem = await preview(h, "shop", {"event": {"type": "a", "data": []}})
     assert code == 422 and [e["field"] for e in problem["errors"]] == ["event.data"]
-    async with h.session.post(h.server.make_url("/v1/endpoints/shop/preview"),
-                              data=b'{"event": {"type": "a", "data": {"x": 1e400}}}',
-                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}) as r:
+    async with h.session.post(
+        h.server.make_url("/v1/endpoints/shop/preview"),
+        data=b'{"event": {"type": "a", "data": {"x": 1e400}}}',
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    ) as r:
         assert r.status == 422 and "too large" in (await r.json())["detail"]
     assert counts(path) == {"events": 0, "deliveries": 0, "attempts": 0}
 
@@ -148,8 +162,11 @@ async def test_a_filter_that_leaves_the_event_out_and_one_that_keeps_it(shop):
     assert shown["filtered_out"] is True and shown["request"] is None and shown["error"] is None
     assert shown["notes"] == []
     code, shown = await preview(h, "shop", {"event": {**SALE, "data": {"amount": 120.0}}})
-    assert code == 200 and shown["filtered_out"] is False and json.loads(shown["request"]["body_text"])["data"] == {
-        "amount": 120.0}
+    assert (
+        code == 200
+        and shown["filtered_out"] is False
+        and json.loads(shown["request"]["body_text"])["data"] == {"amount": 120.0}
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,8 +212,11 @@ async def test_bad_bodies_unknown_ids_and_the_wrong_tokens(shop):
     assert code == 404 and "msg_nope" in problem["detail"]
     assert (await preview(h, "nope", {"event": SALE}))[0] == 404
     assert (await preview(h, "shop", [SALE]))[0] == 422
-    async with h.session.post(h.server.make_url("/v1/endpoints/shop/preview"), data=b"{nope",
-                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}) as r:
+    async with h.session.post(
+        h.server.make_url("/v1/endpoints/shop/preview"),
+        data=b"{nope",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    ) as r:
         assert r.status == 400
     for token in (VIEWER_TOKEN, INGEST_TOKEN):
         code, problem = await preview(h, "shop", {"event": SALE}, token=token)

@@ -19,11 +19,18 @@ async def test_hot_statements_search_by_index(tmp_path):
     await store.open()
     await store.close()
     db = tmp_path / "t.db"
-    due = plan(db, "SELECT id FROM deliveries WHERE endpoint_id = ? AND state = 'pending' AND next_attempt_at <= ?"
-                   " ORDER BY next_attempt_at, id LIMIT ?", ("e", 1.0, 4))
+    due = plan(
+        db,
+        "SELECT id FROM deliveries WHERE endpoint_id = ? AND state = 'pending' AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at, id LIMIT ?",
+        ("e", 1.0, 4),
+    )
     assert "USING INDEX deliveries_due" in due and "SCAN" not in due
-    head = plan(db, "SELECT id FROM deliveries WHERE endpoint_id = ? AND state IN ('pending', 'delivering')"
-                    " ORDER BY id LIMIT 1", ("e",))
+    head = plan(
+        db,
+        "SELECT id FROM deliveries WHERE endpoint_id = ? AND state IN ('pending', 'delivering') ORDER BY id LIMIT 1",
+        ("e",),
+    )
     assert "deliveries_unfinished" in head and "SCAN deliveries" not in head
     bodies = plan(db, "SELECT id, body FROM events WHERE id IN (?, ?)", ("a", "b"))
     assert "SEARCH events USING INDEX" in bodies

@@ -12,14 +12,19 @@ from tillhook.retention import Retention
 
 def counts(db) -> tuple[int, int, int]:
     with sqlite3.connect(db) as conn:
-        return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "deliveries", "attempts"))
+        return tuple(
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "deliveries", "attempts")
+        )
 
 
 async def test_purges_finished_history_and_never_a_pending_delivery(tmp_path, receivers, make_harness, clock):
     good, dead = await receivers(), await receivers(behaviour=status(500))
     config = make_config(
         tmp_path,
-        [{"name": "good", "url": good.url, "events": ["sale.*"]}, {"name": "dead", "url": dead.url, "events": ["dead.*"]}],
+        [
+            {"name": "good", "url": good.url, "events": ["sale.*"]},
+            {"name": "dead", "url": dead.url, "events": ["dead.*"]},
+        ],
         storage={"retention": "1h"},
     )
     h = await make_harness(config, clock=clock)
@@ -43,8 +48,12 @@ async def test_purges_finished_history_and_never_a_pending_delivery(tmp_path, re
 
 async def test_the_file_stops_growing_under_a_steady_load(tmp_path, receivers, make_harness, clock):
     receiver = await receivers()
-    config = make_config(tmp_path, [{"name": "shop", "url": receiver.url}], storage={"retention": "1h"},
-                         delivery={"endpoint_max_in_flight": 50})
+    config = make_config(
+        tmp_path,
+        [{"name": "shop", "url": receiver.url}],
+        storage={"retention": "1h"},
+        delivery={"endpoint_max_in_flight": 50},
+    )
     h = await make_harness(config, clock=clock)
     retention = Retention(h.services.store, h.clock, 3600)
     db = tmp_path / "tillhook.db"

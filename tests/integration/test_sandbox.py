@@ -30,9 +30,7 @@ SECRET = "c_secret_4417"  # event data: never in a log line
 
 def event(amount: float | None = 150.0, **data: Any) -> bytes:
     fields = {"customer_id": SECRET, **data} if amount is None else {"amount": amount, "customer_id": SECRET, **data}
-    return orjson.dumps(
-        {"id": "msg_01", "type": "sale.completed", "timestamp": "2026-11-22T10:30:00Z", "data": fields}
-    )
+    return orjson.dumps({"id": "msg_01", "type": "sale.completed", "timestamp": "2026-11-22T10:30:00Z", "data": fields})
 
 
 @pytest.fixture
@@ -269,7 +267,9 @@ async def test_a_child_that_died_between_calls_is_replaced_without_failing_a_cal
     await asyncio.wait_for(sandbox._child.process.wait(), 10.0)
     with capture_logs() as logs:
         assert await sandbox.filter("data.amount > 100.0", [event()]) == [True]
-    assert [log["reason"] for log in logs if log["event"] == "sandbox_stopped"] == ["died while idle: killed by SIGKILL"]
+    assert [log["reason"] for log in logs if log["event"] == "sandbox_stopped"] == [
+        "died while idle: killed by SIGKILL"
+    ]
     assert sandbox.pid != pid
 
 

@@ -49,10 +49,13 @@ async def test_a_filter_makes_no_delivery_for_the_events_it_leaves_out(
 ) -> None:
     big: Receiver = await receivers(secret=secret)
     every: Receiver = await receivers(secret=secret)
-    config = make_config(tmp_path, [
-        {"name": "big-sales", "url": big.url, "secret": secret, "filter": "data.amount >= 100.0"},
-        {"name": "everything", "url": every.url, "secret": secret},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "big-sales", "url": big.url, "secret": secret, "filter": "data.amount >= 100.0"},
+            {"name": "everything", "url": every.url, "secret": secret},
+        ],
+    )
     h = await make_harness(config, clock=clock)
     replies = [await post(h, {"amount": amount}) for amount in (50, 150.5, 99.99, 100, 250)]
     assert [r["deliveries"] for r in replies] == [1, 2, 1, 2, 2]
@@ -73,9 +76,17 @@ async def test_a_filter_that_fails_keeps_the_delivery_and_retries_it_until_fixed
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
     h = await make_harness(make_config(tmp_path, []), clock=clock)
-    code, created = await api(h, "POST", "/v1/endpoints", {
-        "name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0",
-    })
+    code, created = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "big-sales",
+            "url": receiver.url,
+            "secret": secret,
+            "filter": "data.amount >= 100.0",
+        },
+    )
     assert code == 201, created
     # No amount at all: the filter cannot say, so nothing is dropped.
     unsure = await post(h, {"customer_id": "c_1"})
@@ -111,9 +122,15 @@ async def test_a_filter_failing_on_many_events_does_not_back_off_a_healthy_recei
     tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
-    h = await make_harness(make_config(tmp_path, [
-        {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
-    ]), clock=clock)
+    h = await make_harness(
+        make_config(
+            tmp_path,
+            [
+                {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
+            ],
+        ),
+        clock=clock,
+    )
     for i in range(6):
         await post(h, {"customer_id": f"c_{i}"})  # no amount: the filter fails on each
     await h.step()
@@ -127,14 +144,23 @@ async def test_a_big_batch_is_filtered_in_parts_each_within_the_time_bound(
     tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
-    h = await make_harness(make_config(tmp_path, [
-        {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
-    ], server={"max_body_bytes": 8 * 2**20}), clock=clock)
+    h = await make_harness(
+        make_config(
+            tmp_path,
+            [
+                {"name": "big-sales", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0"},
+            ],
+            server={"max_body_bytes": 8 * 2**20},
+        ),
+        clock=clock,
+    )
     items = [{"sku": f"A{i}", "qty": i} for i in range(50)]
-    batch = [{"type": "transaction.completed", "data": {"amount": 50 + i % 2 * 100, "items": items}}
-             for i in range(1000)]
+    batch = [
+        {"type": "transaction.completed", "data": {"amount": 50 + i % 2 * 100, "items": items}} for i in range(1000)
+    ]
     async with h.session.post(  # a stream: aiohttp warns of big bodies given as bytes
-        h.server.make_url("/v1/events"), data=io.BytesIO(json.dumps(batch).encode()),
+        h.server.make_url("/v1/events"),
+        data=io.BytesIO(json.dumps(batch).encode()),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {INGEST_TOKEN}"},
     ) as response:
         assert response.status == 202, await response.text()
@@ -148,9 +174,17 @@ async def test_an_endpoint_changed_while_its_filter_runs_does_not_fail_the_inges
     receiver: Receiver = await receivers(secret=secret)
     h = await make_harness(make_config(tmp_path, []), clock=clock)
     for name in ("a", "b"):
-        code, _ = await api(h, "POST", "/v1/endpoints", {
-            "name": name, "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0",
-        })
+        code, _ = await api(
+            h,
+            "POST",
+            "/v1/endpoints",
+            {
+                "name": name,
+                "url": receiver.url,
+                "secret": secret,
+                "filter": "data.amount >= 100.0",
+            },
+        )
         assert code == 201
     sandbox = h.services.sandbox
     real_filter = sandbox.filter
@@ -170,10 +204,17 @@ async def test_a_transform_is_the_body_signed_sent_and_logged(
     tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
-    config = make_config(tmp_path, [{
-        "name": "crm", "url": receiver.url, "secret": secret,
-        "transform": '{"text": "Sale: " + string(data.amount), "customer": data.customer_id, "event": id}',
-    }])
+    config = make_config(
+        tmp_path,
+        [
+            {
+                "name": "crm",
+                "url": receiver.url,
+                "secret": secret,
+                "transform": '{"text": "Sale: " + string(data.amount), "customer": data.customer_id, "event": id}',
+            }
+        ],
+    )
     h = await make_harness(config, clock=clock)
     reply = await post(h, {"amount": 55.39, "customer_id": "c_1"})
     await h.step()
@@ -194,10 +235,13 @@ async def test_a_transform_that_fails_is_a_failed_attempt_and_others_still_get_t
 ) -> None:
     broken: Receiver = await receivers(secret=secret)
     plain: Receiver = await receivers(secret=secret)
-    config = make_config(tmp_path, [
-        {"name": "broken", "url": broken.url, "secret": secret, "transform": '{"text": "Sale: " + data.amount}'},
-        {"name": "plain", "url": plain.url, "secret": secret},
-    ])
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "broken", "url": broken.url, "secret": secret, "transform": '{"text": "Sale: " + data.amount}'},
+            {"name": "plain", "url": plain.url, "secret": secret},
+        ],
+    )
     h = await make_harness(config, clock=clock)
     reply = await post(h, {"amount": 55.39})
     await h.step()
@@ -212,10 +256,17 @@ async def test_the_extra_signature_is_a_hex_hmac_of_the_body_with_the_current_se
     tmp_path: Path, receivers: Any, make_harness: Any, clock: FakeClock, secret: str
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
-    config = make_config(tmp_path, [{
-        "name": "aura", "url": receiver.url, "secret": secret,
-        "extra_signature": {"header": "x-hub-signature-256"},
-    }])
+    config = make_config(
+        tmp_path,
+        [
+            {
+                "name": "aura",
+                "url": receiver.url,
+                "secret": secret,
+                "extra_signature": {"header": "x-hub-signature-256"},
+            }
+        ],
+    )
     h = await make_harness(config, clock=clock)
     await post(h, {"amount": 1})
     await h.step()
@@ -227,9 +278,17 @@ async def test_the_extra_signature_is_a_hex_hmac_of_the_body_with_the_current_se
     code, rotated = await api(h, "POST", "/v1/endpoints/aura/rotate-secret", {"grace": "1h"})
     assert code == 409  # pinned in the config file: rotate through an API-made endpoint instead
     new = new_secret()
-    code, created = await api(h, "POST", "/v1/endpoints", {
-        "name": "aura2", "url": receiver.url, "secret": secret, "extra_signature": {"header": "X-Signature"},
-    })
+    code, created = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "aura2",
+            "url": receiver.url,
+            "secret": secret,
+            "extra_signature": {"header": "X-Signature"},
+        },
+    )
     assert code == 201, created
     code, _ = await api(h, "POST", "/v1/endpoints/aura2/rotate-secret", {"grace": "1h", "secret": new})
     assert code == 200
@@ -248,9 +307,17 @@ async def test_a_replay_under_a_filter_checks_it_before_sending(
     h = await make_harness(make_config(tmp_path, []), clock=clock)
     small = await post(h, {"amount": 5})
     big = await post(h, {"amount": 500})
-    code, _ = await api(h, "POST", "/v1/endpoints", {
-        "name": "late", "url": receiver.url, "secret": secret, "filter": "data.amount >= 100.0",
-    })
+    code, _ = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "late",
+            "url": receiver.url,
+            "secret": secret,
+            "filter": "data.amount >= 100.0",
+        },
+    )
     assert code == 201
     code, replayed = await api(h, "POST", "/v1/endpoints/late/replay", {"since": "1h", "only_failed": False})
     assert code == 202 and replayed["deliveries"] == 2, replayed
@@ -287,9 +354,16 @@ async def test_an_extra_signature_header_may_not_be_one_tillhook_sets_or_a_stati
     base = {"name": "x", "url": "http://127.0.0.1:9/h"}
     code, problem = await api(h, "POST", "/v1/endpoints", {**base, "extra_signature": {"header": "webhook-signature"}})
     assert code == 422 and "set by tillhook" in json.dumps(problem), problem
-    code, problem = await api(h, "POST", "/v1/endpoints", {
-        **base, "headers": {"X-Sig": "1"}, "extra_signature": {"header": "x-sig"},
-    })
+    code, problem = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            **base,
+            "headers": {"X-Sig": "1"},
+            "extra_signature": {"header": "x-sig"},
+        },
+    )
     assert code == 422 and "also one of the endpoint's headers" in json.dumps(problem), problem
     code, _ = await api(h, "POST", "/v1/endpoints", {**base, "extra_signature": {"header": "X-Sig"}})
     assert code == 201
@@ -302,8 +376,12 @@ async def test_an_extra_signature_header_may_not_be_one_tillhook_sets_or_a_stati
 async def test_the_fields_survive_a_restart(tmp_path: Path, make_harness: Any) -> None:
     h = await make_harness(make_config(tmp_path, []), run_dispatcher=False)
     spec = {
-        "name": "x", "url": "http://127.0.0.1:9/h", "filter": "data.amount > 1.0", "transform": '{"a": 1}',
-        "preset": "slack", "extra_signature": {"header": "X-Sig", "scheme": "sha256-hex"},
+        "name": "x",
+        "url": "http://127.0.0.1:9/h",
+        "filter": "data.amount > 1.0",
+        "transform": '{"a": 1}',
+        "preset": "slack",
+        "extra_signature": {"header": "X-Sig", "scheme": "sha256-hex"},
     }
     code, created = await api(h, "POST", "/v1/endpoints", spec)
     assert code == 201, created
@@ -311,7 +389,9 @@ async def test_the_fields_survive_a_restart(tmp_path: Path, make_harness: Any) -
     await h.server.close()
     h = await make_harness(make_config(tmp_path, []), run_dispatcher=False)
     code, shown = await api(h, "GET", "/v1/endpoints/x")
-    assert {k: shown[k] for k in spec if k not in ("name", "url")} == {k: v for k, v in spec.items() if k not in ("name", "url")}
+    assert {k: shown[k] for k in spec if k not in ("name", "url")} == {
+        k: v for k, v in spec.items() if k not in ("name", "url")
+    }
     with sqlite3.connect(tmp_path / "tillhook.db") as conn:
         (stored,) = conn.execute("SELECT filter FROM endpoints WHERE name = 'x'").fetchone()
     assert stored == "data.amount > 1.0"
@@ -322,10 +402,18 @@ async def test_after_a_stop_at_its_bound_a_transform_waits_before_it_is_evaluate
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
     h = await make_harness(make_config(tmp_path, []), clock=clock)
-    code, _ = await api(h, "POST", "/v1/endpoints", {
-        "name": "slow", "url": receiver.url, "secret": secret, "max_in_flight": 3,
-        "transform": "lists.range(100000).map(x, lists.range(100000).map(y, x * y))",
-    })
+    code, _ = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "slow",
+            "url": receiver.url,
+            "secret": secret,
+            "max_in_flight": 3,
+            "transform": "lists.range(100000).map(x, lists.range(100000).map(y, x * y))",
+        },
+    )
     assert code == 201
     ids = [(await post(h, {"n": i}))["id"] for i in range(3)]
     await h.step()
@@ -348,9 +436,15 @@ async def test_a_filter_stopped_at_its_bound_stops_holding_up_ingest(
     once, their deliveries made to be checked before each attempt (nothing is dropped)."""
     receiver: Receiver = await receivers(secret=secret)
     runaway = "size(lists.range(100000).map(x, lists.range(100000).map(y, x * y))) > 0"
-    h = await make_harness(make_config(tmp_path, [
-        {"name": "slow", "url": receiver.url, "secret": secret, "filter": runaway},
-    ]), clock=clock)
+    h = await make_harness(
+        make_config(
+            tmp_path,
+            [
+                {"name": "slow", "url": receiver.url, "secret": secret, "filter": runaway},
+            ],
+        ),
+        clock=clock,
+    )
     first = await post(h, {"n": 0})
     assert first["deliveries"] == 1
     assert h.services.sandbox.pid is None  # the child was stopped at the bound
@@ -359,9 +453,17 @@ async def test_a_filter_stopped_at_its_bound_stops_holding_up_ingest(
     assert h.services.sandbox.pid is None  # and not started again for this filter
     code, _ = await api(h, "PATCH", "/v1/endpoints/slow", {"filter": "data.n >= 1"})
     assert code == 409  # config-managed; an API-made endpoint is changed the same way below
-    code, _ = await api(h, "POST", "/v1/endpoints", {
-        "name": "api-made", "url": receiver.url, "secret": secret, "filter": runaway,
-    })
+    code, _ = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "api-made",
+            "url": receiver.url,
+            "secret": secret,
+            "filter": runaway,
+        },
+    )
     await post(h, {"n": 2})
     code, _ = await api(h, "PATCH", "/v1/endpoints/api-made", {"filter": "data.n >= 3"})
     assert code == 200
@@ -375,14 +477,24 @@ async def test_one_event_too_big_for_a_transform_holds_up_only_itself(
 ) -> None:
     receiver: Receiver = await receivers(secret=secret)
     h = await make_harness(make_config(tmp_path, []), clock=clock)
-    code, _ = await api(h, "POST", "/v1/endpoints", {
-        "name": "chat", "url": receiver.url, "secret": secret, "max_in_flight": 1,
-        "transform": '{"n": size(lists.range(data.n).map(x, x))}',  # quadratic in data.n
-    })
+    code, _ = await api(
+        h,
+        "POST",
+        "/v1/endpoints",
+        {
+            "name": "chat",
+            "url": receiver.url,
+            "secret": secret,
+            "max_in_flight": 1,
+            "transform": '{"n": size(lists.range(data.n).map(x, x))}',  # quadratic in data.n
+        },
+    )
     assert code == 201
     huge = await post(h, {"n": 100_000})
     await h.step()
-    assert (await only_delivery(h, huge["id"]))["last_error"] == "the transform was stopped after 250 ms, its time bound"
+    assert (await only_delivery(h, huge["id"]))[
+        "last_error"
+    ] == "the transform was stopped after 250 ms, its time bound"
     small = [await post(h, {"n": n}) for n in (1, 2)]
     await h.step()
     assert [json.loads(r.body) for r in receiver.received] == [{"n": 1}, {"n": 2}]

@@ -41,8 +41,14 @@ async def _add(h: Harness, url: str, **fields: str) -> None:
 async def test_the_add_form_refuses_each_field_in_words_beside_it(pages):
     h, receiver = pages
     headers, csrf = _signed_in(h)
-    form = _form(csrf, receiver.url, filter="data.amount >", transform='{"a": ', preset="myspace",
-                 extra_signature="webhook-signature")
+    form = _form(
+        csrf,
+        receiver.url,
+        filter="data.amount >",
+        transform='{"a": ',
+        preset="myspace",
+        extra_signature="webhook-signature",
+    )
     status, page, _ = await _page(h, "POST", "/ui/endpoints", headers, form)
     assert status == 422
     assert re.search(r"\b1\b\D+\b14\b", _error(page, "filter"))  # where in the expression
@@ -58,8 +64,14 @@ async def test_the_add_form_refuses_each_field_in_words_beside_it(pages):
 
 async def test_the_endpoint_page_shows_them_and_the_edit_form_changes_and_clears_them(pages):
     h, receiver = pages
-    await _add(h, receiver.url, filter="data.amount > 1.0", transform='{"t": "<b>" + type}', preset="slack",
-               extra_signature="x-hub-signature-256")
+    await _add(
+        h,
+        receiver.url,
+        filter="data.amount > 1.0",
+        transform='{"t": "<b>" + type}',
+        preset="slack",
+        extra_signature="x-hub-signature-256",
+    )
     headers, csrf = _signed_in(h)
     status, page, _ = await _page(h, "GET", "/ui/endpoints/shop", headers)
     assert status == 200

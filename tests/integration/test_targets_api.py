@@ -26,16 +26,26 @@ async def names(h) -> list[str]:
 @pytest.mark.parametrize(
     ("body", "field", "said"),
     [
-        ({"url": "https://10.0.0.5/h"},
-         "url", '10.0.0.5 is a private address: add a network covering it to delivery.allow_networks, like "10.0.0.5/32"'),
+        (
+            {"url": "https://10.0.0.5/h"},
+            "url",
+            '10.0.0.5 is a private address: add a network covering it to delivery.allow_networks, like "10.0.0.5/32"',
+        ),
         ({"url": "https://[::1]:8443/h"}, "url", 'like "::1/128"'),  # 127.0.0.0/8 says nothing about IPv6
         ({"url": "https://169.254.169.254/latest/meta-data"}, "url", "169.254.169.254 is a link-local address"),
-        ({"url": "http://127.1:8080/h"}, "url", "127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d"),
+        (
+            {"url": "http://127.1:8080/h"},
+            "url",
+            "127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d",
+        ),
         ({"url": "http://2130706433/h"}, "url", "write the address as a.b.c.d"),
         ({"url": "http://0x7f.0.0.1/h"}, "url", "write the address as a.b.c.d"),
         ({"url": "http://0177.0.0.1/h"}, "url", "write the address as a.b.c.d"),
-        ({"url": "https://user:pass@hooks.example/h", "headers": {"Authorization": "Bearer t"}},
-         "headers", "an authorization header cannot go with user info in the url"),
+        (
+            {"url": "https://user:pass@hooks.example/h", "headers": {"Authorization": "Bearer t"}},
+            "headers",
+            "an authorization header cannot go with user info in the url",
+        ),
     ],
 )
 async def test_create_refuses_undeliverable_targets(h, body: dict[str, Any], field: str, said: str):
@@ -48,8 +58,15 @@ async def test_create_refuses_undeliverable_targets(h, body: dict[str, Any], fie
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:9/h", "http://127.8.9.10:9/h", "http://localhost:9/h", "http://api.localhost:9/h",
-     "https://user:pass@hooks.example/h", "https://hooks.example/h?token=t", "https://8.8.8.8/h"],
+    [
+        "http://127.0.0.1:9/h",
+        "http://127.8.9.10:9/h",
+        "http://localhost:9/h",
+        "http://api.localhost:9/h",
+        "https://user:pass@hooks.example/h",
+        "https://hooks.example/h?token=t",
+        "https://8.8.8.8/h",
+    ],
 )
 async def test_create_accepts_what_allow_networks_covers_and_names(h, url: str):
     created = await create(h, url)
@@ -76,14 +93,23 @@ async def test_patch_refuses_an_undeliverable_url_and_changes_nothing(h):
     ("created", "patch", "field"),
     [
         # A new url with user info against the stored authorization header:
-        ({"url": "https://hooks.example/h", "headers": {"authorization": "Bearer t"}},
-         {"url": "https://u:p@hooks.example/h"}, "url"),
+        (
+            {"url": "https://hooks.example/h", "headers": {"authorization": "Bearer t"}},
+            {"url": "https://u:p@hooks.example/h"},
+            "url",
+        ),
         # A new authorization header against the stored url with user info:
-        ({"url": "https://u:p@hooks.example/h", "headers": {"x-shop": "7"}},
-         {"headers": {"Authorization": "Bearer t"}}, "headers"),
+        (
+            {"url": "https://u:p@hooks.example/h", "headers": {"x-shop": "7"}},
+            {"headers": {"Authorization": "Bearer t"}},
+            "headers",
+        ),
         # Both in the patch:
-        ({"url": "https://hooks.example/h"},
-         {"url": "https://u:p@hooks.example/h", "headers": {"authorization": "Bearer t"}}, "headers"),
+        (
+            {"url": "https://hooks.example/h"},
+            {"url": "https://u:p@hooks.example/h", "headers": {"authorization": "Bearer t"}},
+            "headers",
+        ),
     ],
 )
 async def test_patch_refuses_user_info_with_an_authorization_header(h, created, patch, field):
@@ -104,7 +130,9 @@ async def test_patch_may_resolve_the_conflict_by_changing_both(h):
 
 async def test_an_endpoint_stored_with_a_refused_url_still_loads_and_is_refused_at_attempt_time(h):
     # Stored before the url was checked at creation: it loads, and each attempt says why it fails.
-    stored = Endpoint(id="", name="old", url="https://10.0.0.5/h", events=("*",), secrets=(SigningSecret(new_secret()),))
+    stored = Endpoint(
+        id="", name="old", url="https://10.0.0.5/h", events=("*",), secrets=(SigningSecret(new_secret()),)
+    )
     created = await h.services.store.create_endpoint(stored, h.clock.now())
     h.services.registry.put(created)
     assert await names(h) == ["old"]

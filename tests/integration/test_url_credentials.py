@@ -36,8 +36,9 @@ async def attempt(url: str) -> tuple[str | None, str | None]:
     try:
         deliverer = Deliverer(session, policy, FakeClock(), timeout_s=5.0, allow_http=True, response_body_limit=512)
         endpoint = Endpoint(id="ep_1", name="shop", url=url, events=("*",), secrets=(SigningSecret(new_secret()),))
-        delivery = ClaimedDelivery(id=1, event_id="msg_1", endpoint_id="ep_1", attempts=0, first_attempt_at=None,
-                                   body=b"{}")
+        delivery = ClaimedDelivery(
+            id=1, event_id="msg_1", endpoint_id="ep_1", attempts=0, first_attempt_at=None, body=b"{}"
+        )
         result = await deliverer.attempt(endpoint, delivery)
     finally:
         await session.close()

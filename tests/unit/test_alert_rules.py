@@ -49,11 +49,20 @@ def run_script(script: list[tuple[str, float, str]]) -> list[tuple[float, str, i
             [(0, "a", 1, "give-up 0"), (H + 100, "a", 1, "give-up 2")],
         ),
         # No check ran since the hour was over: the counted ones go with the next give-up.
-        ([("fail", 0, "a"), ("fail", 10, "a"), ("fail", 4000, "a")], [(0, "a", 1, "give-up 0"), (4000, "a", 2, "give-up 2")]),
+        (
+            [("fail", 0, "a"), ("fail", 10, "a"), ("fail", 4000, "a")],
+            [(0, "a", 1, "give-up 0"), (4000, "a", 2, "give-up 2")],
+        ),
         # A report of a count opens the next hour: a give-up right after it waits for that one.
         (
-            [("fail", 0, "a"), ("fail", 10, "a"), ("check", H, ""), ("fail", H + 60, "a"), ("check", H + 1800, ""),
-             ("check", 2 * H, "")],
+            [
+                ("fail", 0, "a"),
+                ("fail", 10, "a"),
+                ("check", H, ""),
+                ("fail", H + 60, "a"),
+                ("check", H + 1800, ""),
+                ("check", 2 * H, ""),
+            ],
             [(0, "a", 1, "give-up 0"), (H, "a", 1, "give-up 1"), (2 * H, "a", 1, "give-up 3")],
         ),
         # ... and when that next hour counts nothing, it closes.
@@ -63,10 +72,21 @@ def run_script(script: list[tuple[str, float, str]]) -> list[tuple[float, str, i
         ),
         # Each endpoint has its own hour.
         (
-            [("fail", 0, "a"), ("fail", 10, "b"), ("fail", 20, "a"), ("fail", 30, "b"), ("fail", 40, "b"),
-             ("check", H + 5, ""), ("check", H + 30, "")],
-            [(0, "a", 1, "give-up 0"), (10, "b", 1, "give-up 1"), (H + 5, "a", 1, "give-up 2"),
-             (H + 30, "b", 2, "give-up 4")],
+            [
+                ("fail", 0, "a"),
+                ("fail", 10, "b"),
+                ("fail", 20, "a"),
+                ("fail", 30, "b"),
+                ("fail", 40, "b"),
+                ("check", H + 5, ""),
+                ("check", H + 30, ""),
+            ],
+            [
+                (0, "a", 1, "give-up 0"),
+                (10, "b", 1, "give-up 1"),
+                (H + 5, "a", 1, "give-up 2"),
+                (H + 30, "b", 2, "give-up 4"),
+            ],
         ),
         # A steady stream, one every ten minutes for five hours: one report an hour.
         (
@@ -93,8 +113,14 @@ def test_a_steady_stream_of_give_ups_is_all_counted() -> None:
     got = run_script(sorted(script, key=lambda step: step[1]))
     # The first at once; then each give-up just past an hour carries that hour's count, and
     # the last hour's count goes out at the first check after it is over.
-    assert [(t, c) for t, _, c, _ in got] == [(1, 1), (H + 1, 6), (2 * H + 1, 6), (3 * H + 1, 6), (4 * H + 1, 6),
-                                              (6 * H, 5)]
+    assert [(t, c) for t, _, c, _ in got] == [
+        (1, 1),
+        (H + 1, 6),
+        (2 * H + 1, 6),
+        (3 * H + 1, 6),
+        (4 * H + 1, 6),
+        (6 * H, 5),
+    ]
     assert sum(c for _, _, c, _ in got) == 30
 
 
@@ -105,21 +131,29 @@ def test_a_steady_stream_of_give_ups_is_all_counted() -> None:
         # look (the endpoint still backing off when the last start was not followed by an end).
         # Each back-off is said when it starts, and its end.
         ([("start", 0), ("end", 60)], ["failing 0", "recovered 60"]),
-        ([("start", 0), ("end", 60), ("start", H), ("end", H + 5)],
-         ["failing 0", "recovered 60", f"failing {H:g}", f"recovered {H + 5:g}"]),
+        (
+            [("start", 0), ("end", 60), ("start", H), ("end", H + 5)],
+            ["failing 0", "recovered 60", f"failing {H:g}", f"recovered {H + 5:g}"],
+        ),
         # Flapping within the hour: the first start and end only.
-        ([("start", 0), ("end", 10), ("start", 20), ("end", 30), ("start", 40), ("end", 50), ("check", H + 60)],
-         ["failing 0", "recovered 10"]),
+        (
+            [("start", 0), ("end", 10), ("start", 20), ("end", 30), ("start", 40), ("end", 50), ("check", H + 60)],
+            ["failing 0", "recovered 10"],
+        ),
         # A start unsaid that still lasts once the hour is over is said at the next check, and its end then.
-        ([("start", 0), ("end", 10), ("start", 20), ("check", 1800), ("check", H), ("end", H + 100)],
-         ["failing 0", "recovered 10", f"failing {H:g}", f"recovered {H + 100:g}"]),
+        (
+            [("start", 0), ("end", 10), ("start", 20), ("check", 1800), ("check", H), ("end", H + 100)],
+            ["failing 0", "recovered 10", f"failing {H:g}", f"recovered {H + 100:g}"],
+        ),
         # Still failing, once said: nothing more, however long it lasts.
         ([("start", 0), ("check", H), ("check", 5 * H)], ["failing 0"]),
         # An end without a start said (a health reset by enabling it) says nothing.
         ([("end", 0), ("start", 10)], ["failing 10"]),
         # A start while told failing (its end went unseen): a new start, under the same hour.
-        ([("start", 0), ("start", 100), ("check", H + 1), ("end", H + 2)],
-         ["failing 0", f"failing {H + 1:g}", f"recovered {H + 2:g}"]),
+        (
+            [("start", 0), ("start", 100), ("check", H + 1), ("end", H + 2)],
+            ["failing 0", f"failing {H + 1:g}", f"recovered {H + 2:g}"],
+        ),
     ],
 )
 def test_back_offs_are_said_at_most_once_an_hour_and_recoveries_only_after_them(steps, said) -> None:
@@ -171,8 +205,19 @@ def test_backlog_alerts_once_per_crossing_and_at_most_hourly_while_over(steps, a
 
 @pytest.mark.parametrize(
     ("seconds", "said"),
-    [(0, "0s"), (45.4, "45s"), (119, "119s"), (120, "2 min"), (899, "14 min"), (7199, "119 min"),
-     (7200, "2 h"), (11100, "3 h 5 min"), (47 * H, "47 h"), (48 * H, "2 d"), (52 * H, "2 d 4 h")],
+    [
+        (0, "0s"),
+        (45.4, "45s"),
+        (119, "119s"),
+        (120, "2 min"),
+        (899, "14 min"),
+        (7199, "119 min"),
+        (7200, "2 h"),
+        (11100, "3 h 5 min"),
+        (47 * H, "47 h"),
+        (48 * H, "2 d"),
+        (52 * H, "2 d 4 h"),
+    ],
 )
 def test_durations_in_words(seconds: float, said: str) -> None:
     assert span(seconds) == said

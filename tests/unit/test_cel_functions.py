@@ -312,13 +312,19 @@ def test_slack_escape(source: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("**bold** __u__ ~~s~~ `c` ||spoiler||", "\\*\\*bold\\*\\* \\_\\_u\\_\\_ \\~\\~s\\~\\~ \\`c\\` \\|\\|spoiler\\|\\|"),
+        (
+            "**bold** __u__ ~~s~~ `c` ||spoiler||",
+            "\\*\\*bold\\*\\* \\_\\_u\\_\\_ \\~\\~s\\~\\~ \\`c\\` \\|\\|spoiler\\|\\|",
+        ),
         ("[click](https://evil)", "\\[click\\](https://evil)"),
         ("<@123> <@&9> <#1> <t:1:R> @everyone", "\\<@123> \\<@&9> \\<#1> \\<t:1:R> @everyone"),
         ("c_1 ep_1 snake_case", "c_1 ep_1 snake_case"),  # inside a word, _ is no emphasis
         ("_it_", "\\_it\\_"),
         ("a\\b", "a\\\\b"),
-        ("# big\n## less\n-# small\n> quote\n- li\n+ li\n1. one\n2) two", "\\# big\n\\## less\n\\-# small\n\\> quote\n\\- li\n\\+ li\n1\\. one\n2\\) two"),
+        (
+            "# big\n## less\n-# small\n> quote\n- li\n+ li\n1. one\n2) two",
+            "\\# big\n\\## less\n\\-# small\n\\> quote\n\\- li\n\\+ li\n1\\. one\n2\\) two",
+        ),
         ("#123 -5 55.39 1.5x", "#123 -5 55.39 1.5x"),  # no heading, no list
         (42, "42"),
     ],

@@ -36,7 +36,17 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def test_axis_tops_are_round_numbers() -> None:
     assert [nice_ceiling(v) for v in (0, 0.3, 1, 3, 7, 12, 24, 99, 101, 1204)] == [
-        1, 0.5, 1, 5, 10, 20, 25, 100, 200, 2000]
+        1,
+        0.5,
+        1,
+        5,
+        10,
+        20,
+        25,
+        100,
+        200,
+        2000,
+    ]
     assert number(1204) == "1,204" and number(2.5) == "2.5" and number(12.34) == "12"
     assert milliseconds(4.56) == "4.6 ms" and milliseconds(130.4) == "130 ms" and milliseconds(2500) == "2.5 s"
     assert milliseconds(None) == "-"
@@ -81,8 +91,9 @@ def test_latency_lines_break_where_an_hour_delivered_nothing() -> None:
     last_y = float(p95[-1].points.split(",")[1])
     assert last_y == round(TOP + PLOT_H * (1 - 40 / 50), 1)
     assert [t.label for t in chart.y_ticks] == ["0 ms", "25 ms", "50 ms"]
-    assert chart.summary == ("last 4 h: latest hour with deliveries (16:00 UTC) p50 5 ms, p95 40 ms;"
-                             " highest hourly p95 40 ms at 16:00 UTC")
+    assert chart.summary == (
+        "last 4 h: latest hour with deliveries (16:00 UTC) p50 5 ms, p95 40 ms; highest hourly p95 40 ms at 16:00 UTC"
+    )
     assert any(d.title == "14:00 UTC: p95 20 ms" for d in chart.dots)
     figure = draw(chart)
     assert figure.find(".//p[@data-summary='latency']") is not None

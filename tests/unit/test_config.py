@@ -121,8 +121,17 @@ def test_config_is_frozen() -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("500ms", 0.5), ("1ms", 0.001), ("5s", 5.0), ("1m", 60.0), ("10m", 600.0), ("2h", 7200.0),
-        ("3d", 259200.0), ("1.5s", 1.5), ("0.5h", 1800.0), (" 5s ", 5.0), ("0s", 0.0),
+        ("500ms", 0.5),
+        ("1ms", 0.001),
+        ("5s", 5.0),
+        ("1m", 60.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("3d", 259200.0),
+        ("1.5s", 1.5),
+        ("0.5h", 1800.0),
+        (" 5s ", 5.0),
+        ("0s", 0.0),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
@@ -148,10 +157,15 @@ def test_a_zero_duration_is_refused(section: str, key: str) -> None:
 
 def test_connection_keys_are_read(tmp_path: Path) -> None:
     path = tmp_path / "connections.toml"
-    path.write_text('[server]\nmax_connections = 200\nidle_timeout = "5s"\nheader_timeout = "2s"\nbody_timeout = "1m"\n')
+    path.write_text(
+        '[server]\nmax_connections = 200\nidle_timeout = "5s"\nheader_timeout = "2s"\nbody_timeout = "1m"\n'
+    )
     server = load_config(path, env={}).server
     assert (server.max_connections, server.idle_timeout, server.header_timeout, server.body_timeout) == (
-        200, 5.0, 2.0, 60.0
+        200,
+        5.0,
+        2.0,
+        60.0,
     )
 
 
@@ -207,8 +221,19 @@ def test_listen_loopback_and_url(value: str, loopback: bool, base_url: str) -> N
 
 
 @pytest.mark.parametrize(
-    "value", ["8787", "127.0.0.1", "127.0.0.1:", ":8787", "127.0.0.1:http", "127.0.0.1:65536", "127.0.0.1:-1",
-              "unix:", "unix:run/t.sock", "[::1]"],
+    "value",
+    [
+        "8787",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":8787",
+        "127.0.0.1:http",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "unix:",
+        "unix:run/t.sock",
+        "[::1]",
+    ],
 )
 def test_bad_listen_values_are_refused(value: str) -> None:
     with pytest.raises(ValueError):
@@ -218,20 +243,30 @@ def test_bad_listen_values_are_refused(value: str) -> None:
 
 
 def test_every_error_is_named_at_once() -> None:
-    errors = errors_of({
-        "server": {"listen": "nowhere", "shutdown_grace": "soon"},
-        "delivery": {"timeout": "0s", "max_in_flight": 0, "retry_schedule": ["5s", "5"]},
-        "storage": {"colour": "blue"},
-        "endpoints": [
-            {"name": "a", "url": "http://lan.example/hook"},
-            {"name": "a", "url": "https://x.example", "secret": "nope", "events": ["bad pattern"]},
-            {"name": "b", "url": "https://x.example", "headers": {"webhook-id": "x"}},
-        ],
-    })
+    errors = errors_of(
+        {
+            "server": {"listen": "nowhere", "shutdown_grace": "soon"},
+            "delivery": {"timeout": "0s", "max_in_flight": 0, "retry_schedule": ["5s", "5"]},
+            "storage": {"colour": "blue"},
+            "endpoints": [
+                {"name": "a", "url": "http://lan.example/hook"},
+                {"name": "a", "url": "https://x.example", "secret": "nope", "events": ["bad pattern"]},
+                {"name": "b", "url": "https://x.example", "headers": {"webhook-id": "x"}},
+            ],
+        }
+    )
     expected = [
-        "server.listen:", "server.shutdown_grace:", "delivery.timeout:", "delivery.max_in_flight:",
-        "delivery.retry_schedule[1]:", "storage.colour: unknown key", "endpoints[0].url:", "endpoints[1].name:",
-        "endpoints[1].secret:", "endpoints[1].events:", "endpoints[2].headers:",
+        "server.listen:",
+        "server.shutdown_grace:",
+        "delivery.timeout:",
+        "delivery.max_in_flight:",
+        "delivery.retry_schedule[1]:",
+        "storage.colour: unknown key",
+        "endpoints[0].url:",
+        "endpoints[1].name:",
+        "endpoints[1].secret:",
+        "endpoints[1].events:",
+        "endpoints[2].headers:",
     ]
     for prefix in expected:
         assert sum(line.startswith(prefix) for line in errors) == 1, f"{prefix} not named once in:\n{errors}"
@@ -241,13 +276,18 @@ def test_every_error_is_named_at_once() -> None:
 def test_cross_key_problems_are_reported_with_field_errors() -> None:
     # The duplicate name and the http URL are only visible across keys; they must not hide
     # behind (or be hidden by) an ordinary field error.
-    errors = errors_of({
-        "delivery": {"timeout": "x"},
-        "server": {"listen": "0.0.0.0:8787"},
-        "endpoints": [{"name": "a", "url": "http://a.example"}, {"name": "a", "url": "https://b.example"}],
-    })
+    errors = errors_of(
+        {
+            "delivery": {"timeout": "x"},
+            "server": {"listen": "0.0.0.0:8787"},
+            "endpoints": [{"name": "a", "url": "http://a.example"}, {"name": "a", "url": "https://b.example"}],
+        }
+    )
     assert [e.split(":")[0] for e in errors] == [
-        "delivery.timeout", "endpoints[0].url", "endpoints[1].name", "server.listen"
+        "delivery.timeout",
+        "endpoints[0].url",
+        "endpoints[1].name",
+        "server.listen",
     ]
 
 
@@ -270,16 +310,27 @@ def test_cross_key_problems_are_reported_with_field_errors() -> None:
         ({"endpoints": [{"name": "x", "url": "https://x.example", "max_in_flight": 0}]}, "endpoints[0].max_in_flight:"),
         ({"endpoints": [{"name": "x", "url": "https://x.example", "rate_limit": 0}]}, "endpoints[0].rate_limit:"),
         ({"endpoints": [{"name": "x", "url": "https://x.example", "headers": {"Host": "y"}}]}, "endpoints[0].headers:"),
-        ({"endpoints": [{"name": "x", "url": "https://x.example", "filter": "data.amount >"}]},
-         "endpoints[0].filter: line 1, column"),
-        ({"endpoints": [{"name": "x", "url": "https://x.example", "transform": "amount"}]},
-         "endpoints[0].transform: line 1, column 1"),
+        (
+            {"endpoints": [{"name": "x", "url": "https://x.example", "filter": "data.amount >"}]},
+            "endpoints[0].filter: line 1, column",
+        ),
+        (
+            {"endpoints": [{"name": "x", "url": "https://x.example", "transform": "amount"}]},
+            "endpoints[0].transform: line 1, column 1",
+        ),
         ({"endpoints": [{"name": "x", "url": "https://x.example", "preset": "slak"}]}, "endpoints[0].preset:"),
-        ({"endpoints": [{"name": "x", "url": "https://x.example", "extra_signature": {"header": "webhook-id"}}]},
-         "endpoints[0].extra_signature: 'webhook-id' is set by tillhook"),
-        ({"endpoints": [{"name": "x", "url": "https://x.example", "extra_signature": {"header": "x-s",
-                                                                                     "scheme": "md5"}}]},
-         "endpoints[0].extra_signature.scheme:"),
+        (
+            {"endpoints": [{"name": "x", "url": "https://x.example", "extra_signature": {"header": "webhook-id"}}]},
+            "endpoints[0].extra_signature: 'webhook-id' is set by tillhook",
+        ),
+        (
+            {
+                "endpoints": [
+                    {"name": "x", "url": "https://x.example", "extra_signature": {"header": "x-s", "scheme": "md5"}}
+                ]
+            },
+            "endpoints[0].extra_signature.scheme:",
+        ),
         ({"endpoints": "x"}, "endpoints:"),
         ({"delivery": {"retry_schedule": []}}, "delivery.retry_schedule:"),
         ({"delivery": {"retry_schedule": ["5s", "0s"]}}, "delivery.retry_schedule[1]:"),
@@ -313,11 +364,15 @@ def test_a_bad_allow_network_is_one_error_with_a_plain_path(network: str) -> Non
 
 
 def test_duplicate_endpoint_names() -> None:
-    errors = errors_of({"endpoints": [
-        {"name": "a", "url": "https://a.example"},
-        {"name": "b", "url": "https://b.example"},
-        {"name": "a", "url": "https://c.example"},
-    ]})
+    errors = errors_of(
+        {
+            "endpoints": [
+                {"name": "a", "url": "https://a.example"},
+                {"name": "b", "url": "https://b.example"},
+                {"name": "a", "url": "https://c.example"},
+            ]
+        }
+    )
     assert errors == ["endpoints[2].name: 'a' is used by another endpoint"]
 
 
@@ -333,16 +388,43 @@ def test_http_endpoint_needs_allow_http(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "networks", "error"),
     [
-        ("https://127.0.0.1/h", [], ('endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it'
-                                    ' to delivery.allow_networks, like "127.0.0.1/32"')),
-        ("https://[::1]:8443/h", ["127.0.0.0/8"], ('endpoints[0].url: ::1 is a loopback address: add a network covering'
-                                                  ' it to delivery.allow_networks, like "::1/128"')),
-        ("https://10.1.2.3/h", ["192.168.0.0/16"], ("endpoints[0].url: 10.1.2.3 is a private address: add a network"
-                                                   ' covering it to delivery.allow_networks, like "10.1.2.3/32"')),
-        ("https://api.localhost/h", [], ("endpoints[0].url: api.localhost is a loopback name: add a network covering"
-                                        ' 127.0.0.1 to delivery.allow_networks, like "127.0.0.1/32"')),
-        ("https://2130706433/h", ["127.0.0.0/8"], ("endpoints[0].url: 2130706433 is read as the IPv4 address 127.0.0.1:"
-                                                  " write the address as a.b.c.d")),
+        (
+            "https://127.0.0.1/h",
+            [],
+            (
+                "endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it"
+                ' to delivery.allow_networks, like "127.0.0.1/32"'
+            ),
+        ),
+        (
+            "https://[::1]:8443/h",
+            ["127.0.0.0/8"],
+            (
+                "endpoints[0].url: ::1 is a loopback address: add a network covering"
+                ' it to delivery.allow_networks, like "::1/128"'
+            ),
+        ),
+        (
+            "https://10.1.2.3/h",
+            ["192.168.0.0/16"],
+            (
+                "endpoints[0].url: 10.1.2.3 is a private address: add a network"
+                ' covering it to delivery.allow_networks, like "10.1.2.3/32"'
+            ),
+        ),
+        (
+            "https://api.localhost/h",
+            [],
+            (
+                "endpoints[0].url: api.localhost is a loopback name: add a network covering"
+                ' 127.0.0.1 to delivery.allow_networks, like "127.0.0.1/32"'
+            ),
+        ),
+        (
+            "https://2130706433/h",
+            ["127.0.0.0/8"],
+            ("endpoints[0].url: 2130706433 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d"),
+        ),
     ],
 )
 def test_undeliverable_endpoint_urls_are_config_errors(url: str, networks: list[str], error: str) -> None:
@@ -351,8 +433,13 @@ def test_undeliverable_endpoint_urls_are_config_errors(url: str, networks: list[
 
 @pytest.mark.parametrize(
     ("url", "networks"),
-    [("https://127.0.0.1/h", ["127.0.0.0/8"]), ("https://localhost:8443/h", ["127.0.0.0/8"]),
-     ("https://[::1]/h", ["::1/128"]), ("https://10.1.2.3/h", ["10.0.0.0/8"]), ("https://hooks.lan/h", [])],
+    [
+        ("https://127.0.0.1/h", ["127.0.0.0/8"]),
+        ("https://localhost:8443/h", ["127.0.0.0/8"]),
+        ("https://[::1]/h", ["::1/128"]),
+        ("https://10.1.2.3/h", ["10.0.0.0/8"]),
+        ("https://hooks.lan/h", []),
+    ],
 )
 def test_endpoint_urls_inside_allow_networks_are_fine(url: str, networks: list[str]) -> None:
     config = validate_config({"delivery": {"allow_networks": networks}, "endpoints": [{"name": "x", "url": url}]}, "t")
@@ -362,11 +449,17 @@ def test_endpoint_urls_inside_allow_networks_are_fine(url: str, networks: list[s
 def test_undeliverable_urls_are_named_when_other_keys_fail_too() -> None:
     # The cross checks then run over the raw values; an unparsable network is named by its
     # own field and the others still count.
-    errors = errors_of({
-        "delivery": {"timeout": "soon", "allow_networks": ["10.0.0.0/8", "nonsense"]},
-        "endpoints": [{"name": "a", "url": "https://127.0.0.1/h"}, {"name": "b", "url": "https://10.0.0.7/h"}],
-    })
-    assert [e.split(":", 1)[0] for e in errors] == ["delivery.timeout", "delivery.allow_networks[1]", "endpoints[0].url"]
+    errors = errors_of(
+        {
+            "delivery": {"timeout": "soon", "allow_networks": ["10.0.0.0/8", "nonsense"]},
+            "endpoints": [{"name": "a", "url": "https://127.0.0.1/h"}, {"name": "b", "url": "https://10.0.0.7/h"}],
+        }
+    )
+    assert [e.split(":", 1)[0] for e in errors] == [
+        "delivery.timeout",
+        "delivery.allow_networks[1]",
+        "endpoints[0].url",
+    ]
 
 
 @pytest.mark.parametrize("header", ["authorization", "Authorization"])
@@ -443,8 +536,10 @@ def test_loopback_listen_needs_no_tokens(listen: str) -> None:
 
 def test_secrets_stay_out_of_reprs() -> None:
     config = validate_config(
-        {"auth": {"admin_token": "admin-token-very-secret"},
-         "endpoints": [{"name": "x", "url": "https://x.example", "secret": GOOD_SECRET}]},
+        {
+            "auth": {"admin_token": "admin-token-very-secret"},
+            "endpoints": [{"name": "x", "url": "https://x.example", "secret": GOOD_SECRET}],
+        },
         "t",
     )
     assert GOOD_SECRET not in repr(config) and "admin-token-very-secret" not in repr(config)
@@ -478,15 +573,15 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
 CHECK_CASES = {
     "example": None,
     "good": '[[endpoints]]\nname = "a"\nurl = "https://a.example/hook"\n'
-            '[[endpoints]]\nname = "b"\nurl = "https://b.example/hook"\nevents = ["x.*"]\n',
+    '[[endpoints]]\nname = "b"\nurl = "https://b.example/hook"\nevents = ["x.*"]\n',
     "bad": '[server]\nlisten = "x"\ncolour = "red"\n[delivery]\ntimeout = "fast"\n'
-           '[[endpoints]]\nname = "a"\n[[endpoints]]\nname = "b"\nurl = "http://b.example"\n',
+    '[[endpoints]]\nname = "a"\n[[endpoints]]\nname = "b"\nurl = "http://b.example"\n',
     "targets": '[delivery]\nallow_http = true\nallow_networks = ["192.168.1.0/24"]\n'
-               '[[endpoints]]\nname = "lo"\nurl = "http://127.0.0.1:9000/h"\n'
-               '[[endpoints]]\nname = "local"\nurl = "https://localhost/h"\n'
-               '[[endpoints]]\nname = "short"\nurl = "https://127.1/h"\n'
-               '[[endpoints]]\nname = "both"\nurl = "https://u:p@a.example/h"\nheaders = { authorization = "Bearer x" }\n'
-               '[[endpoints]]\nname = "lan"\nurl = "http://192.168.1.5/h"\n',
+    '[[endpoints]]\nname = "lo"\nurl = "http://127.0.0.1:9000/h"\n'
+    '[[endpoints]]\nname = "local"\nurl = "https://localhost/h"\n'
+    '[[endpoints]]\nname = "short"\nurl = "https://127.1/h"\n'
+    '[[endpoints]]\nname = "both"\nurl = "https://u:p@a.example/h"\nheaders = { authorization = "Bearer x" }\n'
+    '[[endpoints]]\nname = "lan"\nurl = "http://192.168.1.5/h"\n',
 }
 
 
@@ -508,7 +603,9 @@ def check_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     started = {
         name: subprocess.Popen(
             [sys.executable, "-m", "tillhook", "check-config", str(path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name, path in paths.items()
     }
@@ -536,8 +633,13 @@ def test_check_config_names_every_error_and_exits_2(check_config: dict[str, Run]
     assert done.returncode == 2
     assert done.stdout == ""
     assert "5 error(s)" in done.stderr
-    for named in ("server.listen:", "server.colour: unknown key", "delivery.timeout:", "endpoints[0].url:",
-                  "endpoints[1].url:"):
+    for named in (
+        "server.listen:",
+        "server.colour: unknown key",
+        "delivery.timeout:",
+        "endpoints[0].url:",
+        "endpoints[1].url:",
+    ):
         assert named in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -547,8 +649,10 @@ def test_check_config_refuses_undeliverable_targets_and_exits_2(check_config: di
     assert done.returncode == 2 and done.stdout == ""
     assert "4 error(s)" in done.stderr
     for named in (
-        ('endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,'
-        ' like "127.0.0.1/32"'),
+        (
+            "endpoints[0].url: 127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,"
+            ' like "127.0.0.1/32"'
+        ),
         "endpoints[1].url: localhost is a loopback name",
         "endpoints[2].url: 127.1 is read as the IPv4 address 127.0.0.1: write the address as a.b.c.d",
         "endpoints[3].headers: an authorization header cannot go with user info in the url",

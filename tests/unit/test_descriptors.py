@@ -50,7 +50,10 @@ def test_the_soft_limit_is_raised_to_the_hard_limit() -> None:
 
 def accept_failed() -> dict[str, Any]:
     # What asyncio's selector loop passes when accept() runs out of descriptors.
-    return {"message": "socket.accept() out of system resource", "exception": OSError(errno.EMFILE, "Too many open files")}
+    return {
+        "message": "socket.accept() out of system resource",
+        "exception": OSError(errno.EMFILE, "Too many open files"),
+    }
 
 
 async def test_accept_failures_are_logged_once_with_a_count() -> None:

@@ -31,5 +31,7 @@ def health(*, failures: int = 0, paused_until: float = 0.0) -> EndpointHealth:
     ],
 )
 def test_precedence(enabled: bool, the_health: EndpointHealth | None, expected: str) -> None:
-    endpoint = Endpoint(id="ep_1", name="loyalty", url="https://x.example/h", events=("*",), secrets=(), enabled=enabled)
+    endpoint = Endpoint(
+        id="ep_1", name="loyalty", url="https://x.example/h", events=("*",), secrets=(), enabled=enabled
+    )
     assert state_of(endpoint, the_health, NOW) == expected

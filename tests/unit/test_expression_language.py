@@ -65,8 +65,20 @@ def test_accepted(kind: str, source: str) -> None:
         ("transform", "{'a': 1", 1, 8, "the expression ends too early; expected '}' or ','"),
         ("transform", "{'a' 1}", 1, 6, "unexpected '1'; expected ':'"),
         ("filter", "true false", 1, 6, "unexpected 'false' after a complete expression"),
-        ("filter", "data.amount > 1 and true", 1, 17, "unexpected 'and'; expected an operator or the end (CEL writes and as &&)"),
-        ("filter", "data.a > 1\nor data.b", 2, 1, "unexpected 'or'; expected an operator or the end (CEL writes or as ||)"),
+        (
+            "filter",
+            "data.amount > 1 and true",
+            1,
+            17,
+            "unexpected 'and'; expected an operator or the end (CEL writes and as &&)",
+        ),
+        (
+            "filter",
+            "data.a > 1\nor data.b",
+            2,
+            1,
+            "unexpected 'or'; expected an operator or the end (CEL writes or as ||)",
+        ),
         ("filter", "1 ++ 2", 1, 4, "unexpected '+'; expected a value"),
         ("filter", "type = 'x'", 1, 6, "'=' is not an operator: compare with =="),
         ("filter", "true & false", 1, 6, "'&' is not an operator: use &&"),
@@ -78,19 +90,49 @@ def test_accepted(kind: str, source: str) -> None:
         ("filter", "@", 1, 1, "'@' is not part of CEL"),
         ("filter", "1 ? true", 1, 9, "the expression ends too early; expected an operator or ':'"),
         ("filter", "has(data)", 1, 5, "has() takes a field, like has(data.amount)"),
-        ("filter", "data.items.map(1, 2)", 1, 16, "a comprehension's variable must be a plain name, like map(x, x * 2)"),
+        (
+            "filter",
+            "data.items.map(1, 2)",
+            1,
+            16,
+            "a comprehension's variable must be a plain name, like map(x, x * 2)",
+        ),
         ("filter", "data.n > 99999999999999999999", 1, 10, "the integer is out of range (CEL integers are 64-bit)"),
         ("filter", "true ? 1 : " * 96 + "1", 1, 1057, "the expression nests too deeply; split it up"),
         ("filter", "data.?x", 1, 5, "optional field selection (.?) is not supported; test with has() first"),
         # Names: only the event's fields, with the first free use and a hint.
         ("filter", "amount > 100.0", 1, 1, f"unknown name 'amount': {UNKNOWN} (did you mean data.amount?)"),
-        ("filter", "data.a > 1 && amount > 100.0", 1, 15, f"unknown name 'amount': {UNKNOWN} (did you mean data.amount?)"),
+        (
+            "filter",
+            "data.a > 1 && amount > 100.0",
+            1,
+            15,
+            f"unknown name 'amount': {UNKNOWN} (did you mean data.amount?)",
+        ),
         ("filter", "'amount' + amount == ''", 1, 12, f"unknown name 'amount': {UNKNOWN} (did you mean data.amount?)"),
         ("filter", "dat.amount > 1.0", 1, 1, f"unknown name 'dat': {UNKNOWN} (did you mean data?)"),
         ("filter", "tpye == 'sale'", 1, 1, f"unknown name 'tpye': {UNKNOWN} (did you mean type?)"),
-        ("filter", "data.items.exists(i, i.sku == sku)", 1, 31, f"unknown name 'sku': {UNKNOWN} (did you mean data.sku?)"),
-        ("filter", "data.items.map(i, i) == [] || i == 1", 1, 31, f"unknown name 'i': {UNKNOWN} (did you mean data.i?)"),  # i is free outside its map
-        ("filter", "data.m.all(k, v, v > 0)", 1, 15, f"unknown name 'v': {UNKNOWN} (did you mean data.v?)"),  # no two-variable forms
+        (
+            "filter",
+            "data.items.exists(i, i.sku == sku)",
+            1,
+            31,
+            f"unknown name 'sku': {UNKNOWN} (did you mean data.sku?)",
+        ),
+        (
+            "filter",
+            "data.items.map(i, i) == [] || i == 1",
+            1,
+            31,
+            f"unknown name 'i': {UNKNOWN} (did you mean data.i?)",
+        ),  # i is free outside its map
+        (
+            "filter",
+            "data.m.all(k, v, v > 0)",
+            1,
+            15,
+            f"unknown name 'v': {UNKNOWN} (did you mean data.v?)",
+        ),  # no two-variable forms
         ("filter", "math.nope(1) == 1", 1, 1, "unknown function 'math.nope'"),
         ("filter", ".data.x == 1", 1, 1, "a name cannot start with a dot: write data"),
         # A filter that plainly gives no true or false.
@@ -102,8 +144,20 @@ def test_accepted(kind: str, source: str) -> None:
         # Text that is not text.
         ("filter", "type == '\ud800'", 1, 10, "holds an unpaired surrogate (U+D800), which is not text"),
         # Deep nesting is refused before CEL's parser recurses into it.
-        ("filter", "(" * 2000, 1, MAX_NESTING + 1, f"brackets nest deeper than {MAX_NESTING} levels; split the expression up"),
-        ("transform", "[" * 20 + "{'a': " * 20, 1, 20 + 6 * 12 + 1, f"brackets nest deeper than {MAX_NESTING} levels; split the expression up"),
+        (
+            "filter",
+            "(" * 2000,
+            1,
+            MAX_NESTING + 1,
+            f"brackets nest deeper than {MAX_NESTING} levels; split the expression up",
+        ),
+        (
+            "transform",
+            "[" * 20 + "{'a': " * 20,
+            1,
+            20 + 6 * 12 + 1,
+            f"brackets nest deeper than {MAX_NESTING} levels; split the expression up",
+        ),
     ],
 )
 def test_refused_with_position(kind: str, source: str, line: int, column: int, reason: str) -> None:

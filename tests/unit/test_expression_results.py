@@ -39,7 +39,10 @@ def error_of(source: str) -> str:
     ("source", "body"),
     [
         # Keys sorted: cel-rust gives a map's keys in another order at each evaluation.
-        ('{"text": "Sale: " + string(data.amount), "customer": data.customer_id}', b'{"customer":"c_1","text":"Sale: 50"}'),
+        (
+            '{"text": "Sale: " + string(data.amount), "customer": data.customer_id}',
+            b'{"customer":"c_1","text":"Sale: 50"}',
+        ),
         ("data.items", b'[{"qty":2,"sku":"a"}]'),
         ("'plain'", b'"plain"'),
         ("null", b"null"),
@@ -48,7 +51,10 @@ def error_of(source: str) -> str:
         ("timestamp(timestamp)", b'"2026-11-22T10:30:00Z"'),
         ("timestamp('2026-11-22T12:30:00.250+02:00')", b'"2026-11-22T10:30:00.250000Z"'),
         # Durations as their seconds, as protobuf's JSON writes them.
-        ("[duration('5s'), duration('90m'), duration('1.5s'), duration('-0.000001s')]", b'["5s","5400s","1.5s","-0.000001s"]'),
+        (
+            "[duration('5s'), duration('90m'), duration('1.5s'), duration('-0.000001s')]",
+            b'["5s","5400s","1.5s","-0.000001s"]',
+        ),
         # JSON keys are strings; CEL's int and bool keys become their text.
         ("{1: 'one', 'b': {false: 0}}", b'{"1":"one","b":{"false":0}}'),
     ],
@@ -61,10 +67,16 @@ def test_transform_bodies(source: str, body: bytes) -> None:
     ("source", "reason"),
     [
         ("b'abc'", "the result is bytes, and JSON has none: encode them with base64.encode(...)"),
-        ("{'x': [1, b'abc']}", "the result holds bytes at x[1], and JSON has none: encode them with base64.encode(...)"),
+        (
+            "{'x': [1, b'abc']}",
+            "the result holds bytes at x[1], and JSON has none: encode them with base64.encode(...)",
+        ),
         ("{'total': double('NaN')}", "the result holds NaN at total, and JSON has no NaN or Infinity"),
         ("[1.0 / 0.0]", "the result holds Infinity at [0], and JSON has no NaN or Infinity"),
-        ("{'a-b': optional.none()}", 'the result holds an optional at ["a-b"], and JSON has none: take its value with .orValue(...)'),
+        (
+            "{'a-b': optional.none()}",
+            'the result holds an optional at ["a-b"], and JSON has none: take its value with .orValue(...)',
+        ),
     ],
 )
 def test_transform_results_without_json(source: str, reason: str) -> None:
@@ -91,8 +103,15 @@ def test_filter_results(value: bool, result: bool) -> None:
 
 @pytest.mark.parametrize(
     ("source", "type_words"),
-    [("data.customer_id", "a string"), ("1", "an int"), ("data.amount", "a double"), ("null", "null"),
-     ("data.items", "a list"), ("data", "a map"), ("timestamp(timestamp)", "a timestamp")],
+    [
+        ("data.customer_id", "a string"),
+        ("1", "an int"),
+        ("data.amount", "a double"),
+        ("null", "null"),
+        ("data.items", "a list"),
+        ("data", "a map"),
+        ("timestamp(timestamp)", "a timestamp"),
+    ],
 )
 def test_filter_result_must_be_a_bool(source: str, type_words: str) -> None:
     with pytest.raises(Failure) as failed:
@@ -106,11 +125,20 @@ def test_filter_result_must_be_a_bool(source: str, type_words: str) -> None:
         ("data.nope > 1", "no field 'nope' in data (test for it with has(data.nope))"),
         ("data.items.all(i, i.price > 1)", "no field 'price' in i (test for it with has(i.price))"),
         ("data['nope'] == 1", "no field 'nope' (test for it with has(...))"),
-        ("data.amount + 1", "unsupported operation: float + int (CEL does not convert between types: use int(), uint(), double() or string())"),
-        ("data.customer_id > 1", "no such overload: the operation is not defined for these types (CEL does not convert between types: use int(), uint(), double() or string())"),
+        (
+            "data.amount + 1",
+            "unsupported operation: float + int (CEL does not convert between types: use int(), uint(), double() or string())",
+        ),
+        (
+            "data.customer_id > 1",
+            "no such overload: the operation is not defined for these types (CEL does not convert between types: use int(), uint(), double() or string())",
+        ),
         ("1 / 0", "division by zero"),
         ("1 % 0", "modulo by zero"),
-        ("9223372036854775807 + 1", "arithmetic overflow in 'add' on 9223372036854775807 and 1 (CEL integers are 64-bit)"),
+        (
+            "9223372036854775807 + 1",
+            "arithmetic overflow in 'add' on 9223372036854775807 and 1 (CEL integers are 64-bit)",
+        ),
         ("int(1e30)", "int() failed: integer overflow (CEL integers are 64-bit)"),
         ("int('x')", "int() failed: string parse error: invalid digit found in string"),
         ("size(1)", "size() does not take these arguments (check their types)"),

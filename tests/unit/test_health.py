@@ -136,7 +136,10 @@ def test_last_outcomes_are_remembered() -> None:
     health = EndpointHealth()
     health.failed(T0, "cannot connect to x:443: Connection refused", POLICY, probe=False)
     assert (health.last_failure_at, health.last_failure, health.last_success_at) == (
-        T0, "cannot connect to x:443: Connection refused", None)
+        T0,
+        "cannot connect to x:443: Connection refused",
+        None,
+    )
     health.succeeded(T0 + 1.0)
     health.failed(T0 + 2.0, "HTTP 503", POLICY, probe=False)
     assert (health.last_success_at, health.last_failure_at, health.last_failure) == (T0 + 1.0, T0 + 2.0, "HTTP 503")

@@ -22,4 +22,6 @@ def test_hours_are_filled_in_order_with_empty_hours_as_zeros() -> None:
     assert [h.start for h in got] == [360000.0, 363600.0, 367200.0, 370800.0]
     assert [(h.delivered, h.failed) for h in got] == [(0, 0), (10, 1), (0, 0), (0, 2)]
     # Steps 3 and 4 hold [2, 3) and [3, 5) ms, 5 attempts each: the median is where they meet.
-    assert got[1].p50_ms == 3.0 and got[1].p95_ms == 4.8 and got[0].p50_ms is None and got[3].p95_ms is None  # failures have no latency
+    assert (
+        got[1].p50_ms == 3.0 and got[1].p95_ms == 4.8 and got[0].p50_ms is None and got[3].p95_ms is None
+    )  # failures have no latency

@@ -54,8 +54,12 @@ def test_every_spelling_of_one_database_meets_at_one_lock(tmp_path: Path, monkey
     (tmp_path / "state").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "state")
     monkeypatch.chdir(tmp_path / "state")
-    spellings = [Path("tillhook.db"), tmp_path / "state" / "tillhook.db", tmp_path / "link" / "tillhook.db",
-                 tmp_path / "state" / ".." / "state" / "tillhook.db"]
+    spellings = [
+        Path("tillhook.db"),
+        tmp_path / "state" / "tillhook.db",
+        tmp_path / "link" / "tillhook.db",
+        tmp_path / "state" / ".." / "state" / "tillhook.db",
+    ]
     assert {lock_path(p) for p in spellings} == {tmp_path / "state" / "tillhook.db.lock"}
     held = DatabaseLock(spellings[0])
     held.acquire()

@@ -17,7 +17,9 @@ from tillhook.expressions.presets import PRESETS
 
 TIME = "2026-11-22T10:30:00Z"
 TIME_TEXT = "2026-11-22 10:30:00 UTC"
-HOSTILE = "<!channel> <https://evil.example|click> @everyone @here <@123> <users/all> [x](https://evil.example) **b** `c`"
+HOSTILE = (
+    "<!channel> <https://evil.example|click> @everyone @here <@123> <users/all> [x](https://evil.example) **b** `c`"
+)
 ENDPOINT = {"id": "ep_1", "name": "loyalty", "url": "https://loyalty.example.com/hooks"}
 
 
@@ -381,8 +383,10 @@ def test_an_alert_leads_with_a_sign_its_summary_and_its_check(preset: str, kind:
     body = run(preset, ev)
     text = text_of(body)
     sign = "✅" if kind == "recovered" else "⚠️"
-    heading = sign + " " + {"delivery_failed": "Delivery failed", "backlog_high": "Backlog high"}.get(
-        kind, "Endpoint " + kind
+    heading = (
+        sign
+        + " "
+        + {"delivery_failed": "Delivery failed", "backlog_high": "Backlog high"}.get(kind, "Endpoint " + kind)
     )
     assert heading in text
     summary, check = ev["data"]["summary"], ev["data"]["check"]

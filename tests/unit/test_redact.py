@@ -41,15 +41,19 @@ URL = "https://user:secret-pass@hooks.example:8443/in?token=secret-token&v=1"
         # The URL as given, as an error message quotes it:
         (f"invalid URL: {URL}", "invalid URL: https://***@hooks.example:8443/in?token=***&v=***"),
         # As aiohttp prints the request URL (user info moved to an authorization header):
-        ("400, message='Bad status line', url='https://hooks.example:8443/in?token=secret-token&v=1'",
-         "400, message='Bad status line', url='https://hooks.example:8443/in?token=***&v=***'"),
+        (
+            "400, message='Bad status line', url='https://hooks.example:8443/in?token=secret-token&v=1'",
+            "400, message='Bad status line', url='https://hooks.example:8443/in?token=***&v=***'",
+        ),
         # Each part alone, and the Basic credential aiohttp derives from the user info:
         ("password secret-pass refused", "password *** refused"),
         ("user:secret-pass", "***"),
         ("Basic " + base64.b64encode(b"user:secret-pass").decode(), "Basic ***"),
         # The host stays readable even where a short query value appears inside it:
-        ("cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)",
-         "cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)"),
+        (
+            "cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)",
+            "cannot connect to hooks.example:8443: Connect call failed ('10.0.0.1', 8443)",
+        ),
         # A short value is masked inside a quoted URL, and left alone elsewhere:
         ("timed out after 15s", "timed out after 15s"),
         ("nothing secret here", "nothing secret here"),
@@ -73,8 +77,11 @@ def test_scrubber(text: str, scrubbed: str) -> None:
         # A URL without credentials leaves every text alone:
         ("https://a.example/h", "cannot connect to a.example:443", "cannot connect to a.example:443"),
         # The host is kept, whatever the credentials:
-        ("https://example:pw@example.com/h", "cannot connect to example.com:443 as example",
-         "cannot connect to example.com:443 as ***"),
+        (
+            "https://example:pw@example.com/h",
+            "cannot connect to example.com:443 as example",
+            "cannot connect to example.com:443 as ***",
+        ),
         ("https://EXAMPLE.com/h?k=example", "cannot connect to example.com:443", "cannot connect to example.com:443"),
     ],
 )

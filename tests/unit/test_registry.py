@@ -9,8 +9,9 @@ from tillhook.registry import EndpointRegistry
 
 
 def endpoint(endpoint_id: str, filter_: str | None = None) -> Endpoint:
-    return Endpoint(id=endpoint_id, name=endpoint_id, url="https://x.example/h", events=("*",), secrets=(),
-                    filter=filter_)
+    return Endpoint(
+        id=endpoint_id, name=endpoint_id, url="https://x.example/h", events=("*",), secrets=(), filter=filter_
+    )
 
 
 def test_the_filtering_endpoints_follow_puts_and_removals() -> None:

@@ -104,7 +104,17 @@ def test_decide(attempt: AttemptResult, attempts_made: int, verdict: Verdict, de
 
 @pytest.mark.parametrize(
     ("attempts_made", "delay_s"),
-    [(1, 5.0), (2, 300.0), (3, 1800.0), (4, 7200.0), (5, 18000.0), (6, 36000.0), (7, 36000.0), (8, 36000.0), (30, 36000.0)],
+    [
+        (1, 5.0),
+        (2, 300.0),
+        (3, 1800.0),
+        (4, 7200.0),
+        (5, 18000.0),
+        (6, 36000.0),
+        (7, 36000.0),
+        (8, 36000.0),
+        (30, 36000.0),
+    ],
 )
 def test_default_schedule_step_by_step(attempts_made: int, delay_s: float) -> None:
     assert DEFAULT.delay_s(attempts_made, no_jitter) == delay_s
@@ -155,7 +165,9 @@ def test_no_retry_is_scheduled_past_the_deadline_whatever_the_jitter(rand: float
     assert decision.verdict is Verdict.RETRY
     assert decision.next_attempt_at is not None
     assert decision.next_attempt_at <= first + POLICY.give_up_after_s
-    assert decision.next_attempt_at == pytest.approx(min(NOW + 1800.0 * (0.8 + 0.4 * rand), first + POLICY.give_up_after_s))
+    assert decision.next_attempt_at == pytest.approx(
+        min(NOW + 1800.0 * (0.8 + 0.4 * rand), first + POLICY.give_up_after_s)
+    )
 
 
 def test_a_retry_well_before_the_deadline_is_not_pulled_forward() -> None:
@@ -165,8 +177,17 @@ def test_a_retry_well_before_the_deadline_is_not_pulled_forward() -> None:
 
 
 @pytest.mark.parametrize("late_s", [0.0, 0.001, 1.0, DAY_S])
-@pytest.mark.parametrize("attempt", [result(500), result(302), result(404), result(error="timeout"),
-                                     result(429, retry_after_s=10.0), result(503, retry_after_s=10.0)])
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        result(500),
+        result(302),
+        result(404),
+        result(error="timeout"),
+        result(429, retry_after_s=10.0),
+        result(503, retry_after_s=10.0),
+    ],
+)
 def test_failing_at_or_after_give_up_is_final(late_s: float, attempt: AttemptResult) -> None:
     first = NOW - POLICY.give_up_after_s - late_s
     decision = POLICY.decide(attempt, 12, first_attempt_at=first, now=NOW)
@@ -230,13 +251,20 @@ def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("30", 30.0), ("0", 1.0), ("7200", 3600.0), ("Wed, 21 Oct 2015 06:33:00 GMT", 300.0),
-     ("Wed, 21 Oct 2015 09:00:00 GMT", 3600.0), ("Tue, 20 Oct 2015 06:28:00 GMT", 1.0)],
+    [
+        ("30", 30.0),
+        ("0", 1.0),
+        ("7200", 3600.0),
+        ("Wed, 21 Oct 2015 06:33:00 GMT", 300.0),
+        ("Wed, 21 Oct 2015 09:00:00 GMT", 3600.0),
+        ("Tue, 20 Oct 2015 06:28:00 GMT", 1.0),
+    ],
 )
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_header_to_next_attempt(status: int, header: str, seconds: float) -> None:
-    attempt = AttemptResult(started_at=NOW_2015, duration_ms=3.0, status=status,
-                            retry_after_s=parse_retry_after(header, NOW_2015))
+    attempt = AttemptResult(
+        started_at=NOW_2015, duration_ms=3.0, status=status, retry_after_s=parse_retry_after(header, NOW_2015)
+    )
     decision = POLICY.decide(attempt, 1, first_attempt_at=NOW_2015, now=NOW_2015, rand=no_jitter)
     assert decision == Decision(Verdict.RETRY, NOW_2015 + seconds)
 

@@ -119,8 +119,16 @@ def test_subscribes_to_any_of(patterns: tuple[str, ...], event_type: str, matche
 @pytest.mark.parametrize(
     "patterns",
     [
-        ["*"], ["a"], ["a.b", "c.*"], ["*.*.*"], ["A-Z_09.x-y"], ["transaction.*", "customer.created"],
-        ["**"], ["tillhook.**"], ["a.*.**"], ["tillhook.endpoint.*", "*"],
+        ["*"],
+        ["a"],
+        ["a.b", "c.*"],
+        ["*.*.*"],
+        ["A-Z_09.x-y"],
+        ["transaction.*", "customer.created"],
+        ["**"],
+        ["tillhook.**"],
+        ["a.*.**"],
+        ["tillhook.endpoint.*", "*"],
     ],
 )
 def test_good_patterns(patterns: list[str]) -> None:
@@ -210,7 +218,13 @@ def test_reserved_headers_cover_what_tillhook_sets() -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"x-api-key": "k"}, {"X-Api-Key": "k", "Authorization": "Bearer t"}, {"x-empty": ""}, {"x!#$%&'*+.^_`|~": "v"}],
+    [
+        {},
+        {"x-api-key": "k"},
+        {"X-Api-Key": "k", "Authorization": "Bearer t"},
+        {"x-empty": ""},
+        {"x!#$%&'*+.^_`|~": "v"},
+    ],
 )
 def test_good_headers(headers: dict[str, str]) -> None:
     assert check_headers(headers) == headers
@@ -239,7 +253,9 @@ def test_control_characters_in_header_values_are_refused(value: str) -> None:
         check_headers({"x-a": value})
 
 
-@pytest.mark.parametrize(("check", "value"), [("header", "x-a\n"), ("pattern", "order\n"), ("pattern", "order.completed\n")])
+@pytest.mark.parametrize(
+    ("check", "value"), [("header", "x-a\n"), ("pattern", "order\n"), ("pattern", "order.completed\n")]
+)
 def test_a_trailing_newline_is_refused(check: str, value: str) -> None:
     with pytest.raises(ValueError):
         check_headers({value: "v"}) if check == "header" else check_patterns([value])
@@ -252,8 +268,15 @@ def test_a_tab_and_non_ascii_text_are_valid_header_values() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://a.example", "https://a.example/hooks?x=1", "https://a.example:8443/h", "https://93.184.215.14/h",
-     "https://[2606:4700::1111]/h", "HTTPS://A.EXAMPLE/h", "https://u:p@a.example/h"],
+    [
+        "https://a.example",
+        "https://a.example/hooks?x=1",
+        "https://a.example:8443/h",
+        "https://93.184.215.14/h",
+        "https://[2606:4700::1111]/h",
+        "HTTPS://A.EXAMPLE/h",
+        "https://u:p@a.example/h",
+    ],
 )
 @pytest.mark.parametrize("allow_http", [False, True])
 def test_https_urls_are_always_fine(url: str, allow_http: bool) -> None:
@@ -294,20 +317,23 @@ _HINT = " to delivery.allow_networks, like "
     ("url", "said"),
     [
         # Literal addresses of the classes the connect-time policy refuses:
-        ("https://127.0.0.1/h", '127.0.0.1 is a loopback address: add a network covering it' + _HINT + '"127.0.0.1/32"'),
-        ("https://127.8.9.10:8443/h", 'loopback address: add a network covering it' + _HINT + '"127.8.9.10/32"'),
-        ("https://[::1]/h", '::1 is a loopback address: add a network covering it' + _HINT + '"::1/128"'),
+        (
+            "https://127.0.0.1/h",
+            "127.0.0.1 is a loopback address: add a network covering it" + _HINT + '"127.0.0.1/32"',
+        ),
+        ("https://127.8.9.10:8443/h", "loopback address: add a network covering it" + _HINT + '"127.8.9.10/32"'),
+        ("https://[::1]/h", "::1 is a loopback address: add a network covering it" + _HINT + '"::1/128"'),
         ("https://[::ffff:127.0.0.1]/h", '"127.0.0.1/32"'),  # judged as the IPv4 inside
         ("https://169.254.169.254/latest", "169.254.169.254 is a link-local address"),
         ("https://[fe80::1%25eth0]/h", "link-local address"),
-        ("https://10.0.0.5/h", '10.0.0.5 is a private address: add a network covering it' + _HINT + '"10.0.0.5/32"'),
+        ("https://10.0.0.5/h", "10.0.0.5 is a private address: add a network covering it" + _HINT + '"10.0.0.5/32"'),
         ("https://192.168.1.5/h", "192.168.1.5 is a private address"),
         ("https://[fd00::1]/h", "private address"),
         ("https://0.0.0.0/h", "unspecified address"),
         ("https://224.0.0.1/h", "multicast address"),
         ("https://127.0.0.1./h", "loopback address"),  # a final dot changes nothing
         # Names that never leave the machine:
-        ("https://localhost/h", 'localhost is a loopback name: add a network covering 127.0.0.1' + _HINT),
+        ("https://localhost/h", "localhost is a loopback name: add a network covering 127.0.0.1" + _HINT),
         ("https://LOCALHOST:8443/h", "loopback name"),
         ("https://localhost./h", "loopback name"),
         ("https://api.localhost/h", "api.localhost is a loopback name"),
@@ -387,8 +413,21 @@ def test_user_info_and_an_authorization_header_conflict(url: str, headers: dict[
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("loyalty", True), ("a", True), ("A.b_c-9", True), ("9lives", True), ("x" * 64, True), ("x" * 65, False),
-     ("", False), ("-a", False), (".a", False), ("a b", False), ("a/b", False), ("é", False), ("a\n", False)],
+    [
+        ("loyalty", True),
+        ("a", True),
+        ("A.b_c-9", True),
+        ("9lives", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("", False),
+        ("-a", False),
+        (".a", False),
+        ("a b", False),
+        ("a/b", False),
+        ("é", False),
+        ("a\n", False),
+    ],
 )
 def test_endpoint_names(name: str, ok: bool) -> None:
     # Names are checked by pydantic (Rust regex, where "$" is the very end) in both the config

@@ -64,7 +64,7 @@ def _verify(secret: str, body: bytes, headers: dict[str, str]) -> object:
 def _random_body(size: int) -> bytes:
     # JSON, because the package parses what it verifies; non-ASCII text and odd spacing, because
     # the exact bytes are what is signed.
-    alphabet = "abcXYZ019 _-\"\\/é€😀\u2028"
+    alphabet = 'abcXYZ019 _-"\\/é€😀\u2028'
     text = "".join(RNG.choice(alphabet) for _ in range(size))
     document = {"id": f"msg_{size}", "data": {"text": text, "n": RNG.randrange(-(2**70), 2**70)}}
     return json.dumps(document, ensure_ascii=RNG.random() < 0.5, indent=RNG.choice([None, 1])).encode()

@@ -34,5 +34,9 @@ def test_an_update_from_values_writes_each_row_by_key() -> None:
         [("new 1", 1), ("new 3", 3)],
     )
     assert conn.execute("SELECT a, b, n FROM t ORDER BY a").fetchall() == [
-        (0, "old", 0), (1, "new 1", 1), (2, "old", 0), (3, "new 3", 1), (4, "old", 0)
+        (0, "old", 0),
+        (1, "new 1", 1),
+        (2, "old", 0),
+        (3, "new 3", 1),
+        (4, "old", 0),
     ]

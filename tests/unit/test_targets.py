@@ -64,8 +64,18 @@ def test_refused_by_default(address: str, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["8.8.8.8", "1.1.1.1", "93.184.216.34", "172.32.0.1", "172.15.255.255", "192.169.0.1", "100.128.0.1",
-     "2606:4700:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8"],
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "93.184.216.34",
+        "172.32.0.1",
+        "172.15.255.255",
+        "192.169.0.1",
+        "100.128.0.1",
+        "2606:4700:4700::1111",
+        "2001:4860:4860::8888",
+        "::ffff:8.8.8.8",
+    ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().refusal(address) is None
@@ -112,9 +122,24 @@ def test_names_are_left_to_the_resolver(host: str) -> None:
 # -- when an endpoint is created: the URL's host ---------------------------------------------
 
 
-_SAMPLE_ADDRESSES = ["127.0.0.1", "127.5.0.1", "::1", "::ffff:127.0.0.1", "169.254.169.254", "fe80::1", "10.0.0.1",
-                     "192.168.1.5", "::ffff:192.168.1.5", "fd00::1", "0.0.0.0", "224.0.0.1", "100.64.0.1", "8.8.8.8",
-                     "2606:4700:4700::1111", "2002:7f00:1::"]
+_SAMPLE_ADDRESSES = [
+    "127.0.0.1",
+    "127.5.0.1",
+    "::1",
+    "::ffff:127.0.0.1",
+    "169.254.169.254",
+    "fe80::1",
+    "10.0.0.1",
+    "192.168.1.5",
+    "::ffff:192.168.1.5",
+    "fd00::1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "100.64.0.1",
+    "8.8.8.8",
+    "2606:4700:4700::1111",
+    "2002:7f00:1::",
+]
 
 
 @pytest.mark.parametrize("allow", [[], ["127.0.0.0/8"], ["192.168.1.0/24", "::1/128"], ["0.0.0.0/0"], ["fe80::/10"]])
@@ -127,13 +152,25 @@ def test_create_time_and_connect_time_agree_on_literal_addresses(allow: list[str
 @pytest.mark.parametrize(
     ("host", "allow", "said"),
     [
-        ("127.0.0.1", [], ('127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,'
-                         ' like "127.0.0.1/32"')),
+        (
+            "127.0.0.1",
+            [],
+            (
+                "127.0.0.1 is a loopback address: add a network covering it to delivery.allow_networks,"
+                ' like "127.0.0.1/32"'
+            ),
+        ),
         ("::1", [], 'like "::1/128"'),
-        ("::ffff:10.1.2.3", [], ('::ffff:10.1.2.3 is a private address: add a network covering it to'
-                                ' delivery.allow_networks, like "10.1.2.3/32"')),
+        (
+            "::ffff:10.1.2.3",
+            [],
+            (
+                "::ffff:10.1.2.3 is a private address: add a network covering it to"
+                ' delivery.allow_networks, like "10.1.2.3/32"'
+            ),
+        ),
         ("fe80::1%25eth0", [], "link-local address"),
-        ("localhost", [], 'localhost is a loopback name: add a network covering 127.0.0.1 to delivery.allow_networks'),
+        ("localhost", [], "localhost is a loopback name: add a network covering 127.0.0.1 to delivery.allow_networks"),
         ("a.b.localhost", ["10.0.0.0/8"], "loopback name"),
         ("localhost", ["0.0.0.0/0"], None),
         ("localhost", ["::1/128"], None),
@@ -198,10 +235,18 @@ class FixedAnswers(AbstractResolver):
         self.answers = answers
         self.closed = False
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         return [
-            ResolveResult(hostname=host, host=address, port=port,
-                          family=socket.AF_INET6 if ":" in address else socket.AF_INET, proto=0, flags=0)
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=0,
+            )
             for address in self.answers.get(host, [])
         ]
 
@@ -209,13 +254,15 @@ class FixedAnswers(AbstractResolver):
         self.closed = True
 
 
-DNS = FixedAnswers({
-    "mixed.example": ["10.0.0.7", "93.184.216.34", "169.254.169.254", "2606:4700::1", "::1"],
-    "public.example": ["93.184.216.34", "93.184.216.35"],
-    "rebind.example": ["127.0.0.1", "169.254.169.254"],
-    "lan.example": ["192.168.1.20"],
-    "nothing.example": [],
-})
+DNS = FixedAnswers(
+    {
+        "mixed.example": ["10.0.0.7", "93.184.216.34", "169.254.169.254", "2606:4700::1", "::1"],
+        "public.example": ["93.184.216.34", "93.184.216.35"],
+        "rebind.example": ["127.0.0.1", "169.254.169.254"],
+        "lan.example": ["192.168.1.20"],
+        "nothing.example": [],
+    }
+)
 
 
 @pytest.mark.parametrize(

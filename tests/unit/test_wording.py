@@ -35,7 +35,11 @@ def only_error(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
         (EventIn, {"type": "a", "data": {}, "id": ""}, "must not be empty"),  # at least 1 character
         (EventIn, {"type": "a" * 129, "data": {}}, "must have at most 128 characters"),
         (EndpointIn, {"name": "a", "url": URL, "max_in_flight": "many"}, "must be a whole number"),  # valid integer
-        (EndpointIn, {"name": "a", "url": URL, "max_in_flight": 1.5}, "must be a whole number, without a fractional part"),
+        (
+            EndpointIn,
+            {"name": "a", "url": URL, "max_in_flight": 1.5},
+            "must be a whole number, without a fractional part",
+        ),
         (EndpointIn, {"name": "a", "url": URL, "max_in_flight": 0}, "must be at least 1"),  # greater than or equal
         (EndpointIn, {"name": "a", "url": URL, "max_in_flight": 1001}, "must be at most 1000"),
         (EndpointIn, {"name": "a", "url": URL, "rate_limit": 0}, "must be more than 0"),  # greater than 0

@@ -59,11 +59,16 @@ def _raw_problem(status: int, reason: str, slug: str, detail: str, extra: str = 
 
 
 _BUSY = _raw_problem(
-    503, "Service Unavailable", "too-many-connections",
-    "every connection tillhook allows (server.max_connections) is busy; retry shortly", "Retry-After: 1\r\n",
+    503,
+    "Service Unavailable",
+    "too-many-connections",
+    "every connection tillhook allows (server.max_connections) is busy; retry shortly",
+    "Retry-After: 1\r\n",
 )
 _HEADER_TIMEOUT = _raw_problem(
-    408, "Request Timeout", "request-timeout",
+    408,
+    "Request Timeout",
+    "request-timeout",
     "the request's headers did not arrive within server.header_timeout; send the whole request at once",
 )
 
@@ -261,8 +266,11 @@ class ConnectionTracker:
             if (self._evicted or self._refused) and self._now() >= next_report:
                 next_report = self._now() + _REPORT_EVERY_S
                 log.warning(
-                    "connection_limit_reached", max_connections=limits.max_connections,
-                    idle_closed=self._evicted, refused_503=self._refused, open=self.open_count,
+                    "connection_limit_reached",
+                    max_connections=limits.max_connections,
+                    idle_closed=self._evicted,
+                    refused_503=self._refused,
+                    open=self.open_count,
                 )
                 self._evicted = self._refused = 0
 

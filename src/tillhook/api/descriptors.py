@@ -90,7 +90,9 @@ class AcceptErrors:
         now = loop.time()
         if now >= self._next_report:
             log.error(
-                "accept_failing", count=self._count, error=exc.strerror or str(exc),
+                "accept_failing",
+                count=self._count,
+                error=exc.strerror or str(exc),
                 action="new connections wait; raise the open-file limit or lower server.max_connections",
             )
             self._count = 0

@@ -77,7 +77,8 @@ def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True)
         preset=endpoint.preset,
         extra_signature=(
             ExtraSignatureSpec(header=endpoint.extra_signature.header, scheme="sha256-hex")
-            if endpoint.extra_signature else None
+            if endpoint.extra_signature
+            else None
         ),
         config_managed=endpoint.config_managed,
         previous_secret_expires_at=format_time(max(live)) if live else None,
@@ -213,7 +214,8 @@ def secrets_of(services: Services, endpoint: Endpoint) -> EndpointSecretOut:
     now = services.clock.now()
     graced = sorted(
         (s for s in endpoint.secrets if s.expires_at is not None and s.expires_at > now),
-        key=lambda s: s.expires_at or 0.0, reverse=True,
+        key=lambda s: s.expires_at or 0.0,
+        reverse=True,
     )
     return EndpointSecretOut(
         endpoint_id=endpoint.id,

@@ -14,14 +14,17 @@ from tillhook.envelope import parse_body, to_new_events
 
 
 def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
 
 
 async def post_events(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if not _is_json(request.content_type):
         raise HttpProblem(
-            415, "unsupported-media-type",
+            415,
+            "unsupported-media-type",
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
         )
     raw = await read_body(request)

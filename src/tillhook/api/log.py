@@ -52,10 +52,18 @@ def held_reason(row: dict[str, Any]) -> str | None:
 
 def delivery_out(row: dict[str, Any]) -> DeliveryOut:
     return DeliveryOut(
-        id=row["id"], event_id=row["event_id"], event_type=row["event_type"], endpoint_id=row["endpoint_id"],
-        endpoint=row["endpoint"], state=row["state"], attempts=row["attempts"],
-        created_at=format_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
-        last_attempt_at=_time(row["last_attempt_at"]), last_status=row["last_status"], last_error=row["last_error"],
+        id=row["id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        endpoint_id=row["endpoint_id"],
+        endpoint=row["endpoint"],
+        state=row["state"],
+        attempts=row["attempts"],
+        created_at=format_time(row["created_at"]),
+        next_attempt_at=_time(row["next_attempt_at"]),
+        last_attempt_at=_time(row["last_attempt_at"]),
+        last_status=row["last_status"],
+        last_error=row["last_error"],
         held_reason=held_reason(row),
     )
 
@@ -99,8 +107,12 @@ def delivery_filter(services: Services, q: DeliveryQuery | RetryMatchingIn) -> L
     """The store's filter for the delivery log's query (a page) or a retry of what it matches."""
     since, until = _window(services, q.since, q.until)
     f = LogFilter(
-        endpoint_id=_endpoint_id(services, q.endpoint), state="failed", type_pattern=_type_pattern(q.type),
-        last_status=q.status, since=since, until=until,
+        endpoint_id=_endpoint_id(services, q.endpoint),
+        state="failed",
+        type_pattern=_type_pattern(q.type),
+        last_status=q.status,
+        since=since,
+        until=until,
     )
     if isinstance(q, RetryMatchingIn):
         return f
@@ -123,7 +135,8 @@ def delivery_id_of(raw: str) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise InvalidInput(
             f"{raw!r} is not a delivery id; delivery ids are numbers, as GET /v1/deliveries lists them",
-            status=404, slug="not-found",
+            status=404,
+            slug="not-found",
         )
     return int(raw)
 
@@ -140,8 +153,13 @@ async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetai
         first_attempt_at=_time(row["first_attempt_at"]),
         attempt_log=[
             AttemptOut(
-                number=n, started_at=format_time(a["started_at"]), duration_ms=round(a["duration_ms"], 1),
-                status=a["status"], error=a["error"], response_excerpt=a["response_excerpt"], outcome=a["outcome"],
+                number=n,
+                started_at=format_time(a["started_at"]),
+                duration_ms=round(a["duration_ms"], 1),
+                status=a["status"],
+                error=a["error"],
+                response_excerpt=a["response_excerpt"],
+                outcome=a["outcome"],
                 body_sent=bytes(a["body_sent"]).decode("utf-8", "replace") if a["body_sent"] is not None else None,
             )
             for n, a in enumerate(attempts, start=1)
@@ -201,7 +219,10 @@ def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) ->
 
 def event_out(row: dict[str, Any]) -> EventOut:
     return EventOut(
-        id=row["id"], type=row["type"], idempotency_key=row["idempotency_key"], received_at=format_time(row["created_at"])
+        id=row["id"],
+        type=row["type"],
+        idempotency_key=row["idempotency_key"],
+        received_at=format_time(row["created_at"]),
     )
 
 
@@ -210,8 +231,13 @@ async def events_page(
 ) -> tuple[list[EventOut], str | None]:
     since, until = _window(services, q.since, q.until)
     f = LogFilter(
-        type_pattern=_type_pattern(q.type), event_id=event_id, idempotency_key=idempotency_key,
-        since=since, until=until, before=parse_cursor(q.cursor), limit=q.limit,
+        type_pattern=_type_pattern(q.type),
+        event_id=event_id,
+        idempotency_key=idempotency_key,
+        since=since,
+        until=until,
+        before=parse_cursor(q.cursor),
+        limit=q.limit,
     )
     rows, cursor = _page(await services.store.list_events(f), q.limit, "seq")
     return [event_out(r) for r in rows], cursor

@@ -33,21 +33,29 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs, components)
-    paths["/openapi.json"] = {"get": {
-        "summary": "This document (no token needed: it describes the routes and holds no data)",
-        "tags": ["operations"], "operationId": "get_openapi", "security": [],
-        "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-        },
-    }}
-    paths["/"] = {"get": {
-        "summary": "The dashboard (HTML): its pages sign in with a token at /ui/signin and keep a session cookie",
-        "tags": ["dashboard"], "operationId": "get_dashboard", "security": [],
-        "responses": {
-            "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
-            "303": {"description": "Not signed in: to the sign-in page"},
-        },
-    }}
+    paths["/openapi.json"] = {
+        "get": {
+            "summary": "This document (no token needed: it describes the routes and holds no data)",
+            "tags": ["operations"],
+            "operationId": "get_openapi",
+            "security": [],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            },
+        }
+    }
+    paths["/"] = {
+        "get": {
+            "summary": "The dashboard (HTML): its pages sign in with a token at /ui/signin and keep a session cookie",
+            "tags": ["dashboard"],
+            "operationId": "get_dashboard",
+            "security": [],
+            "responses": {
+                "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "303": {"description": "Not signed in: to the sign-in page"},
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -90,11 +98,15 @@ def _operation(route: Route, refs: Any, components: dict[str, Any]) -> dict[str,
         components.update(schema.pop("$defs", {}))
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
-            parameters.append({
-                "name": name, "in": "query", "required": name in required,
-                "schema": {k: v for k, v in prop.items() if k != "description"},
-                **({"description": prop["description"]} if "description" in prop else {}),
-            })
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": {k: v for k, v in prop.items() if k != "description"},
+                    **({"description": prop["description"]} if "description" in prop else {}),
+                }
+            )
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:

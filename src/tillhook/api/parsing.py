@@ -64,7 +64,8 @@ async def read_body(request: web.Request) -> bytes:
     except TimeoutError:
         request[CLOSE_AFTER_RESPONSE] = True
         raise HttpProblem(
-            408, "request-timeout",
+            408,
+            "request-timeout",
             f"the body did not arrive within server.body_timeout ({timeout:g}s); nothing was stored."
             " Send the whole request at once",
             headers={"Connection": "close"},
@@ -80,7 +81,8 @@ async def body_model(
     if request.content_type != "application/json":
         raise InvalidInput(
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
-            status=415, slug="unsupported-media-type",
+            status=415,
+            slug="unsupported-media-type",
         )
     try:
         data = json.loads(raw)
@@ -110,7 +112,12 @@ def parse_when(value: str, now: float, field: str) -> float:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise invalid(
-            [{"field": field, "message": "must be an RFC 3339 date-time like 2026-11-22T10:30:00Z, or a duration ago like 2h"}],
+            [
+                {
+                    "field": field,
+                    "message": "must be an RFC 3339 date-time like 2026-11-22T10:30:00Z, or a duration ago like 2h",
+                }
+            ],
             "the request",
         )
     return moment.timestamp()
@@ -120,7 +127,9 @@ def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 19:
-        raise invalid([{"field": "cursor", "message": "is not a cursor from an earlier page's next_cursor"}], "the query")
+        raise invalid(
+            [{"field": "cursor", "message": "is not a cursor from an earlier page's next_cursor"}], "the query"
+        )
     return int(value)
 
 

@@ -32,11 +32,16 @@ def checked(document: dict[str, Any]) -> PreviewIn:
     if spec.event is not None and spec.event_id is not None:
         raise invalid([{"field": "body", "message": "give event or event_id, not both"}], "the body")
     if spec.event is None and spec.event_id is None:
-        raise invalid([{
-            "field": "body",
-            "message": 'give event (an event to try, like {"type": "sale.completed", "data": {}}) or event_id'
-            " (the id of a stored event)",
-        }], "the body")
+        raise invalid(
+            [
+                {
+                    "field": "body",
+                    "message": 'give event (an event to try, like {"type": "sale.completed", "data": {}}) or event_id'
+                    " (the id of a stored event)",
+                }
+            ],
+            "the body",
+        )
     return spec
 
 
@@ -87,8 +92,16 @@ async def preview(services: Services, endpoint: Endpoint, document: dict[str, An
     event_id, event_type, body = await _event(services, spec)
     subscribed = rules.subscribes(endpoint.events, event_type)
     reply = PreviewOut(
-        endpoint_id=endpoint.id, endpoint=endpoint.name, event_id=event_id, event_type=event_type,
-        subscribed=subscribed, filtered_out=False, error=None, transformed=False, transformed_by=None, request=None,
+        endpoint_id=endpoint.id,
+        endpoint=endpoint.name,
+        event_id=event_id,
+        event_type=event_type,
+        subscribed=subscribed,
+        filtered_out=False,
+        error=None,
+        transformed=False,
+        transformed_by=None,
+        request=None,
         notes=_notes(endpoint, event_type, subscribed),
     )
     sandbox = services.preview_sandbox.get()
@@ -117,13 +130,19 @@ async def preview(services: Services, endpoint: Endpoint, document: dict[str, An
     except ValueError:
         parsed = None
     by = "transform" if endpoint.transform is not None else f"preset:{endpoint.preset}" if shaped.transformed else None
-    return reply.model_copy(update={
-        "transformed": shaped.transformed, "transformed_by": by,
-        "request": PreviewRequest(
-            method="POST", url=redact_url(endpoint.url), headers=shown_headers(endpoint, headers, len(live)),
-            body=parsed, body_text=text,
-        ),
-    })
+    return reply.model_copy(
+        update={
+            "transformed": shaped.transformed,
+            "transformed_by": by,
+            "request": PreviewRequest(
+                method="POST",
+                url=redact_url(endpoint.url),
+                headers=shown_headers(endpoint, headers, len(live)),
+                body=parsed,
+                body_text=text,
+            ),
+        }
+    )
 
 
 async def _filter(sandbox: Sandbox, source: str, body: bytes) -> bool | EvaluationError:
@@ -139,7 +158,8 @@ async def _document(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise InvalidInput(
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
-            status=415, slug="unsupported-media-type",
+            status=415,
+            slug="unsupported-media-type",
         )
     # Read as ingest reads an event, so its numbers are what a delivery of it would carry.
     document = read_json(raw)

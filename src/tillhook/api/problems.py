@@ -97,6 +97,6 @@ def _detail(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 405:
         return f"{request.method} is not allowed on {request.path}"
     if exc.status == 413:
-        limit = request.app._client_max_size  # noqa: SLF001 - aiohttp keeps the limit here only
+        limit = request.app._client_max_size
         return f"the body is larger than server.max_body_bytes ({limit} bytes); split the batch"
     return exc.text or exc.reason

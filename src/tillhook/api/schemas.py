@@ -122,7 +122,9 @@ class EndpointPatch(_In):
     filter: str | None = Field(default=None, description=FILTER_DOC + "; null removes it")
     transform: str | None = Field(default=None, description=TRANSFORM_DOC + "; null removes it")
     preset: str | None = Field(default=None, description=PRESET_DOC + "; null removes it")
-    extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it")
+    extra_signature: ExtraSignatureSpec | None = Field(
+        default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it"
+    )
 
     _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
     _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))

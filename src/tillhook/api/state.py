@@ -13,9 +13,9 @@ from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
 from tillhook.expressions.sandbox import Sandbox
-from tillhook.shaping import FanOut
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
+from tillhook.shaping import FanOut
 from tillhook.store import SqliteStore
 
 

@@ -40,8 +40,18 @@ class Failure(Exception):
 
 def type_name(value: Any) -> str:
     """A value's CEL type, with its article."""
-    names = {bool: "a bool", int: "an int", float: "a double", str: "a string", bytes: "bytes", list: "a list",
-             dict: "a map", datetime: "a timestamp", timedelta: "a duration", OptionalValue: "an optional"}
+    names = {
+        bool: "a bool",
+        int: "an int",
+        float: "a double",
+        str: "a string",
+        bytes: "bytes",
+        list: "a list",
+        dict: "a map",
+        datetime: "a timestamp",
+        timedelta: "a duration",
+        OptionalValue: "an optional",
+    }
     return "null" if value is None else names.get(type(value), f"a {type(value).__name__}")
 
 

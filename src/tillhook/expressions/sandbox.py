@@ -220,7 +220,9 @@ class Sandbox:
                 # Killed now, reaped by a later call or close(), as awaiting here may not finish.
                 self._retire(child)
                 pid = child.process.pid
-                log.info("sandbox_stopped", sandbox=self.name, pid=pid, reason="cancelled", expression=fingerprint(source))
+                log.info(
+                    "sandbox_stopped", sandbox=self.name, pid=pid, reason="cancelled", expression=fingerprint(source)
+                )
                 raise
             if reply.startswith(b'{"error"') and orjson.loads(reply).get("bound") == "memory":
                 await self._stopped(child, "memory bound", source, ending=True)  # it exits after this reply
@@ -294,7 +296,9 @@ class Sandbox:
     async def _stopped(self, child: _Child, reason: str, source: str, ending: bool = False) -> int:
         """Stop the child for a reason of ours and forget it."""
         returncode = await self._reap(child, ending=ending)
-        log.warning("sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason=reason, expression=fingerprint(source))
+        log.warning(
+            "sandbox_stopped", sandbox=self.name, pid=child.process.pid, reason=reason, expression=fingerprint(source)
+        )
         return returncode
 
     async def _died(self, child: _Child, kind: Kind, source: str) -> EvaluationError:

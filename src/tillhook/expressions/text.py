@@ -18,8 +18,8 @@ _SUMMARY_MEMBERS = 12
 
 # Line breaks, tabs and other C0/C1 controls become spaces; the marks that reverse the
 # direction of text (which can make "100.00" read as "00.001") are dropped.
-_CONTROLS = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0)]}
-_CONTROLS.update({code: None for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+_CONTROLS = dict.fromkeys([*range(32), *range(127, 160)], " ")
+_CONTROLS.update(dict.fromkeys([*range(8234, 8239), *range(8294, 8298)]))
 _KEEP_NEWLINES = {code: value for code, value in _CONTROLS.items() if code != 0x0A}
 
 
@@ -101,7 +101,7 @@ def _count(number: int, noun: str) -> str:
 
 
 def _summary(mapping: dict[Any, Any], max_units: int) -> str:
-    """"key: value, key: value" of a map's members, nested ones counted, not opened."""
+    """ "key: value, key: value" of a map's members, nested ones counted, not opened."""
     if not mapping:
         return "no fields"
     members = heapq.nsmallest(_SUMMARY_MEMBERS, mapping.items(), key=lambda item: str(item[0]))
@@ -131,7 +131,7 @@ def moment(value: Any) -> datetime | None:
 
 
 def utc_text(when: datetime) -> str:
-    """"2026-11-22 10:30:00 UTC": to the second, because a person reads it."""
+    """ "2026-11-22 10:30:00 UTC": to the second, because a person reads it."""
     try:
         return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, ValueError):  # year 1 in a zone east of UTC has no UTC time
@@ -139,7 +139,7 @@ def utc_text(when: datetime) -> str:
 
 
 def utc_iso(when: datetime) -> str | None:
-    """"2026-11-22T10:30:00Z", or None for a time UTC cannot hold."""
+    """ "2026-11-22T10:30:00Z", or None for a time UTC cannot hold."""
     try:
         return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, ValueError):
@@ -175,9 +175,7 @@ def _whole_escape(cut: str) -> str:
 # a space after them: headings, Discord's "-#" small text, quotes, lists ("-5" and "55.39"
 # are no list).
 _END = r"(?=[ \t]|$)"
-_LINE_MARKERS = re.compile(
-    rf"^([ \t]*)(#{{1,6}}{_END}|-#|>|[+-]{_END}|\d+(?=[.)]{_END}))", re.MULTILINE
-)
+_LINE_MARKERS = re.compile(rf"^([ \t]*)(#{{1,6}}{_END}|-#|>|[+-]{_END}|\d+(?=[.)]{_END}))", re.MULTILINE)
 _LINE_MARKERS_TEAMS = re.compile(rf"^([ \t]*)([+-]{_END}|\d+(?=[.)]{_END}))", re.MULTILINE)
 # An underscore inside a word ("c_1", "ep_1") starts no emphasis in either markup: only one
 # at the edge of a word is escaped.

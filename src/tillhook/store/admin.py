@@ -46,25 +46,17 @@ class AdminVerbs:
         cancelled: int = await self.call(lambda conn: admin_sql.delete_endpoint(conn, endpoint_id, now))
         return cancelled
 
-    async def set_endpoint_enabled(
-        self, endpoint_id: str, enabled: bool, reason: str | None, now: float
-    ) -> Endpoint:
-        changed: Endpoint = await self.call(
-            lambda conn: admin_sql.set_enabled(conn, endpoint_id, enabled, reason, now)
-        )
+    async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
+        changed: Endpoint = await self.call(lambda conn: admin_sql.set_enabled(conn, endpoint_id, enabled, reason, now))
         return changed
 
-    async def rotate_secret(
-        self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float
-    ) -> Endpoint:
+    async def rotate_secret(self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float) -> Endpoint:
         rotated: Endpoint = await self.call(
             lambda conn: admin_sql.rotate_secret(conn, endpoint_id, new_secret, old_expires_at, now)
         )
         return rotated
 
-    async def replay(
-        self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float
-    ) -> int:
+    async def replay(self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float) -> int:
         count: int = await self.call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
         return count
 
@@ -100,9 +92,7 @@ class AdminVerbs:
     async def retry_matching(self, f: LogFilter, now: float, at_most: int) -> tuple[int, int, list[str]]:
         """Counts and retries the failed deliveries `f` matches in one write transaction (see
         `admin_sql.retry_matching`): (matched, retried, endpoint ids to wake)."""
-        done: tuple[int, int, list[str]] = await self.call(
-            lambda conn: admin_sql.retry_matching(conn, f, now, at_most)
-        )
+        done: tuple[int, int, list[str]] = await self.call(lambda conn: admin_sql.retry_matching(conn, f, now, at_most))
         return done
 
     # -- the log -------------------------------------------------------------------------
@@ -206,4 +196,3 @@ class AdminVerbs:
             )
             found.update({row[0]: row[1] for row in rows})
         return found
-

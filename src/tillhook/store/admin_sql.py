@@ -30,18 +30,37 @@ def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) ->
     conn.execute(
         f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?, ?, ?, ?, ?)",
-        (endpoint_id, endpoint.name, endpoint.url, json.dumps(list(endpoint.events)),
-         endpoints_sql.secrets_json(endpoint.secrets), endpoint.max_in_flight, endpoint.rate_limit,
-         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), int(endpoint.enabled),
-         *endpoints_sql.shaping_values(endpoint), now, now),
+        (
+            endpoint_id,
+            endpoint.name,
+            endpoint.url,
+            json.dumps(list(endpoint.events)),
+            endpoints_sql.secrets_json(endpoint.secrets),
+            endpoint.max_in_flight,
+            endpoint.rate_limit,
+            int(endpoint.ordered),
+            json.dumps(dict(endpoint.headers)),
+            int(endpoint.enabled),
+            *endpoints_sql.shaping_values(endpoint),
+            now,
+            now,
+        ),
     )
     return fetch_endpoint(conn, endpoint_id)
 
 
 _COLUMN_OF = {
-    "name": "name", "url": "url", "events": "events", "max_in_flight": "max_in_flight",
-    "rate_limit": "rate_limit", "ordered": "ordered", "headers": "headers",
-    "filter": "filter", "transform": "transform", "preset": "preset", "extra_signature": "extra_signature",
+    "name": "name",
+    "url": "url",
+    "events": "events",
+    "max_in_flight": "max_in_flight",
+    "rate_limit": "rate_limit",
+    "ordered": "ordered",
+    "headers": "headers",
+    "filter": "filter",
+    "transform": "transform",
+    "preset": "preset",
+    "extra_signature": "extra_signature",
 }
 
 
@@ -53,9 +72,7 @@ def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, changes: dict[st
             for k, v in changes.items()
         ]
         assignments = ", ".join(f"{_COLUMN_OF[k]} = ?" for k in changes)
-        conn.execute(
-            f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, endpoint_id)
-        )
+        conn.execute(f"UPDATE endpoints SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, endpoint_id))
     return fetch_endpoint(conn, endpoint_id)
 
 
@@ -78,9 +95,7 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str, now: float) -> i
     return cursor.rowcount
 
 
-def set_enabled(
-    conn: sqlite3.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float
-) -> Endpoint:
+def set_enabled(conn: sqlite3.Connection, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
     """Disabled, its deliveries (new ones too) are held; enabled, they are all due at once.
     An endpoint taken out of the config file is an ordinary one from then on."""
     fetch_endpoint(conn, endpoint_id)
@@ -153,7 +168,8 @@ def replay(
     cursor = conn.execute(
         "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at, check_filter)"
         f" SELECT e.id, :ep, 'pending', :now, :now, :now, {1 if endpoint.filter else 'NULL'}"
-        + _replay_source(only_failed) + " ORDER BY e.seq",
+        + _replay_source(only_failed)
+        + " ORDER BY e.seq",
         {**replay_params(endpoint, since, until), "now": now},
     )
     return cursor.rowcount

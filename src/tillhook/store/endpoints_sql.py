@@ -25,8 +25,25 @@ def new_endpoint_id() -> str:
 
 
 def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
-    (id_, name, url, events, secrets_json, max_in_flight, rate_limit, ordered, headers, enabled,
-     disabled_reason, config_managed, removed_from_config_at, filter_, transform, preset, extra_signature) = row
+    (
+        id_,
+        name,
+        url,
+        events,
+        secrets_json,
+        max_in_flight,
+        rate_limit,
+        ordered,
+        headers,
+        enabled,
+        disabled_reason,
+        config_managed,
+        removed_from_config_at,
+        filter_,
+        transform,
+        preset,
+        extra_signature,
+    ) = row
     return Endpoint(
         id=str(id_),
         name=str(name),
@@ -104,9 +121,20 @@ def _insert(conn: sqlite3.Connection, endpoint: Endpoint, now: float) -> None:
     conn.execute(
         f"INSERT INTO endpoints ({COLUMNS}, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, NULL, ?, ?, ?, ?, ?, ?)",
-        (new_endpoint_id(), endpoint.name, endpoint.url, json.dumps(list(endpoint.events)), secrets_json(chosen),
-         endpoint.max_in_flight, endpoint.rate_limit, int(endpoint.ordered), json.dumps(dict(endpoint.headers)),
-         *shaping_values(endpoint), now, now),
+        (
+            new_endpoint_id(),
+            endpoint.name,
+            endpoint.url,
+            json.dumps(list(endpoint.events)),
+            secrets_json(chosen),
+            endpoint.max_in_flight,
+            endpoint.rate_limit,
+            int(endpoint.ordered),
+            json.dumps(dict(endpoint.headers)),
+            *shaping_values(endpoint),
+            now,
+            now,
+        ),
     )
 
 
@@ -117,9 +145,18 @@ def _update(conn: sqlite3.Connection, endpoint: Endpoint, stored_secrets: str, n
         "UPDATE endpoints SET url = ?, events = ?, max_in_flight = ?, rate_limit = ?, ordered = ?,"
         " headers = ?, secrets = ?, filter = ?, transform = ?, preset = ?, extra_signature = ?,"
         " config_managed = 1, updated_at = ? WHERE name = ?",
-        (endpoint.url, json.dumps(list(endpoint.events)), endpoint.max_in_flight, endpoint.rate_limit,
-         int(endpoint.ordered), json.dumps(dict(endpoint.headers)), kept, *shaping_values(endpoint), now,
-         endpoint.name),
+        (
+            endpoint.url,
+            json.dumps(list(endpoint.events)),
+            endpoint.max_in_flight,
+            endpoint.rate_limit,
+            int(endpoint.ordered),
+            json.dumps(dict(endpoint.headers)),
+            kept,
+            *shaping_values(endpoint),
+            now,
+            endpoint.name,
+        ),
     )
 
 

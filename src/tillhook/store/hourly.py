@@ -32,8 +32,11 @@ def hours_of_attempts(rows: Iterable[Sequence[int]], first_hour: int, hours: int
             histograms[i][bucket] += ok
     return [
         HourOfAttempts(
-            start=float((first_hour + i) * 3600), delivered=delivered[i], failed=failed[i],
-            p50_ms=quantile(histograms[i], 0.50), p95_ms=quantile(histograms[i], 0.95),
+            start=float((first_hour + i) * 3600),
+            delivered=delivered[i],
+            failed=failed[i],
+            p50_ms=quantile(histograms[i], 0.50),
+            p95_ms=quantile(histograms[i], 0.95),
         )
         for i in range(hours)
     ]

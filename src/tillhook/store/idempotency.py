@@ -80,5 +80,6 @@ def refusal(reused: list[dict[str, str]]) -> InvalidInput:
     more = f" (and {len(reused) - 5} more)" if len(reused) > 5 else ""
     return InvalidInput(
         f"an idempotency key was reused with other content, so nothing was stored: {summary}{more}",
-        slug="idempotency-key-reused", errors=reused,
+        slug="idempotency-key-reused",
+        errors=reused,
     )

@@ -71,11 +71,18 @@ def _page_query(
 
 
 def _delivery_equal(f: LogFilter) -> dict[str, Any]:
-    return {"d.endpoint_id": f.endpoint_id, "d.state": f.state, "d.event_id": f.event_id, "d.last_status": f.last_status}
+    return {
+        "d.endpoint_id": f.endpoint_id,
+        "d.state": f.state,
+        "d.event_id": f.event_id,
+        "d.last_status": f.last_status,
+    }
 
 
 def deliveries_query(f: LogFilter) -> tuple[str, list[Any]]:
-    return _page_query(f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}", f, _delivery_equal(f), "e.type", "d.created_at", "d.id")
+    return _page_query(
+        f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM}", f, _delivery_equal(f), "e.type", "d.created_at", "d.id"
+    )
 
 
 def deliveries_where(f: LogFilter) -> tuple[str, str, list[Any]]:

@@ -163,7 +163,9 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[Accepted
                 reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
                 op.unused.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
                 continue
-            rows.keys[key] = Seen(event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index)
+            rows.keys[key] = Seen(
+                event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index
+            )
         given = None if key is None else int(event.timestamp_given)
         rows.events.append((event.id, key, event.type, event.created_at, event.body, given))
         if event.filtered_out:
@@ -311,12 +313,28 @@ class BatchApplier:
                 res = rec.result
                 # A transform's body is kept beside its attempt; the plain rows stay narrow.
                 (attempts if res.body_sent is None else shaped).append(
-                    (rec.delivery_id, res.started_at, res.duration_ms, res.status, res.error,
-                     res.response_excerpt, rec.outcome, *(() if res.body_sent is None else (res.body_sent,)))
+                    (
+                        rec.delivery_id,
+                        res.started_at,
+                        res.duration_ms,
+                        res.status,
+                        res.error,
+                        res.response_excerpt,
+                        rec.outcome,
+                        *(() if res.body_sent is None else (res.body_sent,)),
+                    )
                 )
                 updates.append(
-                    (rec.state.value, rec.next_attempt_at, rec.first_attempt_at, res.started_at,
-                     res.status, res.error, op.now, rec.delivery_id)
+                    (
+                        rec.state.value,
+                        rec.next_attempt_at,
+                        rec.first_attempt_at,
+                        res.started_at,
+                        res.status,
+                        res.error,
+                        op.now,
+                        rec.delivery_id,
+                    )
                 )
                 if rec.disable_endpoint is not None:
                     disables.append((rec.disable_endpoint, op.now, rec.endpoint_id))
@@ -419,7 +437,14 @@ class BatchApplier:
             found = conn.execute(f"SELECT id, body FROM events WHERE id IN ({placeholders(chunk)})", chunk)
             bodies.update((row[0], row[1]) for row in found)
         return [
-            ClaimedDelivery(id=r[0], event_id=r[1], endpoint_id=r[2], attempts=r[3], first_attempt_at=r[4],
-                            body=bodies[r[1]], check_filter=bool(r[5]))
+            ClaimedDelivery(
+                id=r[0],
+                event_id=r[1],
+                endpoint_id=r[2],
+                attempts=r[3],
+                first_attempt_at=r[4],
+                body=bodies[r[1]],
+                check_filter=bool(r[5]),
+            )
             for r in sorted(rows, key=lambda row: row[0])
         ]

@@ -8,8 +8,33 @@ from tillhook.errors import SchemaTooNew
 
 # Upper edges (ms) of the attempt-duration histogram's steps; a last step holds the rest.
 DURATION_EDGES_MS: tuple[float, ...] = (
-    1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
-    1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 30000,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    30,
+    50,
+    70,
+    100,
+    150,
+    200,
+    300,
+    500,
+    700,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7000,
+    10000,
+    15000,
+    30000,
 )
 
 
@@ -17,6 +42,7 @@ def duration_bucket(column: str) -> str:
     """SQL for the histogram step of a duration: the index of the first edge above it."""
     steps = " ".join(f"WHEN {column} < {edge:g} THEN {i}" for i, edge in enumerate(DURATION_EDGES_MS))
     return f"(CASE {steps} ELSE {len(DURATION_EDGES_MS)} END)"
+
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -205,7 +231,5 @@ def migrate(conn: sqlite3.Connection) -> int:
             f" {SCHEMA_VERSION}: upgrade tillhook, or point storage.path at another file"
         )
     for version in range(found, SCHEMA_VERSION):
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
-        )
+        conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;")
     return found

@@ -383,4 +383,3 @@ class SqliteStore(AdminVerbs):
                 return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
         except sqlite3.Error as exc:
             raise StoreUnavailable(describe_sqlite_error(exc)) from exc
-

@@ -44,8 +44,9 @@ def rescue_path(path: Path, now: float) -> Path:
 
 
 class DatabaseWatch:
-    def __init__(self, store: SqliteStore, now: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, store: SqliteStore, now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._now = now
         self._monotonic = monotonic
@@ -85,13 +86,25 @@ class DatabaseWatch:
             self._next_try = self._monotonic() + RESCUE_RETRY_S
             if first:
                 self._store.refuse_writes(self._refusal(failed=exc.message))
-                log.critical("database_lost", path=str(self._path), change=self._change, rescue=None,
-                             rescue_error=exc.message, action=self._store.lost)
+                log.critical(
+                    "database_lost",
+                    path=str(self._path),
+                    change=self._change,
+                    rescue=None,
+                    rescue_error=exc.message,
+                    action=self._store.lost,
+                )
             return
         self._rescued = True
         self._store.refuse_writes(self._refusal())
-        log.critical("database_lost" if first else "database_rescued", path=str(self._path), change=self._change,
-                     rescue=str(self._rescue), events=events, action=self._store.lost)
+        log.critical(
+            "database_lost" if first else "database_rescued",
+            path=str(self._path),
+            change=self._change,
+            rescue=str(self._rescue),
+            events=events,
+            action=self._store.lost,
+        )
 
     def _refusal(self, failed: str | None = None) -> str:
         path, what = self._path, f"the database file {self._path} was {self._change} while tillhook was running"

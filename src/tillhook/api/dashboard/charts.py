@@ -127,8 +127,16 @@ def deliveries_chart(hours: Sequence[HourOfAttempts]) -> Chart:
         for count, css in ((hour.delivered, "bar-delivered"), (hour.failed, "bar-failed")):
             if count:
                 height = PLOT_H * count / top
-                bars.append(Bar(round(x + gap, 1), round(base - height, 1), round(width - 2 * gap, 1),
-                                round(height, 1), css, title))
+                bars.append(
+                    Bar(
+                        round(x + gap, 1),
+                        round(base - height, 1),
+                        round(width - 2 * gap, 1),
+                        round(height, 1),
+                        css,
+                        title,
+                    )
+                )
                 base -= height
     span = len(hours)
     return Chart(
@@ -161,15 +169,23 @@ def latency_chart(hours: Sequence[HourOfAttempts]) -> Chart:
             x, width = _slot(i, len(hours))
             point = (round(x + width / 2, 1), round(_y(value, top), 1))
             run.append(f"{point[0]},{point[1]}")
-            dots.append(Dot(point[0], point[1], css.replace("line", "dot"),
-                            f"{hour_label(hour.start)} UTC: {words} {milliseconds(value)}"))
+            dots.append(
+                Dot(
+                    point[0],
+                    point[1],
+                    css.replace("line", "dot"),
+                    f"{hour_label(hour.start)} UTC: {words} {milliseconds(value)}",
+                )
+            )
     span = len(hours)
     measured = [h for h in hours if h.p95_ms is not None]
     if measured:
         latest, worst = measured[-1], max(measured, key=lambda h: h.p95_ms or 0.0)
-        summary = (f"last {span} h: latest hour with deliveries ({hour_label(latest.start)} UTC) p50"
-                   f" {milliseconds(latest.p50_ms)}, p95 {milliseconds(latest.p95_ms)}; highest hourly p95"
-                   f" {milliseconds(worst.p95_ms)} at {hour_label(worst.start)} UTC")
+        summary = (
+            f"last {span} h: latest hour with deliveries ({hour_label(latest.start)} UTC) p50"
+            f" {milliseconds(latest.p50_ms)}, p95 {milliseconds(latest.p95_ms)}; highest hourly p95"
+            f" {milliseconds(worst.p95_ms)} at {hour_label(worst.start)} UTC"
+        )
     else:
         summary = f"last {span} h: nothing delivered, so no latency to show"
     return Chart(

@@ -18,8 +18,18 @@ from tillhook.models import Endpoint
 Form = MultiDictProxy[Any]
 
 # The fields a person edits on the page; the API's PATCH takes these and the name.
-EDITED = ("url", "events", "headers", "max_in_flight", "rate_limit", "ordered", "filter", "transform", "preset",
-          "extra_signature")
+EDITED = (
+    "url",
+    "events",
+    "headers",
+    "max_in_flight",
+    "rate_limit",
+    "ordered",
+    "filter",
+    "transform",
+    "preset",
+    "extra_signature",
+)
 PREVIEW_SAMPLE = '{"type": "transaction.completed", "data": {"amount": 55.39}}'
 
 
@@ -124,7 +134,9 @@ def values_of(endpoint: Endpoint) -> dict[str, str]:
 
 def entered(form: Form) -> dict[str, str]:
     """What the person typed, to show again beside the errors."""
-    return {field: text(form, field) for field in ("name", *EDITED)} | {"ordered": "on" if form.get("ordered") == "on" else ""}
+    return {field: text(form, field) for field in ("name", *EDITED)} | {
+        "ordered": "on" if form.get("ordered") == "on" else ""
+    }
 
 
 def field_errors(exc: InvalidInput) -> dict[str, list[str]]:

@@ -86,8 +86,14 @@ async def add(request: web.Request) -> web.Response:
     except Conflict as exc:
         return await _list(request, status=409, values=forms.entered(form), errors={"name": [exc.message]})
     return render(
-        request, "endpoint_secret.html", status=201, endpoint=created, page=page_of(created),
-        heading=f"Endpoint {created.name} added", secret=verbs.current_secret(created), previous=[],
+        request,
+        "endpoint_secret.html",
+        status=201,
+        endpoint=created,
+        page=page_of(created),
+        heading=f"Endpoint {created.name} added",
+        secret=verbs.current_secret(created),
+        previous=[],
         note="Its signing secret is shown this once here; give it to the receiver to verify signatures.",
     )
 
@@ -98,8 +104,9 @@ async def detail(request: web.Request) -> web.Response:
     return await _detail(request, services, endpoint)
 
 
-async def _detail(request: web.Request, services: Services, endpoint: Endpoint, *, status: int = 200,
-                  **extra: Any) -> web.Response:
+async def _detail(
+    request: web.Request, services: Services, endpoint: Endpoint, *, status: int = 200, **extra: Any
+) -> web.Response:
     e = (await _statuses(services))[endpoint.id]
     template = "endpoint_live.html" if request.query.get("part") == "live" else "endpoint.html"
     extra.setdefault("replay_errors", {})
@@ -107,9 +114,17 @@ async def _detail(request: web.Request, services: Services, endpoint: Endpoint, 
     extra.setdefault("preview_values", {"event": forms.PREVIEW_SAMPLE, "event_id": ""})
     extra.setdefault("preview_errors", {})
     return render(
-        request, template, status=status, endpoint=endpoint, e=e, page=page_of(endpoint),
-        out=verbs.endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"), pinned=verbs.secret_pinned(services, endpoint),
-        file_owns=FILE_OWNS, notice=request.query.get("notice"), **extra,
+        request,
+        template,
+        status=status,
+        endpoint=endpoint,
+        e=e,
+        page=page_of(endpoint),
+        out=verbs.endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"),
+        pinned=verbs.secret_pinned(services, endpoint),
+        file_owns=FILE_OWNS,
+        notice=request.query.get("notice"),
+        **extra,
     )
 
 
@@ -119,13 +134,24 @@ async def edit_page(request: web.Request) -> web.Response:
     return _edit_form(request, endpoint, forms.values_of(endpoint), {})
 
 
-def _edit_form(request: web.Request, endpoint: Endpoint, values: dict[str, str], errors: dict[str, list[str]],
-               status: int = 200) -> web.Response:
+def _edit_form(
+    request: web.Request, endpoint: Endpoint, values: dict[str, str], errors: dict[str, list[str]], status: int = 200
+) -> web.Response:
     if endpoint.config_managed:
-        raise Conflict(f"endpoint {endpoint.name!r} comes from the config file, which owns its {FILE_OWNS}:"
-                       " change it there and restart tillhook", slug="config-managed")
-    return render(request, "endpoint_edit.html", status=status, endpoint=endpoint, page=page_of(endpoint),
-                  values=values, errors=errors)
+        raise Conflict(
+            f"endpoint {endpoint.name!r} comes from the config file, which owns its {FILE_OWNS}:"
+            " change it there and restart tillhook",
+            slug="config-managed",
+        )
+    return render(
+        request,
+        "endpoint_edit.html",
+        status=status,
+        endpoint=endpoint,
+        page=page_of(endpoint),
+        values=values,
+        errors=errors,
+    )
 
 
 @in_words
@@ -170,7 +196,10 @@ async def rotate(request: web.Request) -> web.Response:
         return await _detail(request, services, endpoint, status=422, rotate_errors=forms.field_errors(exc))
     rotated = await verbs.rotate(services, endpoint, grace_s)
     return _secret_page(
-        request, services, rotated, f"New secret for {rotated.name}",
+        request,
+        services,
+        rotated,
+        f"New secret for {rotated.name}",
         "The old secret keeps signing beside it until the time shown, so the receiver can switch.",
     )
 
@@ -181,7 +210,10 @@ async def show_secret(request: web.Request) -> web.Response:
     if request[SESSION].role != "admin":  # the guard refuses a viewer's POST already
         raise Conflict("signed in with the viewer token, which may not see secrets")
     return _secret_page(
-        request, services, endpoint, f"Signing secret of {endpoint.name}",
+        request,
+        services,
+        endpoint,
+        f"Signing secret of {endpoint.name}",
         "Receivers verify the webhook-signature header with it. Keep it out of chats and tickets.",
     )
 
@@ -189,8 +221,14 @@ async def show_secret(request: web.Request) -> web.Response:
 def _secret_page(request: web.Request, services: Services, endpoint: Endpoint, heading: str, note: str) -> web.Response:
     secrets = verbs.secrets_of(services, endpoint)
     return render(
-        request, "endpoint_secret.html", endpoint=endpoint, page=page_of(endpoint), heading=heading,
-        secret=secrets.secret, previous=secrets.previous, note=note,
+        request,
+        "endpoint_secret.html",
+        endpoint=endpoint,
+        page=page_of(endpoint),
+        heading=heading,
+        secret=secrets.secret,
+        previous=secrets.previous,
+        note=note,
     )
 
 
@@ -211,9 +249,16 @@ async def replay(request: web.Request) -> web.StreamResponse:
         return await _detail(request, services, endpoint, status=422, replay_errors=forms.field_errors(exc))
     count = await verbs.replay_count(services, endpoint, since, until, spec.only_failed)
     return render(
-        request, "endpoint_replay.html", endpoint=endpoint, page=page_of(endpoint), count=count,
-        since=repr(since), until=repr(until), since_text=forms.text(form, "since"),
-        until_text=forms.text(form, "until") or "now", scope="failed" if spec.only_failed else "all",
+        request,
+        "endpoint_replay.html",
+        endpoint=endpoint,
+        page=page_of(endpoint),
+        count=count,
+        since=repr(since),
+        until=repr(until),
+        since_text=forms.text(form, "since"),
+        until_text=forms.text(form, "until") or "now",
+        scope="failed" if spec.only_failed else "all",
     )
 
 
@@ -227,14 +272,22 @@ async def preview(request: web.Request) -> web.Response:
     try:
         shown = await previews.preview(services, endpoint, forms.preview_document(form))
     except InvalidInput as exc:
-        return await _detail(request, services, endpoint, status=422, preview_values=values,
-                             preview_errors=forms.field_errors(exc))
+        return await _detail(
+            request, services, endpoint, status=422, preview_values=values, preview_errors=forms.field_errors(exc)
+        )
     except NotFound as exc:
-        return await _detail(request, services, endpoint, status=404, preview_values=values,
-                             preview_errors={"event_id": [exc.message]})
+        return await _detail(
+            request, services, endpoint, status=404, preview_values=values, preview_errors={"event_id": [exc.message]}
+        )
     body = shown.request.body if shown.request is not None else None
-    return await _detail(request, services, endpoint, preview=shown, preview_values=values,
-                         preview_body=json.dumps(body, indent=2, ensure_ascii=False))
+    return await _detail(
+        request,
+        services,
+        endpoint,
+        preview=shown,
+        preview_values=values,
+        preview_body=json.dumps(body, indent=2, ensure_ascii=False),
+    )
 
 
 @in_words
@@ -243,8 +296,12 @@ async def delete(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if form.get("confirm") != "yes":
         if endpoint.config_managed:
-            raise Conflict(f"endpoint {endpoint.name!r} comes from the config file: remove it there and restart tillhook")
+            raise Conflict(
+                f"endpoint {endpoint.name!r} comes from the config file: remove it there and restart tillhook"
+            )
         count = await verbs.unfinished_count(services, endpoint)
         return render(request, "endpoint_delete.html", endpoint=endpoint, page=page_of(endpoint), count=count)
     cancelled = await verbs.delete(services, endpoint)
-    raise _back("/ui/endpoints", f"Deleted {endpoint.name}; {cancelled} unfinished deliveries cancelled (kept in the log).")
+    raise _back(
+        "/ui/endpoints", f"Deleted {endpoint.name}; {cancelled} unfinished deliveries cancelled (kept in the log)."
+    )

@@ -84,13 +84,22 @@ async def deliveries(request: web.Request) -> web.Response:
         errors = {"endpoint": f"there is no endpoint {form.get('endpoint')!r}"}
     live = request.query.get("part") == "live"
     return render(
-        request, "deliveries_live.html" if live else "deliveries.html", status=422 if errors and not live else 200,
-        form=form, errors=errors, rows=rows, retryable=RETRYABLE, back=_url("/ui/deliveries", {**form, **paging}),
+        request,
+        "deliveries_live.html" if live else "deliveries.html",
+        status=422 if errors and not live else 200,
+        form=form,
+        errors=errors,
+        rows=rows,
+        retryable=RETRYABLE,
+        back=_url("/ui/deliveries", {**form, **paging}),
         older=_url("/ui/deliveries", {**form, "cursor": cursor}) if cursor else None,
         live_url=_url("/ui/deliveries", {**form, **paging, "part": "live"}),
-        retry_filters=_given(form, RETRY_FILTERS), can_retry_all=form.get("state") in (None, "failed"),
-        endpoints=sorted(e.name for e in services.registry.all()), states=[s.value for s in DeliveryState],
-        notice=_notice(request), at_most=RETRY_MATCHING_MAX,
+        retry_filters=_given(form, RETRY_FILTERS),
+        can_retry_all=form.get("state") in (None, "failed"),
+        endpoints=sorted(e.name for e in services.registry.all()),
+        states=[s.value for s in DeliveryState],
+        notice=_notice(request),
+        at_most=RETRY_MATCHING_MAX,
     )
 
 
@@ -112,8 +121,14 @@ async def retry_one(request: web.Request) -> web.StreamResponse:
         delivery_id = log.delivery_id_of(request.match_info["id"])
         retried = await log.retry_one(services, delivery_id)
     except (Conflict, NotFound, InvalidInput) as exc:
-        return render(request, "problem.html", status=409 if isinstance(exc, Conflict) else 404,
-                      title="Not retried", message=str(exc), back=_local(form.get("back"), "/ui/deliveries"))
+        return render(
+            request,
+            "problem.html",
+            status=409 if isinstance(exc, Conflict) else 404,
+            title="Not retried",
+            message=str(exc),
+            back=_local(form.get("back"), "/ui/deliveries"),
+        )
     back = _local(form.get("back"), f"/ui/deliveries/{retried.id}")
     raise web.HTTPSeeOther(_with_notice(back, f"Delivery {retried.id} is due again now."))
 
@@ -132,12 +147,15 @@ async def retry_matching(request: web.Request) -> web.StreamResponse:
         message = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items()) if isinstance(exc, InvalidInput) else str(exc)
         return render(request, "problem.html", status=422, title="Not retried", message=message, back=back)
     if not confirmed:
-        return render(request, "retry_confirm.html", matched=done.matched, at_most=RETRY_MATCHING_MAX,
-                      filters=filters, back=back)
+        return render(
+            request, "retry_confirm.html", matched=done.matched, at_most=RETRY_MATCHING_MAX, filters=filters, back=back
+        )
     left = done.matched - done.retried
     notice = f"Retried {done.retried} failed deliveries."
     if left:
-        notice += f" {left} not retried: more than {RETRY_MATCHING_MAX:,} at once, or their endpoint is disabled or deleted."
+        notice += (
+            f" {left} not retried: more than {RETRY_MATCHING_MAX:,} at once, or their endpoint is disabled or deleted."
+        )
     raise web.HTTPSeeOther(_with_notice(back, notice))
 
 
@@ -146,8 +164,9 @@ async def delivery(request: web.Request) -> web.Response:
     try:
         detail = await log.delivery_detail(services, log.delivery_id_of(request.match_info["id"]))
     except (NotFound, InvalidInput) as exc:
-        return render(request, "problem.html", status=404, title="No such delivery", message=str(exc),
-                      back="/ui/deliveries")
+        return render(
+            request, "problem.html", status=404, title="No such delivery", message=str(exc), back="/ui/deliveries"
+        )
     endpoint = services.registry.get(detail.endpoint_id)
     headers = [
         log.sent_headers(endpoint, detail.event_id, datetime.fromisoformat(a.started_at).timestamp())
@@ -155,9 +174,15 @@ async def delivery(request: web.Request) -> web.Response:
     ]
     live = request.query.get("part") == "live"
     return render(
-        request, "delivery_live.html" if live else "delivery.html", d=detail, attempts=list(zip(detail.attempt_log, headers,
-        strict=True))[::-1], retryable=RETRYABLE, notice=_notice(request),
-        live_url=f"/ui/deliveries/{detail.id}?part=live", outcome_words=_outcome_words, status_phrase=_status_phrase,
+        request,
+        "delivery_live.html" if live else "delivery.html",
+        d=detail,
+        attempts=list(zip(detail.attempt_log, headers, strict=True))[::-1],
+        retryable=RETRYABLE,
+        notice=_notice(request),
+        live_url=f"/ui/deliveries/{detail.id}?part=live",
+        outcome_words=_outcome_words,
+        status_phrase=_status_phrase,
     )
 
 
@@ -174,7 +199,12 @@ async def events(request: web.Request) -> web.Response:
     except InvalidInput as exc:
         errors = _errors(exc)
     return render(
-        request, "events.html", status=422 if errors else 200, form=form, errors=errors, rows=rows,
+        request,
+        "events.html",
+        status=422 if errors else 200,
+        form=form,
+        errors=errors,
+        rows=rows,
         older=_url("/ui/events", {**form, "cursor": cursor}) if cursor else None,
     )
 
@@ -187,8 +217,13 @@ async def event(request: web.Request) -> web.Response:
         return render(request, "problem.html", status=404, title="No such event", message=str(exc), back="/ui/events")
     payload = json.dumps(detail.payload, indent=2, ensure_ascii=False)
     live = request.query.get("part") == "live"
-    return render(request, "event_live.html" if live else "event.html", e=detail, payload=payload,
-                  live_url=f"/ui/events/{detail.id}?part=live")
+    return render(
+        request,
+        "event_live.html" if live else "event.html",
+        e=detail,
+        payload=payload,
+        live_url=f"/ui/events/{detail.id}?part=live",
+    )
 
 
 def add_log_pages(app: web.Application) -> None:

@@ -25,7 +25,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     role = _role_of(request, given if isinstance(given, str) else "")
     if role is None:
         return render(
-            request, "signin.html", status=401,
+            request,
+            "signin.html",
+            status=401,
             error="That token is not valid. `tillhook tokens` prints the admin and viewer tokens.",
         )
     session = request.app[SESSIONS].create(role)
@@ -60,5 +62,4 @@ async def overview(request: web.Request) -> web.Response:
     status = await status_report(services)
     hours = await services.store.attempts_by_hour(services.clock.now())
     template = "overview_live.html" if request.query.get("part") == "live" else "overview.html"
-    return render(request, template, status=200, report=status,
-                  charts=(deliveries_chart(hours), latency_chart(hours)))
+    return render(request, template, status=200, report=status, charts=(deliveries_chart(hours), latency_chart(hours)))

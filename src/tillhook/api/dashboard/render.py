@@ -46,11 +46,15 @@ def describe_age(seconds: float | None) -> str:
 
 def render(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
     session = request.get(SESSION)
-    page = request.app[TEMPLATES].get_template(template).render(
-        version=__version__,
-        path=request.path,
-        csrf=session.csrf if session is not None else "",
-        role=session.role if session is not None else None,
-        **context,
+    page = (
+        request.app[TEMPLATES]
+        .get_template(template)
+        .render(
+            version=__version__,
+            path=request.path,
+            csrf=session.csrf if session is not None else "",
+            role=session.role if session is not None else None,
+            **context,
+        )
     )
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")

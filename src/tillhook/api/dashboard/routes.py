@@ -35,9 +35,14 @@ def _add_endpoint_pages(app: web.Application) -> None:
     app.router.add_get("/ui/endpoints/{name}", endpoint_pages.detail)
     app.router.add_get("/ui/endpoints/{name}/edit", endpoint_pages.edit_page)
     for verb, page in (
-        ("edit", endpoint_pages.edit), ("enable", endpoint_pages.enable), ("disable", endpoint_pages.disable),
-        ("test", endpoint_pages.send_test), ("rotate-secret", endpoint_pages.rotate),
-        ("secret", endpoint_pages.show_secret), ("replay", endpoint_pages.replay), ("preview", endpoint_pages.preview),
+        ("edit", endpoint_pages.edit),
+        ("enable", endpoint_pages.enable),
+        ("disable", endpoint_pages.disable),
+        ("test", endpoint_pages.send_test),
+        ("rotate-secret", endpoint_pages.rotate),
+        ("secret", endpoint_pages.show_secret),
+        ("replay", endpoint_pages.replay),
+        ("preview", endpoint_pages.preview),
         ("delete", endpoint_pages.delete),
     ):
         app.router.add_post(f"/ui/endpoints/{{name}}/{verb}", page)
