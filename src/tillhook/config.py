@@ -173,7 +173,7 @@ def _expression(kind: Literal["filter", "transform"]) -> Any:
     def check(cls: type, value: str | None) -> str | None:
         return None if value is None else language.check(value, kind)
 
-    return field_validator(kind)(classmethod(check))  # type: ignore[arg-type]
+    return field_validator(kind)(classmethod(check))
 
 
 class EndpointConfig(_Section):

@@ -221,7 +221,7 @@ class ConnectionTracker:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        conn = self._by_handler.get(request.protocol)  # type: ignore[arg-type]
+        conn = self._by_handler.get(request.protocol)
         if conn is None:  # an app served without the tracker (tests)
             response: web.StreamResponse = await handler(request)
             return response
