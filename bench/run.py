@@ -722,7 +722,7 @@ class Bench:
         )
         try:
             sql, params = claim_statement(ids, self.endpoint_max_in_flight, time.time())
-        except Exception as exc:  # the claim code changed shape: measure the rest
+        except Exception as exc:  # noqa: BLE001 - the claim code changed shape: measure the rest
             self.harness(f"backlog: could not take the daemon's claim statement ({exc!r}); claim not timed")
             sql, params = None, []
         self._outbox = {
@@ -1420,7 +1420,8 @@ def details(raw: dict[str, Any]) -> str:
             f"- delivery run {i}: {d['unique']} deliveries in {d['window_s']:.2f} s from the first post"
             f" (posting took {d['ingest_s']:.2f} s; first arrival after {d['first_arrival_after_s'] * 1000:.0f} ms;"
             f" daemon CPU {d['daemon_cpu_s']:.1f} s; rate by quarter of the deliveries"
-            f" {' / '.join(f'{x:.0f}' for x in d.get('quarter_rates', []))} per s); bare client {b['sent']} in {b['elapsed_s']:.2f} s;"
+            f" {' / '.join(f'{x:.0f}' for x in d.get('quarter_rates', []))} per s);"
+            f" bare client {b['sent']} in {b['elapsed_s']:.2f} s;"
             f" in flight {r['in_flight']}"
         )
     for i, r in enumerate(raw.get("latency", [])):
@@ -1523,7 +1524,8 @@ def write_readme(
 ) -> None:
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     checks = "\n".join(f"- {o}" for o in observations) or (
-        "- none: every ingest request got 202 and every event acknowledged was in the database after the stop, every delivery arrived exactly once and signed, the"
+        "- none: every ingest request got 202 and every event acknowledged was in the database after the stop,"
+        " every delivery arrived exactly once and signed, the"
         " daemon's status showed every delivery `delivered` and no backlog after each run, it logged"
         " no warning or error, and it exited 0 on SIGTERM each time."
         + (

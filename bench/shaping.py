@@ -69,7 +69,8 @@ def details(runs: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- shaping run {i}: "
             + "; ".join(
-                f"{name} {v['delivered']} deliveries in {v['window_s']:.2f} s ({v['per_s']:.0f}/s), CPU {v['cpu_s']:.2f} s"
+                f"{name} {v['delivered']} deliveries in {v['window_s']:.2f} s ({v['per_s']:.0f}/s),"
+                f" CPU {v['cpu_s']:.2f} s"
                 f" in {v['processes']} process(es)"
                 for name, v in r.items()
                 if name in VARIANTS

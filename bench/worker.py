@@ -11,6 +11,7 @@ in time. Standard library and aiohttp only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -106,10 +107,8 @@ async def _serve(app: web.Application, lifetime: float) -> None:
             loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), lifetime)
-    except TimeoutError:
-        pass
     await runner.cleanup()
 
 

@@ -248,9 +248,12 @@ class Client:
         params = {k: str(v) for k, v in (query or {}).items() if v is not None}
         url = self.base + path
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-                async with session.request(method, url, json=body, params=params, headers=self._headers) as response:
-                    text = await response.text()
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                session.request(method, url, json=body, params=params, headers=self._headers) as response,
+            ):
+                text = await response.text()
         except aiohttp.ClientError as exc:
             raise TillhookError(f"cannot reach tillhook at {self.base} ({exc}); is `tillhook serve` running?") from None
         data = json.loads(text) if text else None

@@ -72,7 +72,9 @@ async def test_filter_transform_and_extra_signature_with_the_real_daemon(
                 "url": crm.url,
                 "secret": SECRET,
                 "events": ["transaction.completed"],
-                "transform": '{"text": "Sale: " + string(data.amount) + " " + data.currency, "customer": data.customer_id}',
+                "transform": (
+                    '{"text": "Sale: " + string(data.amount) + " " + data.currency, "customer": data.customer_id}'
+                ),
             },
             {
                 "name": "aura",

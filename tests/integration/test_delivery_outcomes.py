@@ -90,7 +90,7 @@ def _hang(receiver):
 
 
 async def test_429_with_retry_after_waits_that_long(setup):
-    receiver, h = await setup(status(429, headers={"Retry-After": "120"}))
+    _, h = await setup(status(429, headers={"Retry-After": "120"}))
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
@@ -100,7 +100,7 @@ async def test_429_with_retry_after_waits_that_long(setup):
 
 
 async def test_503_retry_after_is_capped_at_an_hour(setup):
-    receiver, h = await setup(status(503, headers={"Retry-After": "86400"}))
+    _, h = await setup(status(503, headers={"Retry-After": "86400"}))
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
@@ -145,7 +145,7 @@ async def test_a_reset_connection_is_retried(setup):
 
 
 async def test_a_delivery_failing_past_give_up_after_becomes_failed(setup):
-    receiver, h = await setup(status(500), give_up_after="1h", retry_schedule=["20m"])
+    _, h = await setup(status(500), give_up_after="1h", retry_schedule=["20m"])
     event_id = await one_event(h)
     for _ in range(10):
         await h.step(advance_s=25 * 60)

@@ -31,7 +31,7 @@ async def counts(h) -> dict[str, int]:
 
 
 async def test_single_event_is_accepted_with_its_deliveries(h):
-    code, reply, response = await h.post_events({"type": "transaction.completed", "data": {"amount": 50.0}})
+    code, reply, _ = await h.post_events({"type": "transaction.completed", "data": {"amount": 50.0}})
     assert code == 202
     assert reply["id"].startswith("msg_") and len(reply["id"]) == 30
     assert reply == {"id": reply["id"], "type": "transaction.completed", "deliveries": 2, "duplicate": False}
@@ -60,6 +60,7 @@ async def test_idempotency_key_in_body_and_header(h):
     code, reply, _ = await h.post_events(
         [{"type": "a.b", "data": {}, "id": "pos-3"}, {"type": "a.b", "data": {}, "id": "pos-3"}]
     )
+    assert code == 202
     assert [r["duplicate"] for r in reply] == [False, True] and reply[0]["id"] == reply[1]["id"]
     assert await counts(h) == {"pending": 3}
 

@@ -30,6 +30,7 @@ async def test_purges_finished_history_and_never_a_pending_delivery(tmp_path, re
     h = await make_harness(config, clock=clock)
     await h.post_events([{"type": "sale.completed", "data": {"n": i}} for i in range(5)])
     code, reply, _ = await h.post_events({"type": "dead.letter", "data": {}})
+    assert code == 202
     pending_event = reply["id"]
     while await h.step():
         pass

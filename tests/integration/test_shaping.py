@@ -227,6 +227,7 @@ async def test_a_transform_is_the_body_signed_sent_and_logged(
     (attempt,) = await attempts_of(h, delivery["id"])
     assert attempt["body_sent"] == got.body.decode()
     code, event = await api(h, "GET", f"/v1/events/{reply['id']}")
+    assert code == 200
     assert event["payload"]["data"] == {"amount": 55.39, "customer_id": "c_1"}  # the event itself is kept
 
 
@@ -247,6 +248,7 @@ async def test_a_transform_that_fails_is_a_failed_attempt_and_others_still_get_t
     await h.step()
     assert broken.received == [] and len(plain.received) == 1
     code, event = await api(h, "GET", f"/v1/events/{reply['id']}")
+    assert code == 200
     failed = next(d for d in event["deliveries"] if d["endpoint"] == "broken")
     assert failed["state"] == "pending" and failed["attempts"] == 1
     assert "transform" in failed["last_error"], failed["last_error"]
@@ -275,8 +277,8 @@ async def test_the_extra_signature_is_a_hex_hmac_of_the_body_with_the_current_se
     assert got.headers["x-hub-signature-256"] == expected
     assert got.verified  # the Standard Webhooks headers are still there
 
-    code, rotated = await api(h, "POST", "/v1/endpoints/aura/rotate-secret", {"grace": "1h"})
-    assert code == 409  # pinned in the config file: rotate through an API-made endpoint instead
+    code, refused = await api(h, "POST", "/v1/endpoints/aura/rotate-secret", {"grace": "1h"})
+    assert code == 409, refused  # pinned in the config file: rotate through an API-made endpoint instead
     new = new_secret()
     code, created = await api(
         h,

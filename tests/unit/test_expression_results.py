@@ -16,6 +16,8 @@ from tillhook.expressions.results import (
     transform_body,
 )
 
+_CONVERT_HINT = " (CEL does not convert between types: use int(), uint(), double() or string())"
+
 EVENT = {
     "id": "msg_1",
     "type": "sale.completed",
@@ -127,11 +129,11 @@ def test_filter_result_must_be_a_bool(source: str, type_words: str) -> None:
         ("data['nope'] == 1", "no field 'nope' (test for it with has(...))"),
         (
             "data.amount + 1",
-            "unsupported operation: float + int (CEL does not convert between types: use int(), uint(), double() or string())",
+            "unsupported operation: float + int" + _CONVERT_HINT,
         ),
         (
             "data.customer_id > 1",
-            "no such overload: the operation is not defined for these types (CEL does not convert between types: use int(), uint(), double() or string())",
+            "no such overload: the operation is not defined for these types" + _CONVERT_HINT,
         ),
         ("1 / 0", "division by zero"),
         ("1 % 0", "modulo by zero"),

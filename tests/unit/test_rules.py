@@ -381,7 +381,7 @@ def test_covered_by_allow_networks_or_a_name(url: str, networks: list[str]) -> N
 
 @pytest.mark.parametrize("url", ["https://127.1/h", "https://2130706433/h", "https://0x7f.0.0.1/h"])
 def test_non_canonical_ipv4_is_refused_even_inside_allow_networks(url: str) -> None:
-    with pytest.raises(ValueError, match="write the address as a.b.c.d"):
+    with pytest.raises(ValueError, match=r"write the address as a\.b\.c\.d"):
         check_url(url, True, [net("0.0.0.0/0")])
 
 

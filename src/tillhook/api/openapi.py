@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -82,11 +83,19 @@ def build_openapi() -> dict[str, Any]:
     }
 
 
+_OPERATION_ID_CHARS = re.compile(r"[{}]")
+
+
+def _operation_id(route: Route) -> str:
+    """e.g. GET /v1/endpoints/{id}/secret -> get_v1_endpoints_id_secret"""
+    return route.method.lower() + _OPERATION_ID_CHARS.sub("", route.path.replace("/", "_").replace("-", "_"))
+
+
 def _operation(route: Route, refs: Any, components: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
-        "operationId": f"{route.method.lower()}{route.path.replace('/', '_').replace('{', '').replace('}', '').replace('-', '_')}",
+        "operationId": _operation_id(route),
     }
     if route.public:
         operation["security"] = []
