@@ -30,8 +30,7 @@ from pydantic import (
 from tillhook import rules
 from tillhook.errors import ConfigError
 from tillhook.expressions import language
-from tillhook.models import field_path
-from tillhook.wording import plain
+from tillhook.wording import TOML, field_errors
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -297,15 +296,11 @@ def _parsed_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Netw
 
 
 def _describe(exc: ValidationError) -> list[str]:
+    """One line per line of each message: a cross check's lines each name their own key."""
     described = []
-    for error in exc.errors():
-        path = field_path(error["loc"])
-        if error["type"] == "extra_forbidden":
-            described.append(f"{path}: unknown key")
-            continue
-        message = plain(error, object_name="a table")
-        for line in message.splitlines():
-            described.append(f"{path}: {line}" if path else line)
+    for error in field_errors(exc, terms=TOML):
+        path = error["field"]
+        described += [f"{path}: {line}" if path else line for line in error["message"].splitlines()]
     return described
 
 
