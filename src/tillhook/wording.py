@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from tillhook.models import EVENT_TYPE_PATTERN, field_path
 from tillhook.rules import ENDPOINT_NAME_PATTERN
@@ -47,6 +48,8 @@ _PATTERNS = {
     ENDPOINT_NAME_PATTERN: "must be 1 to 64 letters, digits, _ . or -, starting with a letter or digit",
     EVENT_TYPE_PATTERN: "must be dot-separated names of letters, digits, _ or -, like transaction.completed",
 }
+# The error type of a refusal that belongs to one part of the value validated.
+_PART = "part_refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,18 @@ def field_errors(
     found = []
     for error in exc.errors():
         loc = tuple(error["loc"])
+        if error["type"] == _PART:
+            loc += (error["ctx"]["part"],)
         message = terms.unknown if error["type"] == "extra_forbidden" else plain(error, object_name=terms.mapping)
         found.append({"field": field_path(loc, prefix) or whole, "message": message})
     return found
+
+
+def part_refused(part: str, message: str) -> PydanticCustomError:
+    """To raise from a validator when the fault is in one part of its value (the `header` of
+    an `extra_signature` that clashes with the endpoint's headers): field_errors names that
+    part in the path."""
+    return PydanticCustomError(_PART, "{message}", {"message": message, "part": part})
 
 
 def plain(error: dict[str, Any] | Any, *, object_name: str = "a JSON object") -> str:

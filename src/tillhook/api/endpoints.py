@@ -16,7 +16,6 @@ from tillhook.api.schemas import (
     EndpointSecretOut,
     EndpointState,
     EndpointWithSecret,
-    ExtraSignatureSpec,
     PingOut,
     PreviousSecret,
     ReplayIn,
@@ -25,6 +24,7 @@ from tillhook.api.schemas import (
 )
 from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.config import parse_duration
+from tillhook.endpoint_rules import ExtraSignatureSpec
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
 from tillhook.health import EndpointHealth
@@ -133,7 +133,7 @@ async def create(services: Services, spec: EndpointIn) -> Endpoint:
         name=spec.name,
         url=spec.url,
         events=tuple(spec.events),
-        secrets=(SigningSecret(spec.secret or rules.new_secret()),),
+        secrets=(SigningSecret(spec.secret.get_secret_value() if spec.secret else rules.new_secret()),),
         max_in_flight=spec.max_in_flight,
         rate_limit=spec.rate_limit,
         ordered=spec.ordered,
@@ -144,8 +144,6 @@ async def create(services: Services, spec: EndpointIn) -> Endpoint:
         preset=spec.preset,
         extra_signature=ExtraSignature(spec.extra_signature.header) if spec.extra_signature else None,
     )
-    if spec.extra_signature is not None:
-        _check_signature(spec.extra_signature.header, spec.extra_signature.scheme, spec.headers)
     created = await services.store.create_endpoint(endpoint, services.clock.now())
     _settled(services, created)
     return created
@@ -153,9 +151,6 @@ async def create(services: Services, spec: EndpointIn) -> Endpoint:
 
 async def update(services: Services, endpoint: Endpoint, changes: dict[str, Any]) -> Endpoint:
     """`changes`: the fields an EndpointPatch set."""
-    for required in ("name", "url", "events", "headers", "ordered"):
-        if required in changes and changes[required] is None:
-            raise invalid([{"field": required, "message": "may not be null"}], "the body")
     if changes.get("extra_signature") is not None:
         # A patch's dump leaves out what it did not set, the scheme's default too: store it whole.
         changes = {**changes, "extra_signature": ExtraSignatureSpec(**changes["extra_signature"]).model_dump()}
@@ -338,7 +333,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
     spec = await body_model(request, RotateIn, empty_ok=True)
-    rotated = await rotate(services, endpoint, grace_seconds(spec.grace), spec.secret)
+    secret = spec.secret.get_secret_value() if spec.secret else None
+    rotated = await rotate(services, endpoint, grace_seconds(spec.grace), secret)
     return web.json_response(_with_secret(services, rotated).model_dump(mode="json"))
 
 
