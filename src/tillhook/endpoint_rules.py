@@ -22,6 +22,8 @@ from pydantic import (
 
 from tillhook import rules
 from tillhook.expressions import language
+from tillhook.models import Endpoint, SigningSecret
+from tillhook.models import ExtraSignature as SignatureRecord
 from tillhook.targets import Network
 from tillhook.wording import part_refused
 
@@ -126,3 +128,26 @@ class EndpointSettings(BaseModel):
     transform: Transform | None = Field(default=None, description=TRANSFORM_DOC)
     preset: Preset | None = Field(default=None, description=PRESET_DOC, examples=["slack"])
     extra_signature: ExtraSignature | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
+
+    def record(
+        self, secrets: tuple[SigningSecret, ...], *, enabled: bool = True, config_managed: bool = False
+    ) -> Endpoint:
+        """The endpoint these settings make; the store gives it its id."""
+        signature = self.extra_signature
+        return Endpoint(
+            id="",
+            name=self.name,
+            url=self.url,
+            events=tuple(self.events),
+            secrets=secrets,
+            max_in_flight=self.max_in_flight,
+            rate_limit=self.rate_limit,
+            ordered=self.ordered,
+            headers=tuple(self.headers.items()),
+            enabled=enabled,
+            config_managed=config_managed,
+            filter=self.filter,
+            transform=self.transform,
+            preset=self.preset,
+            extra_signature=SignatureRecord(signature.header, signature.scheme) if signature else None,
+        )

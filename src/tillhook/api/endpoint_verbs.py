@@ -22,7 +22,7 @@ from tillhook.config import parse_duration
 from tillhook.endpoint_rules import ExtraSignatureSpec, url_policy
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
-from tillhook.models import Endpoint, EventIn, ExtraSignature, SigningSecret, format_time
+from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
 
 
 def validation_context(services: Services) -> dict[str, object]:
@@ -61,22 +61,8 @@ def _settled(services: Services, endpoint: Endpoint) -> None:
 
 
 async def create(services: Services, spec: EndpointIn) -> Endpoint:
-    endpoint = Endpoint(
-        id="",
-        name=spec.name,
-        url=spec.url,
-        events=tuple(spec.events),
-        secrets=(SigningSecret(spec.secret.get_secret_value() if spec.secret else rules.new_secret()),),
-        max_in_flight=spec.max_in_flight,
-        rate_limit=spec.rate_limit,
-        ordered=spec.ordered,
-        headers=tuple(spec.headers.items()),
-        enabled=spec.enabled,
-        filter=spec.filter,
-        transform=spec.transform,
-        preset=spec.preset,
-        extra_signature=ExtraSignature(spec.extra_signature.header) if spec.extra_signature else None,
-    )
+    secret = spec.secret.get_secret_value() if spec.secret else rules.new_secret()
+    endpoint = spec.record((SigningSecret(secret),), enabled=spec.enabled)
     created = await services.store.create_endpoint(endpoint, services.clock.now())
     _settled(services, created)
     return created
