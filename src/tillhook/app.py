@@ -32,7 +32,7 @@ from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
 from tillhook.metrics import Metrics
-from tillhook.models import Endpoint, ExtraSignature, SigningSecret
+from tillhook.models import Endpoint, SigningSecret
 from tillhook.registry import EndpointRegistry
 from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
@@ -47,24 +47,7 @@ log = structlog.get_logger("tillhook")
 
 def config_endpoint(spec: EndpointConfig) -> Endpoint:
     secret = spec.secret.get_secret_value() if spec.secret else None
-    return Endpoint(
-        id="",
-        name=spec.name,
-        url=spec.url,
-        events=tuple(spec.events),
-        secrets=(SigningSecret(secret),) if secret else (),
-        max_in_flight=spec.max_in_flight,
-        rate_limit=spec.rate_limit,
-        ordered=spec.ordered,
-        headers=tuple(spec.headers.items()),
-        config_managed=True,
-        filter=spec.filter,
-        transform=spec.transform,
-        preset=spec.preset,
-        extra_signature=(
-            ExtraSignature(spec.extra_signature.header, spec.extra_signature.scheme) if spec.extra_signature else None
-        ),
-    )
+    return spec.record((SigningSecret(secret),) if secret else (), config_managed=True)
 
 
 def build_app(

@@ -20,18 +20,14 @@ from pydantic import (
     PlainValidator,
     SecretStr,
     StrictBool,
-    StringConstraints,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from tillhook import rules
+from tillhook.endpoint_rules import EndpointSettings, url_policy
 from tillhook.errors import ConfigError
-from tillhook.expressions import language
-from tillhook.models import field_path
-from tillhook.wording import plain
+from tillhook.wording import TOML, field_errors
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -164,54 +160,11 @@ class DeliveryConfig(_Section):
     response_body_limit: int = Field(default=2048, ge=0, le=1024 * 1024)
 
 
-class ExtraSignatureConfig(_Section):
-    header: str
-    scheme: Literal["sha256-hex"] = "sha256-hex"
+class EndpointConfig(EndpointSettings):
+    """An `[[endpoints]]` table. Its URL is judged under the delivery section's policy, which
+    validate_config passes as the validation context."""
 
-
-def _expression(kind: Literal["filter", "transform"]) -> Any:
-    def check(cls: type, value: str | None) -> str | None:
-        return None if value is None else language.check(value, kind)
-
-    return field_validator(kind)(classmethod(check))
-
-
-class EndpointConfig(_Section):
-    name: Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
-    url: str
-    events: list[str] = ["*"]
-    secret: SecretStr | None = None
-    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
-    rate_limit: float | None = Field(default=None, gt=0)
-    ordered: bool = False
-    headers: dict[str, str] = {}
-    filter: str | None = None
-    transform: str | None = None
-    preset: str | None = None
-    extra_signature: ExtraSignatureConfig | None = None
-
-    _events = field_validator("events")(classmethod(lambda cls, v: rules.check_patterns(v)))
-    _headers = field_validator("headers")(classmethod(lambda cls, v: rules.check_headers(v)))
-    _filter = _expression("filter")
-    _transform = _expression("transform")
-    _preset = field_validator("preset")(classmethod(lambda cls, v: v if v is None else rules.check_preset(v)))
-
-    @field_validator("extra_signature")
-    @classmethod
-    def _signature_header(cls, value: ExtraSignatureConfig | None, info: ValidationInfo) -> ExtraSignatureConfig | None:
-        if value is not None:
-            # Only its header is judged here (the scheme is its own field's): ValueError names
-            # extra_signature, so the header is said in the words.
-            headers = info.data.get("headers") or {}
-            rules.check_extra_signature(value.header, value.scheme, headers)
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            rules.check_secret(value.get_secret_value())
-        return value
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LogConfig(_Section):
@@ -236,8 +189,6 @@ class Config(_Section):
     def _cross_checks(self) -> Config:
         problems = _cross_problems(
             [e.model_dump() for e in self.endpoints],
-            allow_http=self.delivery.allow_http,
-            allow_networks=self.delivery.allow_networks,
             listen=self.server.listen,
             has_tokens=bool(self.auth.ingest_token and self.auth.admin_token and self.auth.viewer_token),
         )
@@ -246,22 +197,18 @@ class Config(_Section):
         return self
 
 
-def _cross_problems(
-    endpoints: list[Any], allow_http: object, allow_networks: list[Any], listen: object, has_tokens: bool
-) -> list[str]:
+def _cross_problems(endpoints: list[Any], listen: object, has_tokens: bool) -> list[str]:
     """Checks that span keys; written over plain values so they also run when fields fail."""
     problems = []
     seen: set[str] = set()
     for index, endpoint in enumerate(endpoints):
         if not isinstance(endpoint, dict):
             continue
-        name, url = endpoint.get("name"), endpoint.get("url")
+        name = endpoint.get("name")
         if isinstance(name, str) and name in seen:
             problems.append(f"endpoints[{index}].name: {name!r} is used by another endpoint")
         if isinstance(name, str):
             seen.add(name)
-        if isinstance(url, str):
-            problems += _url_problems(index, url, endpoint.get("headers"), allow_http is True, allow_networks)
     try:
         loopback = parse_listen(listen).is_loopback if isinstance(listen, str) else True
     except ValueError:
@@ -274,19 +221,15 @@ def _cross_problems(
     return problems
 
 
-def _url_problems(index: int, url: str, headers: object, allow_http: bool, allow_networks: list[Any]) -> list[str]:
-    # Raw networks when another key failed: the ones that parse; the others are named by
-    # their own field.
-    networks = [n for n in map(_parsed_network, allow_networks) if n is not None]
-    try:
-        rules.check_url(url, allow_http, networks)
-    except ValueError as exc:
-        return [f"endpoints[{index}].url: {exc}"]
-    try:
-        rules.check_url_with_headers(url, headers if isinstance(headers, dict) else {})
-    except ValueError as exc:
-        return [f"endpoints[{index}].headers: {exc}"]
-    return []
+def _url_policy(raw: dict[str, Any]) -> dict[str, Any]:
+    """The delivery section's URL policy read from the raw values, so endpoint URLs are judged
+    even when that section has errors of its own: only a real true allows http, and only the
+    networks that parse count (the others are named by their own field)."""
+    delivery = raw.get("delivery", {})
+    delivery = delivery if isinstance(delivery, dict) else {}
+    networks = delivery.get("allow_networks", [])
+    parsed = [n for n in map(_parsed_network, networks if isinstance(networks, list) else []) if n is not None]
+    return url_policy(delivery.get("allow_http", False) is True, parsed)
 
 
 def _parsed_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -297,21 +240,17 @@ def _parsed_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Netw
 
 
 def _describe(exc: ValidationError) -> list[str]:
+    """One line per line of each message: a cross check's lines each name their own key."""
     described = []
-    for error in exc.errors():
-        path = field_path(error["loc"])
-        if error["type"] == "extra_forbidden":
-            described.append(f"{path}: unknown key")
-            continue
-        message = plain(error, object_name="a table")
-        for line in message.splitlines():
-            described.append(f"{path}: {line}" if path else line)
+    for error in field_errors(exc, terms=TOML):
+        path = error["field"]
+        described += [f"{path}: {line}" if path else line for line in error["message"].splitlines()]
     return described
 
 
 def validate_config(raw: dict[str, Any], source: str) -> Config:
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context=_url_policy(raw))
     except ValidationError as exc:
         errors = _describe(exc)
         errors += [p for p in _raw_cross_problems(raw) if p not in errors]
@@ -325,11 +264,8 @@ def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
 
     endpoints = raw.get("endpoints", [])
     auth = section("auth")
-    networks = section("delivery").get("allow_networks", [])
     return _cross_problems(
         endpoints if isinstance(endpoints, list) else [],
-        allow_http=section("delivery").get("allow_http", False),
-        allow_networks=networks if isinstance(networks, list) else [],
         listen=section("server").get("listen", ServerConfig().listen),
         has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token") and auth.get("viewer_token")),
     )

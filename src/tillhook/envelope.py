@@ -25,7 +25,7 @@ from tillhook.models import (
     field_path,
     format_time,
 )
-from tillhook.wording import plain
+from tillhook.wording import Terms, field_errors
 
 # Base32 in Crockford's lower-case alphabet, which keeps the byte order; two characters
 # (ten bits) per lookup, since base64.b32encode is slow pure Python.
@@ -170,6 +170,10 @@ def read_json(raw: bytes, what: str = "the body") -> Any:
     return _loads(raw, what)
 
 
+# How an event's own errors are said: an unknown field is met with the fields there are.
+EVENT_TERMS = Terms(unknown="unknown field; an event has type, data, id and timestamp")
+
+
 def check_event(item: Any, field: str) -> EventIn:
     """One event checked as ingest checks it, its errors named under `field` (`event.type`)."""
     if _too_deep(item):
@@ -180,7 +184,7 @@ def check_event(item: Any, field: str) -> EventIn:
         try:
             return EventIn.model_validate(item)
         except ValidationError as exc:
-            errors = [{"field": field_path(e["loc"], field), "message": _message(e)} for e in exc.errors()]
+            errors = field_errors(exc, field, terms=EVENT_TERMS)
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     raise InvalidInput(f"the event is not valid: {summary}", slug="invalid-event", errors=errors)
 
@@ -220,7 +224,7 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         try:
             event = EventIn.model_validate(item)
         except ValidationError as exc:
-            errors.extend({"field": field_path(e["loc"], prefix), "message": _message(e)} for e in exc.errors())
+            errors.extend(field_errors(exc, prefix, terms=EVENT_TERMS))
             continue
         if event.type.split(".", 1)[0].casefold() == rules.OWN_PREFIX:
             # Alerts reach the shop's chat: a POS must not be able to make one up.
@@ -239,16 +243,6 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise InvalidInput(f"the event is not valid: {summary}{more}", slug="invalid-event", errors=errors)
     return events
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field; an event has type, data, id and timestamp"
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "string_pattern_mismatch":
-        return "must be dot-separated names of letters, digits, _ or -, like transaction.completed"
-    return plain(error)
 
 
 def _dumps(document: dict[str, Any]) -> bytes:

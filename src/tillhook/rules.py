@@ -1,4 +1,5 @@
-"""Pure checks of endpoint fields, shared by the config file and the admin API."""
+"""Pure checks of endpoint fields, over plain values; endpoint_rules.py builds the config's and
+the admin API's field types from them."""
 
 from __future__ import annotations
 
@@ -157,13 +158,24 @@ def check_preset(preset: str) -> str:
     return preset
 
 
-def check_extra_signature(header: str, scheme: str, headers: Mapping[str, str]) -> None:
-    """A header of its own: neither one tillhook sets nor one of the endpoint's static headers."""
+def check_signature_header(header: str) -> str:
+    """A header name tillhook does not set itself."""
     if not _HEADER_NAME.match(header):
         raise ValueError(f"{header!r} is not a valid HTTP header name")
     if header.lower() in RESERVED_HEADERS:
         raise ValueError(f"{header!r} is set by tillhook itself; name another header")
+    return header
+
+
+def check_signature_apart(header: str, headers: Mapping[str, str]) -> None:
+    """The extra signature's header is not also one of the endpoint's static headers."""
     if any(name.lower() == header.lower() for name in headers):
         raise ValueError(f"{header!r} is also one of the endpoint's headers; keep one of the two")
+
+
+def check_extra_signature(header: str, scheme: str, headers: Mapping[str, str]) -> None:
+    """A header of its own: neither one tillhook sets nor one of the endpoint's static headers."""
+    check_signature_header(header)
+    check_signature_apart(header, headers)
     if scheme not in SIGNATURE_SCHEMES:
         raise ValueError(f"scheme {scheme!r} is not known; the one scheme is sha256-hex")

@@ -1,9 +1,17 @@
-"""What a validation error asks of the person who made it, in plain words. Pure: pydantic's
-error dicts in (their `type` and `ctx`), one sentence out."""
+"""What a validation error asks of the person who made it, in plain words: pydantic's errors
+in, each field's path and one sentence out. The one translation the config file, the admin
+API (bodies and queries), ingest and the dashboard's forms all use."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
+
+from tillhook.models import EVENT_TYPE_PATTERN, field_path
+from tillhook.rules import ENDPOINT_NAME_PATTERN
 
 # Error types whose fix is the same whatever the constraint: name the kind of value wanted.
 _KINDS = {
@@ -35,6 +43,48 @@ _BOUNDS = {
 # What a length counts, by the `field_type` pydantic names in too_short / too_long.
 _UNITS = {"List": "item", "Tuple": "item", "Set": "item", "Dictionary": "entry", "Data": "byte"}
 _RAW_PREFIXES = ("Value error, ", "Assertion failed, ")
+# A pattern is said as what it asks for, wherever it is used.
+_PATTERNS = {
+    ENDPOINT_NAME_PATTERN: "must be 1 to 64 letters, digits, _ . or -, starting with a letter or digit",
+    EVENT_TYPE_PATTERN: "must be dot-separated names of letters, digits, _ or -, like transaction.completed",
+}
+# The error type of a refusal that belongs to one part of the value validated.
+_PART = "part_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """How the source of the values speaks of them."""
+
+    mapping: str = "a JSON object"
+    unknown: str = "unknown field"
+
+
+JSON = Terms()
+TOML = Terms(mapping="a table", unknown="unknown key")
+
+
+def field_errors(
+    exc: ValidationError, prefix: str = "", *, terms: Terms = JSON, whole: str = ""
+) -> list[dict[str, str]]:
+    """Each error as `{"field": its path, "message": what to fix}`: paths as people write them
+    (`endpoints[0].url`, `[3].data`), under `prefix`; `whole` is the path of an error about
+    the whole value."""
+    found = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if error["type"] == _PART:
+            loc += (error["ctx"]["part"],)
+        message = terms.unknown if error["type"] == "extra_forbidden" else plain(error, object_name=terms.mapping)
+        found.append({"field": field_path(loc, prefix) or whole, "message": message})
+    return found
+
+
+def part_refused(part: str, message: str) -> PydanticCustomError:
+    """To raise from a validator when the fault is in one part of its value (the `header` of
+    an `extra_signature` that clashes with the endpoint's headers): field_errors names that
+    part in the path."""
+    return PydanticCustomError(_PART, "{message}", {"message": message, "part": part})
 
 
 def plain(error: dict[str, Any] | Any, *, object_name: str = "a JSON object") -> str:
@@ -54,6 +104,8 @@ def plain(error: dict[str, Any] | Any, *, object_name: str = "a JSON object") ->
             return sentence.format(_number(ctx[key]))
     if kind in ("string_too_short", "string_too_long", "too_short", "too_long"):
         return _length(kind, ctx)
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:
+        return _PATTERNS[ctx["pattern"]]
     if kind in ("literal_error", "enum") and "expected" in ctx:
         return f"must be one of {ctx['expected']}"
     message = str(error["msg"])

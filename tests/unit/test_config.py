@@ -321,7 +321,7 @@ def test_cross_key_problems_are_reported_with_field_errors() -> None:
         ({"endpoints": [{"name": "x", "url": "https://x.example", "preset": "slak"}]}, "endpoints[0].preset:"),
         (
             {"endpoints": [{"name": "x", "url": "https://x.example", "extra_signature": {"header": "webhook-id"}}]},
-            "endpoints[0].extra_signature: 'webhook-id' is set by tillhook",
+            "endpoints[0].extra_signature.header: 'webhook-id' is set by tillhook",  # as the API names it
         ),
         (
             {

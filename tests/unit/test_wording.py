@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from tillhook.api.parsing import validate
 from tillhook.api.schemas import EndpointIn
 from tillhook.config import Config, validate_config
+from tillhook.envelope import parse_body
 from tillhook.errors import ConfigError, InvalidInput
 from tillhook.models import EventIn
 from tillhook.wording import plain
@@ -88,3 +89,21 @@ def test_the_api_says_it_in_words() -> None:
         {"field": "headers", "message": "must be a JSON object"},
         {"field": "colour", "message": "unknown field"},
     ]
+
+
+def test_ingest_says_an_event_s_mistakes_in_its_own_words() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_body(b'[{"type": "a", "data": {}}, {"type": "bad type", "data": {}, "colour": 1}]', None)
+    assert caught.value.errors == [
+        {
+            "field": "[1].type",
+            "message": "must be dot-separated names of letters, digits, _ or -, like transaction.completed",
+        },
+        {"field": "[1].colour", "message": "unknown field; an event has type, data, id and timestamp"},
+    ]
+
+
+def test_an_error_about_the_whole_body_names_the_body() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate(EndpointIn, ["not", "an", "object"], "the body")
+    assert caught.value.errors == [{"field": "body", "message": "must be a JSON object"}]

@@ -15,26 +15,11 @@ from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 from tillhook.config import parse_duration
 from tillhook.errors import InvalidInput, NotFound
-from tillhook.models import Endpoint, field_path
+from tillhook.models import Endpoint
 from tillhook.registry import EndpointRegistry
-from tillhook.wording import plain
+from tillhook.wording import field_errors
 
 M = TypeVar("M", bound=BaseModel)
-
-
-_PATTERN_HINTS = {
-    "name": "must be 1 to 64 letters, digits, _ . or -, starting with a letter or digit",
-}
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERN_HINTS:
-        return _PATTERN_HINTS[str(error["loc"][-1])]
-    return plain(error)
 
 
 def invalid(errors: list[dict[str, str]], what: str = "the request") -> InvalidInput:
@@ -46,9 +31,7 @@ def validate(model: type[M], data: Any, what: str, prefix: str = "", context: di
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise invalid(
-            [{"field": field_path(e["loc"], prefix) or "body", "message": _message(e)} for e in exc.errors()], what
-        ) from None
+        raise invalid(field_errors(exc, prefix, whole="body"), what) from None
 
 
 async def read_body(request: web.Request) -> bytes:

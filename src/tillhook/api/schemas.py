@@ -5,23 +5,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    RootModel,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
 
-from tillhook import rules
-from tillhook.expressions import language
+from tillhook.endpoint_rules import (
+    EXTRA_SIGNATURE_DOC,
+    FILTER_DOC,
+    PRESET_DOC,
+    TRANSFORM_DOC,
+    EndpointName,
+    EndpointSettings,
+    EndpointUrl,
+    EventPatterns,
+    ExtraSignature,
+    ExtraSignatureSpec,
+    Filter,
+    Headers,
+    MaxInFlight,
+    Preset,
+    RateLimit,
+    Secret,
+    Transform,
+)
 from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn
 
 T = TypeVar("T")
 
-EndpointName = Annotated[str, StringConstraints(pattern=rules.ENDPOINT_NAME_PATTERN)]
 Timestamp = Annotated[str, Field(description="RFC 3339 date-time in UTC", examples=["2026-11-22T10:30:00Z"])]
 EndpointState = Literal["healthy", "backing_off", "paused", "disabled"]
 
@@ -30,108 +38,38 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _patterns(value: list[str] | None) -> list[str] | None:
-    return None if value is None else rules.check_patterns(value)
-
-
-def _headers(value: dict[str, str] | None) -> dict[str, str] | None:
-    return None if value is None else rules.check_headers(value)
-
-
-def _url(value: str | None, info: ValidationInfo) -> str | None:
-    """The handler passes delivery.allow_http and delivery.allow_networks as validation context."""
-    context = info.context or {}
-    allow_http = bool(context.get("allow_http"))
-    return None if value is None else rules.check_url(value, allow_http, context.get("allow_networks", ()))
-
-
-def _filter(value: str | None) -> str | None:
-    return None if value is None else language.check(value, "filter")
-
-
-def _transform(value: str | None) -> str | None:
-    return None if value is None else language.check(value, "transform")
-
-
-def _preset(value: str | None) -> str | None:
-    return None if value is None else rules.check_preset(value)
-
-
-class ExtraSignatureSpec(_In):
-    header: str = Field(max_length=128, examples=["x-hub-signature-256"])
-    scheme: Literal["sha256-hex"] = Field(
-        default="sha256-hex", description="`sha256=<hex HMAC-SHA256 of the body>`, keyed with the whole secret"
-    )
-
-
-FILTER_DOC = "CEL over the event (id, type, timestamp, data): false means no delivery here"
-TRANSFORM_DOC = "CEL over the event: its result, as JSON, is the body sent instead of the event"
-PRESET_DOC = "a built-in transform into a chat message: slack, discord, teams or google-chat"
-EXTRA_SIGNATURE_DOC = "also sign the body as `sha256=<hex>` in this header, for receivers built that way"
-
-
-def _headers_with_url(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-    url = info.data.get("url")  # absent when the url itself failed
-    if isinstance(url, str):
-        rules.check_url_with_headers(url, value)
-    return value
-
-
-class EndpointIn(_In):
+class EndpointIn(EndpointSettings):
     """A new endpoint. The URL is checked against `delivery.allow_http` and
     `delivery.allow_networks` too."""
 
-    name: EndpointName
-    url: str = Field(max_length=2048)
-    events: list[str] = Field(default=["*"], max_length=100)
-    secret: str | None = Field(default=None, description="whsec_ + base64; generated when absent")
-    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
-    rate_limit: float | None = Field(default=None, gt=0, le=100000, description="attempts per second")
-    ordered: bool = False
-    headers: dict[str, str] = Field(default={}, max_length=50)
-    enabled: bool = True
-    filter: str | None = Field(default=None, description=FILTER_DOC, examples=["data.amount > 100.0"])
-    transform: str | None = Field(default=None, description=TRANSFORM_DOC)
-    preset: str | None = Field(default=None, description=PRESET_DOC, examples=["slack"])
-    extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
+    enabled: StrictBool = True
 
-    _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
-    _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
-    _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
-    _auth = field_validator("headers")(classmethod(lambda cls, v, info: _headers_with_url(v, info)))
-    _filter = field_validator("filter")(classmethod(lambda cls, v: _filter(v)))
-    _transform = field_validator("transform")(classmethod(lambda cls, v: _transform(v)))
-    _preset = field_validator("preset")(classmethod(lambda cls, v: _preset(v)))
 
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
-        return None if value is None else rules.check_secret(value)
+_NOT_NULL = ("name", "url", "events", "headers", "ordered")
 
 
 class EndpointPatch(_In):
     """Fields to change; absent ones stay. The secret changes only by rotation."""
 
     name: EndpointName | None = None
-    url: str | None = Field(default=None, max_length=2048)
-    events: list[str] | None = Field(default=None, max_length=100)
-    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
-    rate_limit: float | None = Field(default=None, gt=0, le=100000)
-    ordered: bool | None = None
-    headers: dict[str, str] | None = Field(default=None, max_length=50)
-    filter: str | None = Field(default=None, description=FILTER_DOC + "; null removes it")
-    transform: str | None = Field(default=None, description=TRANSFORM_DOC + "; null removes it")
-    preset: str | None = Field(default=None, description=PRESET_DOC + "; null removes it")
-    extra_signature: ExtraSignatureSpec | None = Field(
-        default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it"
-    )
+    url: EndpointUrl | None = None
+    events: EventPatterns | None = None
+    max_in_flight: MaxInFlight | None = None
+    rate_limit: RateLimit | None = None
+    ordered: StrictBool | None = None
+    headers: Headers | None = None
+    filter: Filter | None = Field(default=None, description=FILTER_DOC + "; null removes it")
+    transform: Transform | None = Field(default=None, description=TRANSFORM_DOC + "; null removes it")
+    preset: Preset | None = Field(default=None, description=PRESET_DOC + "; null removes it")
+    extra_signature: ExtraSignature | None = Field(default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it")
 
-    _events = field_validator("events")(classmethod(lambda cls, v: _patterns(v)))
-    _headers = field_validator("headers")(classmethod(lambda cls, v: _headers(v)))
-    _url = field_validator("url")(classmethod(lambda cls, v, info: _url(v, info)))
-    _filter = field_validator("filter")(classmethod(lambda cls, v: _filter(v)))
-    _transform = field_validator("transform")(classmethod(lambda cls, v: _transform(v)))
-    _preset = field_validator("preset")(classmethod(lambda cls, v: _preset(v)))
+    @field_validator(*_NOT_NULL)
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for what the patch gives: an absent field stays as it is.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class EndpointOut(BaseModel):
@@ -177,12 +115,7 @@ class EndpointSecretOut(BaseModel):
 
 class RotateIn(_In):
     grace: str = Field(default="24h", description='how long the old secret keeps signing, like "24h"; "0s" ends it now')
-    secret: str | None = Field(default=None, description="the new secret; generated when absent")
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
-        return None if value is None else rules.check_secret(value)
+    secret: Secret | None = Field(default=None, description="the new secret; generated when absent")
 
 
 class ReplayIn(_In):

@@ -10,7 +10,7 @@ from typing import Any
 from multidict import MultiDictProxy
 
 from tillhook.api.parsing import invalid, validate
-from tillhook.api.schemas import EndpointIn, EndpointPatch, ReplayIn
+from tillhook.api.schemas import EndpointIn, EndpointPatch, ReplayIn, RotateIn
 from tillhook.envelope import read_json
 from tillhook.errors import InvalidInput
 from tillhook.models import Endpoint
@@ -82,6 +82,10 @@ def new_endpoint(form: Form, context: dict[str, object]) -> EndpointIn:
 def changes(form: Form, context: dict[str, object]) -> dict[str, Any]:
     patch = validate(EndpointPatch, _settings(form), "the form", context=context)
     return patch.model_dump(include=set(EDITED))
+
+
+def rotate_request(form: Form) -> RotateIn:
+    return validate(RotateIn, {"grace": text(form, "grace") or "24h"}, "the form")
 
 
 def replay_request(form: Form) -> ReplayIn:

@@ -1,6 +1,6 @@
 """The endpoint pages: the list with the add form, one endpoint with its actions, and the
 pages that show a secret or ask before a replay or a delete. Every change calls the same
-verb in api/endpoints.py that the admin API's handler calls."""
+verb in api/endpoint_verbs.py that the admin API's handler calls."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from tillhook.api import endpoints as verbs
+from tillhook.api import endpoint_verbs as verbs
 from tillhook.api import preview as previews
 from tillhook.api.dashboard import endpoint_forms as forms
 from tillhook.api.dashboard.guard import SESSION
 from tillhook.api.dashboard.render import render
+from tillhook.api.endpoints import endpoint_out
 from tillhook.api.parsing import find_endpoint
 from tillhook.api.schemas import EndpointStatus
 from tillhook.api.state import SERVICES, Services
@@ -120,7 +121,7 @@ async def _detail(
         endpoint=endpoint,
         e=e,
         page=page_of(endpoint),
-        out=verbs.endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"),
+        out=endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"),
         pinned=verbs.secret_pinned(services, endpoint),
         file_owns=FILE_OWNS,
         notice=request.query.get("notice"),
@@ -191,10 +192,9 @@ async def rotate(request: web.Request) -> web.Response:
     services, endpoint = _endpoint(request)
     form = await request.post()
     try:
-        grace_s = verbs.grace_seconds(forms.text(form, "grace") or "24h")
+        rotated = await verbs.rotate(services, endpoint, forms.rotate_request(form))
     except InvalidInput as exc:
         return await _detail(request, services, endpoint, status=422, rotate_errors=forms.field_errors(exc))
-    rotated = await verbs.rotate(services, endpoint, grace_s)
     return _secret_page(
         request,
         services,
