@@ -41,7 +41,8 @@ def endpoint(name: str, events: Sequence[str] = ("*",), **fields: Any) -> Endpoi
 
 
 async def endpoints(outbox: Outbox, *names: str, **fields: Any) -> list[Endpoint]:
-    return [await outbox.create_endpoint(endpoint(name, **fields), NOW - 3600) for name in names]
+    """Created one after another, a second apart (so that "oldest first" is their order)."""
+    return [await outbox.create_endpoint(endpoint(name, **fields), NOW - 3600 + i) for i, name in enumerate(names)]
 
 
 def event(
@@ -56,7 +57,7 @@ def event(
 ) -> NewEvent:
     """An event as ingest builds it: its envelope's bytes are final. A repeat of the POS's
     request is a new event id with the same key, type, data and timestamp."""
-    document = {"id": event_id, "type": type_, "timestamp": format_time(at), "data": data or {"n": event_id}}
+    document = {"id": event_id, "type": type_, "timestamp": format_time(at), "data": data or {"order": key or event_id}}
     return NewEvent(
         id=event_id,
         type=type_,

@@ -20,11 +20,17 @@ class Place:
 
     new: Callable[[], Outbox]  # a new adapter on this outbox, not opened yet
     from_copy: Callable[[Path], Outbox]  # a new adapter on the copy `backup` wrote to this file, not opened
+    spoil: Callable[[], object]  # leave something there that is no outbox, as a wrong path or a wreck would
 
 
 @asynccontextmanager
 async def sqlite(tmp_path: Path) -> AsyncIterator[Place]:
-    yield Place(new=lambda: SqliteStore(tmp_path / "outbox.db"), from_copy=SqliteStore)
+    path = tmp_path / "outbox.db"
+    yield Place(
+        new=lambda: SqliteStore(path),
+        from_copy=SqliteStore,
+        spoil=lambda: path.write_bytes(b"these are not the pages of a database\n" * 200),
+    )
 
 
 # Every adapter the contract holds for, by the name its tests are shown under. An adapter that

@@ -4,6 +4,7 @@ never a delivery twice; `requeue_in_flight` puts back what was left delivering."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from tests.contract.build import NOW, attempt, claim, endpoints, event, settle
 from tests.contract.conftest import Opener
@@ -35,6 +36,19 @@ async def test_a_claim_hands_out_the_delivery_as_stored(outbox: Outbox) -> None:
     assert claimed.body == sent.body
     assert claimed.check_filter is False
     assert (await outbox.get_delivery(claimed.id)).state is DeliveryState.DELIVERING
+
+
+async def test_a_delivery_whose_filter_could_not_be_evaluated_says_so_when_claimed(outbox: Outbox) -> None:
+    a, b = await endpoints(outbox, "a", "b")
+    unsure = replace(event("msg_1", [a.id, b.id]), check_filter=(a.id,))
+    done = await outbox.enqueue(
+        [unsure, replace(event("msg_2", [a.id, b.id]), check_filter=(a.id,))], start=[[False, False], [True, False]]
+    )
+    assert [(d.endpoint_id, d.check_filter) for d in done.started] == [(a.id, True)]
+    claimed = await claim(outbox, {a.id: 10, b.id: 10})
+    assert sorted((d.event_id, d.endpoint_id, d.check_filter) for d in claimed) == sorted(
+        [("msg_1", a.id, True), ("msg_1", b.id, False), ("msg_2", b.id, False)]
+    )
 
 
 async def test_the_longest_due_go_first(outbox: Outbox) -> None:

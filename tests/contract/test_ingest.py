@@ -25,7 +25,9 @@ async def test_enqueue_answers_each_event_in_order_with_its_deliveries(outbox: O
     ]
     assert (done.started, done.not_started, done.queued) == ([], [], frozenset({a.id, b.id}))
     rows = await outbox.list_deliveries(LogFilter())
-    assert sorted((r.event_id, r.endpoint_id) for r in rows) == [("msg_1", a.id), ("msg_1", b.id), ("msg_2", b.id)]
+    assert sorted((r.event_id, r.endpoint_id) for r in rows) == sorted(
+        [("msg_1", a.id), ("msg_1", b.id), ("msg_2", b.id)]
+    )
     for row in rows:
         assert row.state is DeliveryState.PENDING
         assert (row.attempts, row.last_status, row.last_error, row.first_attempt_at) == (0, None, None, None)

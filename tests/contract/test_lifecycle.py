@@ -27,6 +27,15 @@ async def test_the_writer_runs_until_close(outbox: Outbox) -> None:
     await outbox.close()  # twice is fine
 
 
+async def test_what_is_no_outbox_is_refused_at_open_saying_so(place: Place) -> None:
+    place.spoil()
+    outbox = place.new()
+    with pytest.raises(StoreError) as refused:
+        await outbox.open()
+    assert str(refused.value)  # a message for the operator, not a driver's exception
+    await outbox.close()
+
+
 async def test_a_closed_outbox_refuses_writes_as_unavailable(outbox: Outbox) -> None:
     (shop,) = await endpoints(outbox, "shop")
     await outbox.close()
