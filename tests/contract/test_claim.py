@@ -9,7 +9,7 @@ from dataclasses import replace
 from tests.contract.build import NOW, attempt, claim, endpoints, event, settle
 from tests.contract.conftest import Opener
 from tillhook.models import DeliveryState
-from tillhook.store.port import LogFilter, Outbox
+from tillhook.store.port import ClaimRequest, LogFilter, Outbox
 
 
 async def test_only_due_deliveries_are_claimed(outbox: Outbox) -> None:
@@ -91,10 +91,15 @@ async def test_no_delivery_is_claimed_twice(outbox: Outbox) -> None:
 
 async def test_claims_made_together_share_nothing(outbox: Outbox) -> None:
     (a,) = await endpoints(outbox, "a")
-    await outbox.enqueue([event(f"msg_{i}", [a.id], at=NOW - 100 + i) for i in range(10)])
-    batches = await asyncio.gather(*(claim(outbox, {a.id: 3}) for _ in range(5)))
+    await outbox.enqueue([event(f"msg_{i}", [a.id], at=NOW - 100 + i) for i in range(12)])
+    (first,) = await claim(outbox, {a.id: 1})
+    # Claims of their own and one along with an outcome, all queued at once.
+    along = outbox.write_outcomes([attempt(first, DeliveryState.DELIVERED)], NOW, ClaimRequest({a.id: 3}, NOW))
+    batches = await asyncio.gather(*(claim(outbox, {a.id: 3}) for _ in range(4)))
+    batches.append(await along)
     ids = [d.id for batch in batches for d in batch]
-    assert len(ids) == len(set(ids)) == 10
+    assert len(ids) == len(set(ids)) == 11
+    assert first.id not in ids
     assert all(len(batch) <= 3 for batch in batches)
 
 

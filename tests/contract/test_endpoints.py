@@ -93,7 +93,8 @@ async def test_delete_cancels_what_is_unfinished_and_keeps_the_history(outbox: O
     assert {(r.endpoint, r.endpoint_enabled) for r in kept.values()} == {(shop.id, None)}
     assert await outbox.unfinished_count(shop.id) == 0
     assert await claim(outbox, {shop.id: 10}) == []
-    assert in_flight.id in kept and kept["msg_2"].id == in_flight.id
+    assert kept["msg_2"].id == in_flight.id
+    assert [x.status for x in await outbox.attempts_of_delivery(failed.id)] == [500]
     # Another endpoint's deliveries are untouched, and the name is free again.
     assert await outbox.count_by_state() == {
         DeliveryState.PENDING: 4,
