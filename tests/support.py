@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -16,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tillhook.store.port import DeliveryRow, LogFilter, Outbox
 
 Behaviour = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
 
@@ -204,3 +207,16 @@ class PeakInFlight:
     async def __call__(self, request: web.Request, n: int) -> web.StreamResponse:
         self.peak = max(self.peak, self._dispatcher.in_flight)
         return web.Response()
+
+
+async def on_writer(store: Any, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run `fn(conn)` on the SQLite adapter's writer connection, inside its next write
+    transaction, and return what it returns. Fault injection for tests of the SQLite adapter
+    (PRAGMAs that fill the disk or forbid writes) and rows written as such a test needs them:
+    nothing above the store reaches past the port like this."""
+    return await store._call(fn)
+
+
+async def deliveries_of(store: Outbox, event_id: str) -> list[DeliveryRow]:
+    """An event's deliveries, oldest first, read through the port."""
+    return list(reversed(await store.list_deliveries(LogFilter(event_id=event_id, limit=1000))))

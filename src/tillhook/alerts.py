@@ -26,7 +26,8 @@ from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, N
 from tillhook.redact import Scrubber, origin, redact_url
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
-from tillhook.store import Admission, SqliteStore
+from tillhook.store import Admission
+from tillhook.store.port import Outbox
 from tillhook.transitions import DisabledBy
 
 log = structlog.get_logger("tillhook.alerts")
@@ -60,7 +61,7 @@ class Alerts:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Outbox,
         registry: EndpointRegistry,
         admission: Admission,
         health: Mapping[str, EndpointHealth],
@@ -178,7 +179,7 @@ class Alerts:
         if not self._backlog.over(age_s, now):
             return
         pending = await self._store.pending_by_endpoint()
-        backlog = sum(pending[e][0] for e in watched if e in pending)
+        backlog = sum(pending[e].pending for e in watched if e in pending)
         holder = self._registry.get(oldest[0])
         where = f"Endpoint {holder.name} holds the oldest: is {origin(holder.url)} up? " if holder else ""
         waiting = "1 delivery is pending" if backlog == 1 else f"{backlog} deliveries are pending"
@@ -240,7 +241,8 @@ class Alerts:
             # Through the endpoints' filters like any event: a chat endpoint may want only some.
             if self._fan_out is not None:
                 (event,) = await self._fan_out([event])
-            await self._store.enqueue([event], self._admission)
+            # The adapter's enqueue still takes an Admission, not the port's start flags.
+            await self._store.enqueue([event], self._admission)  # type: ignore[arg-type]
         except StoreUnavailable as exc:
             log.error("alert_not_stored", type=event.type, endpoint=name, error=exc.message)
             return

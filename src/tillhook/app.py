@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from typing import cast
 
 import structlog
 from aiohttp import web
@@ -39,6 +40,7 @@ from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.shaping import FanOut
 from tillhook.store import SqliteStore
+from tillhook.store.port import Outbox
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
 
@@ -67,6 +69,12 @@ def config_endpoint(spec: EndpointConfig) -> Endpoint:
     )
 
 
+def make_store(config: Config) -> SqliteStore:
+    """The outbox the config names, not opened: `serve` opens it, the commands beside the
+    daemon (`backup`, `tokens`) use what needs no opening."""
+    return SqliteStore(config.storage.path)
+
+
 def build_app(
     config: Config,
     *,
@@ -86,7 +94,7 @@ def build_app(
     app.router.add_get("/openapi.json", get_openapi)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        the_store = store or SqliteStore(config.storage.path)
+        the_store = store or make_store(config)
         await the_store.open()
         try:
             services = await _start(config, clock, the_store, run_dispatcher)
@@ -112,7 +120,7 @@ def build_app(
 
 async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
     auth = config.auth
-    ingest, admin, viewer = await store.tokens(
+    tokens = await store.tokens(
         auth.ingest_token.get_secret_value() if auth.ingest_token else None,
         auth.admin_token.get_secret_value() if auth.admin_token else None,
         auth.viewer_token.get_secret_value() if auth.viewer_token else None,
@@ -159,9 +167,12 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
+    # What the rest reads and administers through: the port. SqliteStore's write verbs still
+    # take an Admission and quotas where the port has start flags and a ClaimRequest.
+    outbox = cast(Outbox, store)
     fan_out = FanOut(registry, sandbox, clock)
     alerts = Alerts(
-        store,
+        outbox,
         registry,
         dispatcher,
         dispatcher.health,
@@ -176,11 +187,11 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
     return Services(
         config=config,
         clock=clock,
-        store=store,
+        store=outbox,
         registry=registry,
         dispatcher=dispatcher,
         session=session,
-        tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
+        tokens=Tokens(tokens.ingest.encode(), tokens.admin.encode(), tokens.viewer.encode()),
         started_monotonic=clock.monotonic(),
         metrics=metrics,
         sandbox=sandbox,
@@ -201,23 +212,24 @@ async def serve(config: Config) -> int:
     connections = _connection_tracker(config)
     accept_errors = AcceptErrors()
     accept_errors.install(loop)
-    app = build_app(config)
+    store = make_store(config)
+    app = build_app(config, store=store)
     app.middlewares.insert(0, connections.middleware)  # outermost: it sees every request
     runner = await _listen(app, config, connections)
     services = app[SERVICES]
-    services.store.announce(listen=_bound(runner, config))  # named by a second daemon's refusal
+    store.announce(listen=_bound(runner, config))  # named by a second daemon's refusal
     notifier = Notifier()
     notifier.send("READY=1", f"STATUS=delivering; listening on {_bound(runner, config)}")
     log.info(
         "serve_started",
         version=__version__,
         listen=_bound(runner, config),
-        database=str(services.store.path),
+        database=services.store.location,
         endpoints=len(services.registry.all()),
     )
-    side = _side_tasks(services, config, connections, notifier)
+    side = _side_tasks(services, store, config, connections, notifier)
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
-    watched = [t for t in (services.dispatcher.task, services.store.writer_task) if t is not None]
+    watched = [t for t in (services.dispatcher.task, services.store.writer) if t is not None]
     watched += [side["retention"], side["connections"], side["database-watch"], side["alerts"]]
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -253,7 +265,7 @@ async def _listen(app: web.Application, config: Config, connections: ConnectionT
 
 
 def _side_tasks(
-    services: Services, config: Config, connections: ConnectionTracker, notifier: Notifier
+    services: Services, store: SqliteStore, config: Config, connections: ConnectionTracker, notifier: Notifier
 ) -> dict[str, asyncio.Task[None]]:
     """The background tasks beside the dispatcher and the writer, each named and kept; all
     but the watchdog stop the daemon loudly if they die."""
@@ -261,7 +273,7 @@ def _side_tasks(
         "retention": Retention(services.store, services.clock, config.storage.retention).run(),
         "watchdog": notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         "connections": connections.sweep(),
-        "database-watch": DatabaseWatch(services.store).run(),
+        "database-watch": DatabaseWatch(store).run(),
         "alerts": services.alerts.run(),
     }
     return {name: asyncio.create_task(run, name=f"tillhook-{name}") for name, run in runs.items()}

@@ -149,8 +149,8 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     until the daemon's next start makes one."""
     from pathlib import Path
 
+    from tillhook.app import make_store
     from tillhook.errors import NoDatabase
-    from tillhook.store.readonly import stored_tokens
 
     auth = config.auth
     ingest = auth.ingest_token.get_secret_value() if auth.ingest_token else None
@@ -164,7 +164,7 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
         f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
     )
     try:
-        stored = stored_tokens(path)
+        stored = await make_store(config).read_tokens()
     except NoDatabase:
         if ingest and admin:  # the commands that need a token have theirs
             return ingest, admin, None
@@ -182,10 +182,10 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
 def _backup(config: Config, path: str) -> int:
     from pathlib import Path
 
-    from tillhook.store.backup import backup
+    from tillhook.app import make_store
 
     target = Path(path).absolute()
-    events = backup(Path(config.storage.path), target)
+    events = asyncio.run(make_store(config).backup(target))
     print(f"backed up {config.storage.path} to {target} ({events} events, {target.stat().st_size} bytes)")
     return EXIT_OK
 

@@ -10,7 +10,7 @@ import structlog
 
 from tillhook.clock import Clock
 from tillhook.errors import StoreUnavailable
-from tillhook.store import SqliteStore
+from tillhook.store.port import Outbox
 
 log = structlog.get_logger("tillhook.retention")
 
@@ -20,7 +20,7 @@ BATCH = 500
 
 
 class Retention:
-    def __init__(self, store: SqliteStore, clock: Clock, retention_s: float, *, batch: int = BATCH) -> None:
+    def __init__(self, store: Outbox, clock: Clock, retention_s: float, *, batch: int = BATCH) -> None:
         self._store = store
         self._clock = clock
         self._retention_s = retention_s

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from tests.support import on_writer
 from tillhook.store import SqliteStore
 from tillhook.store.schema import MIGRATIONS, migrate
 
@@ -48,7 +49,7 @@ async def test_attempts_by_hour_counts_outcomes_and_durations_per_hour(tmp_path:
             add_attempt(conn, 3, this_hour - 3 * HOUR + 5, 120.0, "delivered")
             add_attempt(conn, 3, this_hour - 30 * HOUR, 1.0, "delivered")  # older than a day: not shown
 
-        await store.call(write)
+        await on_writer(store, write)
         hours = await store.attempts_by_hour(NOW)
         assert len(hours) == 24 and hours[-1].start == NOW - 1800.0 and hours[0].start == NOW - 1800.0 - 23 * HOUR
         last = hours[-1]
@@ -90,10 +91,11 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
     store = SqliteStore(tmp_path / "t.db")
     await store.open()
     try:
-        await store.call(
+        await on_writer(
+            store,
             lambda conn: add_deliveries(
                 conn, ["pending"] * 4 + ["delivering"] * 2 + ["delivered"] * 5 + ["failed"] * 3 + ["cancelled"]
-            )
+            ),
         )
         assert await store.count_by_state() == {
             "pending": 4,
@@ -107,7 +109,7 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
             conn.execute("UPDATE deliveries SET state = 'delivered' WHERE id IN (1, 5)")  # pending, delivering
             conn.execute("UPDATE deliveries SET state = 'pending' WHERE id = 12")  # a failed one retried
 
-        await store.call(change)
+        await on_writer(store, change)
         assert await store.count_by_state() == {
             "pending": 4,
             "delivering": 1,
@@ -116,7 +118,7 @@ async def test_counts_by_state_stay_exact_through_changes_and_the_purge(tmp_path
             "cancelled": 1,
         }
         # Rows above the highest id counted before are added to what was counted then.
-        await store.call(lambda conn: add_deliveries(conn, ["pending", "delivered", "failed"], start_id=16))
+        await on_writer(store, lambda conn: add_deliveries(conn, ["pending", "delivered", "failed"], start_id=16))
         assert await store.count_by_state() == {
             "pending": 5,
             "delivering": 1,

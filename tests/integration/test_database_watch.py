@@ -29,7 +29,7 @@ async def test_an_intact_database_is_left_alone(tmp_path, make_harness):
 async def test_a_lost_database_is_refused_and_rescued(tmp_path, make_harness, change):
     h = await make_harness(make_config(tmp_path, []))
     acked = [(await h.post_events({"type": "a.b", "data": {"n": n}}))[1]["id"] for n in range(5)]
-    db = Path(h.services.store.path)
+    db = Path(h.services.store.location)
     if change == "deleted":
         for name in (db.name, f"{db.name}-wal", f"{db.name}-shm"):
             (tmp_path / name).unlink()

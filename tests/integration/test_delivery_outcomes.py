@@ -8,10 +8,11 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
-from tests.support import FakeClock, reset_connection, self_signed_cert, server_tls, status
+from tests.support import FakeClock, deliveries_of, reset_connection, self_signed_cert, server_tls, status
 from tillhook.errors import ConfigError
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.rules import new_secret
+from tillhook.store.port import DeliveryRow
 
 
 async def one_event(h, event_type: str = "transaction.completed") -> str:
@@ -20,8 +21,8 @@ async def one_event(h, event_type: str = "transaction.completed") -> str:
     return reply["id"]
 
 
-async def delivery_of(h, event_id: str) -> dict:
-    (row,) = await h.services.store.deliveries_of_event(event_id)
+async def delivery_of(h, event_id: str) -> DeliveryRow:
+    (row,) = await deliveries_of(h.services.store, event_id)
     return row
 
 
@@ -51,7 +52,7 @@ async def test_2xx_is_delivered_with_a_valid_signature(setup):
     body = json.loads(got.body)
     assert body["id"] == event_id and body["type"] == "transaction.completed" and body["data"] == {"amount": 5}
     row = await delivery_of(h, event_id)
-    assert row["state"] == "delivered" and row["attempts"] == 1 and row["last_status"] == 204
+    assert row.state == "delivered" and row.attempts == 1 and row.last_status == 204
 
 
 async def test_500_retries_after_the_schedule_and_keeps_the_excerpt(setup):
@@ -59,11 +60,11 @@ async def test_500_retries_after_the_schedule_and_keeps_the_excerpt(setup):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and row["last_status"] == 500
-    delay = row["next_attempt_at"] - h.clock.now()
+    assert row.state == "pending" and row.last_status == 500
+    delay = row.next_attempt_at - h.clock.now()
     assert 8.0 <= delay <= 12.0  # 10s ±20 %
-    (attempt,) = await h.services.store.attempts_of_delivery(row["id"])
-    assert attempt["response_excerpt"] == "database explode"  # response_body_limit = 16
+    (attempt,) = await h.services.store.attempts_of_delivery(row.id)
+    assert attempt.response_excerpt == "database explode"  # response_body_limit = 16
     assert await h.step(advance_s=5) == 0  # not due yet
     assert await h.step(advance_s=8) == 1
     assert len(receiver.received) == 2
@@ -77,8 +78,8 @@ async def test_a_receiver_that_hangs_times_out(setup):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and row["last_status"] is None
-    assert "timed out after 0.3s" in row["last_error"]
+    assert row.state == "pending" and row.last_status is None
+    assert "timed out after 0.3s" in row.last_error
 
 
 def _hang(receiver):
@@ -94,7 +95,7 @@ async def test_429_with_retry_after_waits_that_long(setup):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["next_attempt_at"] == pytest.approx(h.clock.now() + 120)
+    assert row.next_attempt_at == pytest.approx(h.clock.now() + 120)
     assert await h.step(advance_s=119) == 0
     assert await h.step(advance_s=1) == 1
 
@@ -104,7 +105,7 @@ async def test_503_retry_after_is_capped_at_an_hour(setup):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["next_attempt_at"] == pytest.approx(h.clock.now() + 3600)
+    assert row.next_attempt_at == pytest.approx(h.clock.now() + 3600)
 
 
 async def test_410_disables_the_endpoint_and_keeps_its_deliveries(setup):
@@ -116,7 +117,7 @@ async def test_410_disables_the_endpoint_and_keeps_its_deliveries(setup):
     (stored,) = await h.services.store.list_endpoints()
     assert not stored.enabled  # survives a restart
     row = await delivery_of(h, first)
-    assert row["state"] == "pending"
+    assert row.state == "pending"
     # A disabled endpoint still gets a delivery for each new event; all of them wait.
     code, reply, _ = await h.post_events({"type": "transaction.completed", "data": {}})
     assert code == 202 and reply["deliveries"] == 1
@@ -130,7 +131,7 @@ async def test_redirects_are_not_followed(setup):
     await h.step()
     assert [r.path for r in receiver.received] == ["/hook"]
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and row["last_status"] == 302
+    assert row.state == "pending" and row.last_status == 302
 
 
 async def test_a_reset_connection_is_retried(setup):
@@ -138,10 +139,10 @@ async def test_a_reset_connection_is_retried(setup):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and row["last_status"] is None and row["last_error"]
+    assert row.state == "pending" and row.last_status is None and row.last_error
     receiver.behaviour = status(200)
     await h.step(advance_s=13)
-    assert (await delivery_of(h, event_id))["state"] == "delivered"
+    assert (await delivery_of(h, event_id)).state == "delivered"
 
 
 async def test_a_delivery_failing_past_give_up_after_becomes_failed(setup):
@@ -149,12 +150,12 @@ async def test_a_delivery_failing_past_give_up_after_becomes_failed(setup):
     event_id = await one_event(h)
     for _ in range(10):
         await h.step(advance_s=25 * 60)
-        if (await delivery_of(h, event_id))["state"] == "failed":
+        if (await delivery_of(h, event_id)).state == "failed":
             break
     row = await delivery_of(h, event_id)
-    assert row["state"] == "failed"
+    assert row.state == "failed"
     # 0m, ~20m, ~40m, then the last try lands on the 1h deadline itself.
-    assert row["attempts"] == 4
+    assert row.attempts == 4
 
 
 async def test_connection_refused_is_retried(tmp_path, make_harness, clock):
@@ -163,7 +164,7 @@ async def test_connection_refused_is_retried(tmp_path, make_harness, clock):
     event_id = await one_event(h)
     await h.step()
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and "cannot connect" in row["last_error"]
+    assert row.state == "pending" and "cannot connect" in row.last_error
 
 
 async def test_loopback_targets_are_refused_unless_allowed(tmp_path, receivers, make_harness, clock):
@@ -182,11 +183,11 @@ async def test_loopback_targets_are_refused_unless_allowed(tmp_path, receivers, 
     event_id = await one_event(h)
     await h.step()
     assert receiver.received == []
-    rows = await h.services.store.deliveries_of_event(event_id)
+    rows = await deliveries_of(h.services.store, event_id)
     assert len(rows) == 2
     for row in rows:
-        assert row["state"] == "pending"
-        assert "loopback" in row["last_error"] and "allow_networks" in row["last_error"]
+        assert row.state == "pending"
+        assert "loopback" in row.last_error and "allow_networks" in row.last_error
 
 
 async def test_extra_endpoint_headers_are_sent(tmp_path, receivers, make_harness, clock):
@@ -208,4 +209,4 @@ async def test_an_untrusted_tls_certificate_is_refused(tmp_path, receivers, make
     await h.step()
     assert receiver.received == []
     row = await delivery_of(h, event_id)
-    assert row["state"] == "pending" and "certificate" in row["last_error"]
+    assert row.state == "pending" and "certificate" in row.last_error

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
-from tests.support import PeakInFlight, status
+from tests.support import PeakInFlight, deliveries_of, on_writer, status
 from tillhook.app import config_endpoint
 from tillhook.errors import StoreUnavailable
 from tillhook.models import NewEvent
@@ -116,8 +116,8 @@ async def test_stop_waits_for_attempts_within_the_grace(tmp_path, receivers, mak
     assert await h.dispatcher.run_once() == 1
     await receiver.wait_count(1)
     await h.dispatcher.stop(grace_s=5)
-    (row,) = await h.services.store.deliveries_of_event(event_id)
-    assert row["state"] == "delivered"
+    (row,) = await deliveries_of(h.services.store, event_id)
+    assert row.state == "delivered"
 
 
 async def test_stop_cancels_past_the_grace_and_requeues(tmp_path, receivers, make_harness, clock):
@@ -129,8 +129,8 @@ async def test_stop_cancels_past_the_grace_and_requeues(tmp_path, receivers, mak
     await h.dispatcher.run_once()
     await receiver.wait_count(1)
     await h.dispatcher.stop(grace_s=0.1)
-    (row,) = await h.services.store.deliveries_of_event(event_id)
-    assert row["state"] == "pending" and row["attempts"] == 0
+    (row,) = await deliveries_of(h.services.store, event_id)
+    assert row.state == "pending" and row.attempts == 0
 
 
 async def test_deliveries_left_in_flight_by_a_crash_are_sent_after_restart(tmp_path, receivers, make_harness):
@@ -193,14 +193,14 @@ async def test_outcomes_wait_out_a_full_disk(tmp_path, receivers, make_harness, 
         (count,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count = {pages or count}")
 
-    await store.call(cap)  # no room for the attempt log (2 KiB excerpts)
+    await on_writer(store, cap)  # no room for the attempt log (2 KiB excerpts)
     assert await h.step() == 20
     assert len(receiver.received) == 20
     stuck = await store.count_by_state()
     assert stuck.get("delivering", 0) > 0  # outcomes not written: never claimed twice meanwhile
     with pytest.raises(StoreUnavailable):
         await h.step(advance_s=60)  # still full: the outcomes cannot be written yet
-    await store.call(lambda conn: cap(conn, pages=1_000_000))
+    await on_writer(store, lambda conn: cap(conn, pages=1_000_000))
     await h.step(advance_s=60)
     assert await store.count_by_state() == {"delivered": 20}
     assert len(receiver.received) == 20  # nothing was sent twice

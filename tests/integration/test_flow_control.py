@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 from tests.integration.conftest import ADMIN_TOKEN, make_config
-from tests.support import PeakInFlight
+from tests.support import PeakInFlight, deliveries_of
 
 
 async def get(h, path: str):
@@ -80,8 +80,8 @@ async def test_when_the_head_finally_fails_the_next_one_goes(tmp_path, receivers
         await h.step(advance_s=61)
     delivered = [r.event_id for r in receiver.received if r.event_id != ids[0]]
     assert delivered == ids[1:]
-    code_rows = await h.services.store.deliveries_of_event(ids[0])
-    assert code_rows[0]["state"] == "failed"
+    (row,) = await deliveries_of(h.services.store, ids[0])
+    assert row.state == "failed"
 
 
 async def test_retry_after_pauses_the_whole_endpoint(tmp_path, receivers, make_harness, clock):

@@ -231,5 +231,5 @@ def test_an_endpoint_taken_out_under_the_earlier_schema_comes_back_too(tmp_path:
     assert gone.removed_from_config and not kept.removed_from_config
     spec = Endpoint(id="", name="gone", url="https://x.example/h", events=("*",), secrets=(), config_managed=True)
     applied = endpoints_sql.apply_config(conn, [spec], now=2.0)
-    assert applied.restored == [("gone", True, 0)] and applied.removed == ["kept"]
+    assert applied.restored == (("gone", True, 0),) and applied.removed == ("kept",)
     conn.close()

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.integration.conftest import ADMIN_TOKEN, make_config
+from tests.support import deliveries_of, on_writer
 
 PROBLEM = "application/problem+json"
 
@@ -67,7 +68,7 @@ async def test_idempotency_key_in_body_and_header(h):
 async def test_timestamp_is_kept_in_utc_and_defaults_to_receipt(h):
     code, reply, _ = await h.post_events({"type": "a.b", "data": {}, "timestamp": "2026-11-22T11:30:00+01:00"})
     assert code == 202
-    deliveries = await h.services.store.deliveries_of_event(reply["id"])
+    deliveries = await deliveries_of(h.services.store, reply["id"])
     assert len(deliveries) == 1
 
 
@@ -158,14 +159,14 @@ async def test_storage_full_is_503_and_recovers(h):
         (count,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count = {pages or count}")
 
-    await store.call(cap)  # the database may not grow: SQLite answers "database or disk is full"
+    await on_writer(store, cap)  # the database may not grow: SQLite answers "database or disk is full"
     big = {"type": "a.b", "data": {"blob": "x" * 3000}}
     replies = [await h.post_events(big) for _ in range(5)]
     refused = [reply for code, reply, _ in replies if code == 503]
     assert refused, "a full database must refuse ingest with 503"
     assert "full" in refused[0]["detail"] and "nothing was stored" in refused[0]["detail"]
     accepted_while_full = sum(1 for code, _, _ in replies if code == 202)
-    await store.call(lambda conn: cap(conn, pages=1_000_000))
+    await on_writer(store, lambda conn: cap(conn, pages=1_000_000))
     code, _, _ = await h.post_events(big)
     assert code == 202
     assert await counts(h) == {"pending": accepted_while_full + 1}  # "a.b" matches one endpoint
@@ -202,12 +203,12 @@ async def test_a_read_only_database_gives_503s_with_a_clear_detail_and_recovers(
     def query_only(conn, on: bool = True):
         conn.execute(f"PRAGMA query_only = {int(on)}")
 
-    await store.call(query_only)
+    await on_writer(store, query_only)
     code, problem, response = await h.post_events({"type": "sale.completed", "data": {}})
     assert code == 503 and "read-only" in problem["detail"] and response.headers["Retry-After"]
     async with h.session.get(h.server.make_url("/healthz")) as r:
         assert r.status == 503 and "read-only" in (await r.json(content_type=None))["detail"]
-    await store.call(lambda conn: query_only(conn, False))
+    await on_writer(store, lambda conn: query_only(conn, False))
     code, _, _ = await h.post_events({"type": "sale.completed", "data": {}})
     assert code == 202
     import sqlite3

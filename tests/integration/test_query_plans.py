@@ -61,7 +61,7 @@ async def test_the_delivery_log_filtered_by_status_searches_an_index(tmp_path):
     await store.open()
     await store.close()
     from tillhook.store import log_sql
-    from tillhook.store.log_sql import LogFilter
+    from tillhook.store.port import LogFilter
 
     sql, params = log_sql.deliveries_query(LogFilter(endpoint_id="e", last_status=500))
     with sqlite3.connect(tmp_path / "t.db") as conn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from tests.integration.conftest import make_config
-from tests.support import status
+from tests.support import deliveries_of, status
 from tillhook.retention import Retention
 
 
@@ -38,8 +38,8 @@ async def test_purges_finished_history_and_never_a_pending_delivery(tmp_path, re
     assert await retention.run_once() == 5  # in batches of two
     events, deliveries, attempts = counts(tmp_path / "tillhook.db")
     assert (events, deliveries) == (1, 1) and attempts >= 1
-    (row,) = await h.services.store.deliveries_of_event(pending_event)
-    assert row["state"] == "pending"
+    (row,) = await deliveries_of(h.services.store, pending_event)
+    assert row.state == "pending"
     # Recent events are kept.
     await h.post_events({"type": "sale.completed", "data": {}})
     await h.step()

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.conftest import make_config
 from tests.integration.test_admin_api import api, create, post
+from tests.support import deliveries_of
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.rules import new_secret
 
@@ -138,8 +139,8 @@ async def test_an_endpoint_stored_with_a_refused_url_still_loads_and_is_refused_
     assert await names(h) == ["old"]
     event_id = await post(h)
     assert await h.step() == 1
-    (row,) = await h.services.store.deliveries_of_event(event_id)
-    assert row["state"] == "pending" and "refused to connect to 10.0.0.5" in row["last_error"]
+    (row,) = await deliveries_of(h.services.store, event_id)
+    assert row.state == "pending" and "refused to connect to 10.0.0.5" in row.last_error
     # It can be fixed through the API, with a url that is allowed.
     code, fixed = await api(h, "PATCH", "/v1/endpoints/old", {"url": "https://hooks.example/h"})
     assert code == 200 and fixed["url"] == "https://hooks.example/h"

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from tests.integration.conftest import make_config
 from tests.integration.test_admin_api import api, create, post
-from tests.support import FakeClock
+from tests.support import FakeClock, deliveries_of
 from tillhook.delivery import Deliverer, make_session
 from tillhook.models import ClaimedDelivery, Endpoint, SigningSecret
 from tillhook.rules import new_secret
@@ -77,8 +77,8 @@ async def test_the_attempt_log_and_endpoint_health_hold_no_credential(tmp_path, 
     created = await create(h, f"http://{CREDENTIALS}127.0.0.1:{not_http}/h{QUERY}")
     event_id = await post(h)
     assert await h.step() == 1
-    (row,) = await h.services.store.deliveries_of_event(event_id)
-    code, delivery = await api(h, "GET", f"/v1/deliveries/{row['id']}")
+    (row,) = await deliveries_of(h.services.store, event_id)
+    code, delivery = await api(h, "GET", f"/v1/deliveries/{row.id}")
     assert code == 200
     (attempt_out,) = delivery["attempt_log"]
     for text in (attempt_out["error"], delivery["last_error"]):

@@ -17,7 +17,7 @@ from tillhook.api.dashboard.charts import (
     number,
 )
 from tillhook.api.dashboard.render import environment
-from tillhook.store.hourly import HourOfAttempts
+from tillhook.store.port import HourOfAttempts
 
 START = float(calendar.timegm((2026, 11, 30, 13, 0, 0)))  # the top of an hour, UTC
 

@@ -36,6 +36,7 @@ from tillhook.models import (
     format_time,
 )
 from tillhook.redact import MASK, redact_url
+from tillhook.store.port import LogFilter
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
@@ -243,9 +244,10 @@ async def send_test(services: Services, endpoint: Endpoint) -> PingOut:
     now = services.clock.now()
     ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
     (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
-    await services.store.enqueue([event], services.dispatcher)
-    (delivery,) = await services.store.deliveries_of_event(event.id)
-    return PingOut(event_id=event.id, delivery_id=delivery["id"])
+    # The adapter's enqueue still takes the dispatcher as its Admission, not the port's start flags.
+    await services.store.enqueue([event], services.dispatcher)  # type: ignore[arg-type]
+    (delivery,) = await services.store.list_deliveries(LogFilter(event_id=event.id, limit=1))
+    return PingOut(event_id=event.id, delivery_id=delivery.id)
 
 
 def replay_window(services: Services, spec: ReplayIn) -> tuple[float, float]:

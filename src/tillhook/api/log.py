@@ -4,8 +4,9 @@ parses and replies; the work is in a plain function of `services` the dashboard 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -32,38 +33,41 @@ from tillhook.api.schemas import (
 )
 from tillhook.api.state import SERVICES, Services
 from tillhook.errors import InvalidInput
-from tillhook.models import Endpoint, format_time
+from tillhook.models import DeliveryState, Endpoint, format_time
 from tillhook.shaping import USER_AGENT
-from tillhook.store.admin_sql import RETRY_MATCHING_MAX
-from tillhook.store.log_sql import LogFilter
+from tillhook.store.port import DeliveryRow, EventRow, LogFilter
+
+# A retry of everything a filter matches is bounded, so one click cannot hold the writer for
+# long; what is left over is retried by the next click.
+RETRY_MATCHING_MAX = 10_000
 
 
 def _time(value: float | None) -> str | None:
     return None if value is None else format_time(value)
 
 
-def held_reason(row: dict[str, Any]) -> str | None:
+def held_reason(row: DeliveryRow) -> str | None:
     """Why a pending delivery is not being tried: its endpoint is off (disabled, or out of the
     config file) and holds it until it is enabled again."""
-    if row["state"] != "pending" or row["endpoint_enabled"] is None or row["endpoint_enabled"]:
+    if row.state != DeliveryState.PENDING or row.endpoint_enabled is None or row.endpoint_enabled:
         return None
-    return f"endpoint {row['endpoint']} is disabled: {row['endpoint_disabled_reason'] or 'no reason recorded'}"
+    return f"endpoint {row.endpoint} is disabled: {row.endpoint_disabled_reason or 'no reason recorded'}"
 
 
-def delivery_out(row: dict[str, Any]) -> DeliveryOut:
+def delivery_out(row: DeliveryRow) -> DeliveryOut:
     return DeliveryOut(
-        id=row["id"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        endpoint_id=row["endpoint_id"],
-        endpoint=row["endpoint"],
-        state=row["state"],
-        attempts=row["attempts"],
-        created_at=format_time(row["created_at"]),
-        next_attempt_at=_time(row["next_attempt_at"]),
-        last_attempt_at=_time(row["last_attempt_at"]),
-        last_status=row["last_status"],
-        last_error=row["last_error"],
+        id=row.id,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        endpoint_id=row.endpoint_id,
+        endpoint=row.endpoint,
+        state=row.state,
+        attempts=row.attempts,
+        created_at=format_time(row.created_at),
+        next_attempt_at=_time(row.next_attempt_at),
+        last_attempt_at=_time(row.last_attempt_at),
+        last_status=row.last_status,
+        last_error=row.last_error,
         held_reason=held_reason(row),
     )
 
@@ -77,10 +81,14 @@ def _type_pattern(value: str | None) -> str | None:
     return value
 
 
-def _page(rows: list[dict[str, Any]], limit: int, key: str) -> tuple[list[dict[str, Any]], str | None]:
+Row = TypeVar("Row")
+
+
+def _page(rows: list[Row], limit: int, key: Callable[[Row], int]) -> tuple[list[Row], str | None]:
+    """The page, and the cursor of the next one when the store gave a row beyond it."""
     if len(rows) > limit:
         rows = rows[:limit]
-        return rows, str(rows[-1][key])
+        return rows, str(key(rows[-1]))
     return rows, None
 
 
@@ -108,7 +116,7 @@ def delivery_filter(services: Services, q: DeliveryQuery | RetryMatchingIn) -> L
     since, until = _window(services, q.since, q.until)
     f = LogFilter(
         endpoint_id=_endpoint_id(services, q.endpoint),
-        state="failed",
+        state=DeliveryState.FAILED,
         type_pattern=_type_pattern(q.type),
         last_status=q.status,
         since=since,
@@ -116,13 +124,13 @@ def delivery_filter(services: Services, q: DeliveryQuery | RetryMatchingIn) -> L
     )
     if isinstance(q, RetryMatchingIn):
         return f
-    return replace(
-        f, state=q.state.value if q.state else None, event_id=q.event, before=parse_cursor(q.cursor), limit=q.limit
-    )
+    return replace(f, state=q.state, event_id=q.event, before=parse_cursor(q.cursor), limit=q.limit)
 
 
 async def deliveries_page(services: Services, q: DeliveryQuery) -> tuple[list[DeliveryOut], str | None]:
-    rows, cursor = _page(await services.store.list_deliveries(delivery_filter(services, q)), q.limit, "id")
+    rows, cursor = _page(
+        await services.store.list_deliveries(delivery_filter(services, q)), q.limit, lambda row: row.id
+    )
     return [delivery_out(row) for row in rows], cursor
 
 
@@ -150,17 +158,17 @@ async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetai
     attempts = await services.store.attempts_of_delivery(delivery_id)
     return DeliveryDetail(
         **delivery_out(row).model_dump(),
-        first_attempt_at=_time(row["first_attempt_at"]),
+        first_attempt_at=_time(row.first_attempt_at),
         attempt_log=[
             AttemptOut(
                 number=n,
-                started_at=format_time(a["started_at"]),
-                duration_ms=round(a["duration_ms"], 1),
-                status=a["status"],
-                error=a["error"],
-                response_excerpt=a["response_excerpt"],
-                outcome=a["outcome"],
-                body_sent=bytes(a["body_sent"]).decode("utf-8", "replace") if a["body_sent"] is not None else None,
+                started_at=format_time(a.started_at),
+                duration_ms=round(a.duration_ms, 1),
+                status=a.status,
+                error=a.error,
+                response_excerpt=a.response_excerpt,
+                outcome=a.outcome,
+                body_sent=a.body_sent.decode("utf-8", "replace") if a.body_sent is not None else None,
             )
             for n, a in enumerate(attempts, start=1)
         ],
@@ -173,8 +181,8 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 
 async def retry_one(services: Services, delivery_id: int) -> DeliveryOut:
-    endpoint_id, row = await services.store.retry_delivery(delivery_id, services.clock.now())
-    services.dispatcher.wake([endpoint_id])
+    row = await services.store.retry_delivery(delivery_id, services.clock.now())
+    services.dispatcher.wake([row.endpoint_id])
     return delivery_out(row)
 
 
@@ -188,10 +196,10 @@ async def retry_matching(services: Services, q: RetryMatchingIn) -> RetryMatchin
     f = delivery_filter(services, q)
     if q.dry_run:
         return RetryMatchingOut(matched=await services.store.count_failed_matching(f), retried=0)
-    matched, retried, endpoint_ids = await services.store.retry_matching(f, services.clock.now(), RETRY_MATCHING_MAX)
-    if endpoint_ids:
-        services.dispatcher.wake(endpoint_ids)
-    return RetryMatchingOut(matched=matched, retried=retried)
+    done = await services.store.retry_matching(f, services.clock.now(), RETRY_MATCHING_MAX)
+    if done.endpoint_ids:
+        services.dispatcher.wake(list(done.endpoint_ids))
+    return RetryMatchingOut(matched=done.matched, retried=done.retried)
 
 
 async def post_retry_matching(request: web.Request) -> web.Response:
@@ -217,12 +225,12 @@ def sent_headers(endpoint: Endpoint | None, event_id: str, started_at: float) ->
     ]
 
 
-def event_out(row: dict[str, Any]) -> EventOut:
+def event_out(row: EventRow) -> EventOut:
     return EventOut(
-        id=row["id"],
-        type=row["type"],
-        idempotency_key=row["idempotency_key"],
-        received_at=format_time(row["created_at"]),
+        id=row.id,
+        type=row.type,
+        idempotency_key=row.idempotency_key,
+        received_at=format_time(row.created_at),
     )
 
 
@@ -239,7 +247,7 @@ async def events_page(
         before=parse_cursor(q.cursor),
         limit=q.limit,
     )
-    rows, cursor = _page(await services.store.list_events(f), q.limit, "seq")
+    rows, cursor = _page(await services.store.list_events(f), q.limit, lambda row: row.seq)
     return [event_out(r) for r in rows], cursor
 
 
@@ -249,14 +257,13 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 async def event_detail(services: Services, event_id: str) -> EventDetail:
-    row, body = await services.store.get_event(event_id)
-    deliveries = await services.store.list_deliveries(LogFilter(event_id=row["id"], limit=1000))
-    left_out = json.loads(row["filtered_out"]) if row.get("filtered_out") else []
+    stored = await services.store.get_event(event_id)
+    deliveries = await services.store.list_deliveries(LogFilter(event_id=stored.event.id, limit=1000))
     return EventDetail(
-        **event_out(row).model_dump(),
-        payload=json.loads(body),
+        **event_out(stored.event).model_dump(),
+        payload=json.loads(stored.body),
         deliveries=[delivery_out(d) for d in reversed(deliveries)],
-        filtered_out=[FilteredOut(endpoint_id=e, endpoint=_name_of(services, e)) for e in left_out],
+        filtered_out=[FilteredOut(endpoint_id=e, endpoint=_name_of(services, e)) for e in stored.filtered_out],
     )
 
 

@@ -10,7 +10,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tillhook.api.endpoints import endpoint_state
 from tillhook.api.schemas import EndpointState
 from tillhook.api.state import SERVICES
-from tillhook.api.status import database_size
 from tillhook.models import DeliveryState
 
 
@@ -19,18 +18,18 @@ async def get_metrics(request: web.Request) -> web.Response:
     m, now = services.metrics, services.clock.now()
     counts = await services.store.count_by_state()
     for state in DeliveryState:
-        m.deliveries.labels(state.value).set(counts.get(state.value, 0))
+        m.deliveries.labels(state.value).set(counts.get(state, 0))
     pending = await services.store.pending_by_endpoint()
     # Rebuilt each time, so that deleted or renamed endpoints leave no stale series.
     for gauge in (m.backlog, m.oldest_pending_age, m.in_flight, m.endpoint_state):
         gauge.clear()
     for endpoint in services.registry.all():
-        waiting, oldest = pending.get(endpoint.id, (0, None))
-        m.backlog.labels(endpoint.name).set(waiting)
-        m.oldest_pending_age.labels(endpoint.name).set(now - oldest if oldest is not None else 0)
+        backlog = pending.get(endpoint.id)
+        m.backlog.labels(endpoint.name).set(backlog.pending if backlog is not None else 0)
+        m.oldest_pending_age.labels(endpoint.name).set(now - backlog.oldest_created_at if backlog is not None else 0)
         m.in_flight.labels(endpoint.name).set(services.dispatcher.in_flight_of(endpoint.id))
         current = endpoint_state(services, endpoint)
         for name in get_args(EndpointState):
             m.endpoint_state.labels(endpoint.name, name).set(1 if name == current else 0)
-    m.database_size.set(database_size(services))
+    m.database_size.set(await services.store.size_bytes())
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

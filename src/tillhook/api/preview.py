@@ -52,8 +52,8 @@ async def _event(services: Services, spec: PreviewIn) -> tuple[str, str, bytes]:
         (new,) = to_new_events([spec.event], services.clock.now(), lambda _type: ())
         return new.id, new.type, new.body
     assert spec.event_id is not None
-    row, body = await services.store.get_event(spec.event_id)
-    return str(row["id"]), str(row["type"]), body
+    stored = await services.store.get_event(spec.event_id)
+    return stored.event.id, stored.event.type, stored.body
 
 
 def _notes(endpoint: Endpoint, event_type: str, subscribed: bool) -> list[str]:

@@ -16,7 +16,7 @@ from tillhook.expressions.sandbox import Sandbox
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
-from tillhook.store import SqliteStore
+from tillhook.store.port import Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class OnDemand:
 class Services:
     config: Config
     clock: Clock
-    store: SqliteStore
+    store: Outbox
     registry: EndpointRegistry
     dispatcher: Dispatcher
     session: aiohttp.ClientSession

@@ -9,17 +9,9 @@ from tillhook.api.endpoints import endpoint_state
 from tillhook.api.schemas import DatabaseStatus, EndpointStatus, StatusOut
 from tillhook.api.state import SERVICES, Services
 from tillhook.models import DeliveryState, format_time
+from tillhook.store.port import EndpointStats
 
-
-def database_size(services: Services) -> int:
-    path = services.store.path
-    total = 0
-    for candidate in (path, path.with_name(path.name + "-wal")):
-        try:
-            total += candidate.stat().st_size
-        except FileNotFoundError:
-            pass
-    return total
+_NO_STATS = EndpointStats(last_success_at=None, last_failure_at=None, last_failure_reason=None)
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -37,13 +29,14 @@ async def status_report(services: Services) -> StatusOut:
     heads = await store.ordered_heads([e.id for e in services.registry.all() if e.ordered])
     endpoints = []
     for endpoint in services.registry.all():
-        waiting, oldest = pending.get(endpoint.id, (0, None))
-        last_success, last_failure, reason = stats.get(endpoint.id, (None, None, None))
+        backlog = pending.get(endpoint.id)
+        waiting, oldest = (backlog.pending, backlog.oldest_created_at) if backlog is not None else (0, None)
+        stat = stats.get(endpoint.id, _NO_STATS)
         health = dispatcher.health.get(endpoint.id)
         ok, failed = health.last_hour(now) if health is not None else (0, 0)
         head = heads.get(endpoint.id)
         # Held back: its head has failed at least once and waits for its next try.
-        blocked = head if head is not None and head["state"] == "pending" and head["attempts"] > 0 else None
+        blocked = head if head is not None and head.state == DeliveryState.PENDING and head.attempts > 0 else None
         paused = health.paused_until if health is not None and health.paused_until > now else None
         probe = health.probe_not_before if health is not None and health.backing_off else None
         endpoints.append(
@@ -56,29 +49,29 @@ async def status_report(services: Services) -> StatusOut:
                 pending=waiting,
                 oldest_pending_age_s=round(now - oldest, 3) if oldest is not None else None,
                 consecutive_failures=health.consecutive_failures if health is not None else 0,
-                last_success_at=format_time(last_success) if last_success else None,
-                last_failure_at=format_time(last_failure) if last_failure else None,
-                last_failure_reason=reason,
+                last_success_at=format_time(stat.last_success_at) if stat.last_success_at else None,
+                last_failure_at=format_time(stat.last_failure_at) if stat.last_failure_at else None,
+                last_failure_reason=stat.last_failure_reason,
                 attempts_last_hour=ok + failed,
                 success_rate_last_hour=round(ok / (ok + failed), 4) if ok + failed else None,
                 ordered=endpoint.ordered,
-                blocked_by=blocked["event_id"] if blocked else None,
-                blocked_reason=(blocked["last_error"] or f"HTTP {blocked['last_status']}") if blocked else None,
+                blocked_by=blocked.event_id if blocked else None,
+                blocked_reason=(blocked.last_error or f"HTTP {blocked.last_status}") if blocked else None,
                 rate_limit=endpoint.rate_limit,
                 paused_until=format_time(paused) if paused else None,
                 next_probe_at=format_time(probe) if probe is not None else None,
                 held=0 if endpoint.enabled else waiting,
             )
         )
-    oldest_all = min((t for _, t in pending.values()), default=None)
+    oldest_all = min((b.oldest_created_at for b in pending.values()), default=None)
     uptime_s = services.clock.monotonic() - services.started_monotonic
     return StatusOut(
         version=__version__,
         started_at=format_time(now - uptime_s),
         uptime_s=round(uptime_s, 3),
-        database=DatabaseStatus(path=str(store.path), size_bytes=database_size(services)),
-        deliveries={state.value: counts.get(state.value, 0) for state in DeliveryState},
-        backlog=counts.get("pending", 0) + counts.get("delivering", 0),
+        database=DatabaseStatus(path=store.location, size_bytes=await store.size_bytes()),
+        deliveries={state.value: counts.get(state, 0) for state in DeliveryState},
+        backlog=counts.get(DeliveryState.PENDING, 0) + counts.get(DeliveryState.DELIVERING, 0),
         oldest_pending_age_s=round(now - oldest_all, 3) if oldest_all is not None else None,
         in_flight=dispatcher.in_flight,
         endpoints=endpoints,

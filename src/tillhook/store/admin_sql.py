@@ -1,17 +1,18 @@
 """The admin API's writes: endpoint changes, replays and manual retries. Each function runs
-inside one write transaction of the group committer (see `SqliteStore.call`)."""
+inside one write transaction of the group committer (see `SqliteStore._call`)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from tillhook.errors import Conflict, NotFound
-from tillhook.models import Endpoint, SigningSecret
+from tillhook.models import DeliveryState, Endpoint, SigningSecret
 from tillhook.store import endpoints_sql, log_sql
-from tillhook.store.log_sql import LogFilter
+from tillhook.store.port import LogFilter, RetriedMatching
 
 _UNFINISHED = "('pending', 'delivering')"
 
@@ -64,7 +65,7 @@ _COLUMN_OF = {
 }
 
 
-def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, changes: dict[str, Any], now: float) -> Endpoint:
+def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, changes: Mapping[str, Any], now: float) -> Endpoint:
     _editable(conn, endpoint_id)
     if changes:
         values = [
@@ -178,17 +179,16 @@ def replay(
 UNFINISHED_OF_ENDPOINT = f"SELECT count(*) FROM deliveries WHERE endpoint_id = ? AND state IN {_UNFINISHED}"
 
 
-def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> str:
-    """Due now, whatever its state; a finished one gets a fresh `give_up_after` window.
-    Returns its endpoint's id."""
+def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> None:
+    """Due now, whatever its state; a finished one gets a fresh `give_up_after` window."""
     rows = conn.execute(
-        "SELECT d.state, d.endpoint_id, ep.deleted_at, ep.enabled FROM deliveries d"
+        "SELECT d.state, ep.deleted_at, ep.enabled FROM deliveries d"
         " LEFT JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?",
         (delivery_id,),
     ).fetchall()
     if not rows:
         raise NotFound(f"there is no delivery {delivery_id}")
-    state, endpoint_id, deleted_at, enabled = rows[0]
+    state, deleted_at, enabled = rows[0]
     if state == "delivering":
         raise Conflict(f"delivery {delivery_id} has an attempt in flight right now; wait for its outcome")
     if deleted_at is not None or enabled is None:
@@ -200,7 +200,6 @@ def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> st
         " first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END WHERE id = ?",
         (now, now, delivery_id),
     )
-    return str(endpoint_id)
 
 
 def _editable(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
@@ -213,15 +212,10 @@ def _editable(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
     return endpoint
 
 
-# A retry of everything a filter matches is bounded, so one click cannot hold the writer for
-# long; what is left over is retried by the next click.
-RETRY_MATCHING_MAX = 10_000
-
-
 def _failed_matching(f: LogFilter) -> tuple[str, str, list[Any]]:
     """FROM, WHERE and parameters of the failed deliveries `f` matches, by the same builder as
     the delivery log's pages; the cursor and page size of `f` play no part."""
-    return log_sql.deliveries_where(replace(f, state="failed", before=None))
+    return log_sql.deliveries_where(replace(f, state=DeliveryState.FAILED, before=None))
 
 
 def count_failed_query(f: LogFilter) -> tuple[str, list[Any]]:
@@ -229,11 +223,10 @@ def count_failed_query(f: LogFilter) -> tuple[str, list[Any]]:
     return f"SELECT count(*){source}{where}", params
 
 
-def retry_matching(conn: sqlite3.Connection, f: LogFilter, now: float, at_most: int) -> tuple[int, int, list[str]]:
+def retry_matching(conn: sqlite3.Connection, f: LogFilter, now: float, at_most: int) -> RetriedMatching:
     """The failed deliveries `f` matches, oldest first and at most `at_most` of them, made due
     now with a fresh `give_up_after` window, as `retry_delivery` does one; those of a disabled
-    or deleted endpoint stay failed (enable it first, or replay). Returns (matched, retried,
-    the endpoints that got work)."""
+    or deleted endpoint stay failed (enable it first, or replay)."""
     matched = int(conn.execute(*count_failed_query(f)).fetchone()[0])
     source, where, params = _failed_matching(f)
     live = " AND ep.deleted_at IS NULL AND ep.enabled = 1"
@@ -250,4 +243,4 @@ def retry_matching(conn: sqlite3.Connection, f: LogFilter, now: float, at_most: 
             f" WHERE state = 'failed' AND id IN ({', '.join('?' * len(chunk))})",
             [now, now, *chunk],
         )
-    return matched, len(picked), sorted({endpoint_id for _, endpoint_id in picked})
+    return RetriedMatching(matched, len(picked), tuple(sorted({endpoint_id for _, endpoint_id in picked})))

@@ -17,7 +17,7 @@ def read_only_uri(path: Path) -> str:
     return f"file:{quote(str(path.absolute()))}?mode=ro"
 
 
-def backup(source: Path, target: Path) -> int:
+def backup_file(source: Path, target: Path) -> int:
     """Copy `source` to `target` (which must not exist); returns the events it holds."""
     if not source.is_file():
         raise StoreError(f"there is no database at {source}; is storage.path right?")

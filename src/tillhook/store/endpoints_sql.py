@@ -6,11 +6,11 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tillhook import rules
 from tillhook.models import Endpoint, ExtraSignature, SigningSecret
+from tillhook.store.port import ConfigApplied
 
 COLUMNS = (
     "id, name, url, events, secrets, max_in_flight, rate_limit, ordered, headers, enabled,"
@@ -79,12 +79,6 @@ def secrets_json(values: Sequence[SigningSecret]) -> str:
     return json.dumps([{"secret": s.secret, "expires_at": s.expires_at} for s in values])
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigApplied:
-    removed: list[str]  # names taken out of the file at this start
-    restored: list[tuple[str, bool, int]]  # (name, enabled, deliveries released) put back into the file
-
-
 REMOVED_REASON = "removed from the config file"
 
 
@@ -113,7 +107,7 @@ def apply_config(conn: sqlite3.Connection, endpoints: Sequence[Endpoint], now: f
             " WHERE name = ?",
             (REMOVED_REASON, now, now, name),
         )
-    return ConfigApplied(removed, restored)
+    return ConfigApplied(removed=tuple(removed), restored=tuple(restored))
 
 
 def _insert(conn: sqlite3.Connection, endpoint: Endpoint, now: float) -> None:

@@ -4,18 +4,9 @@ histogram of durations, from which each hour's p50 and p95 are estimated."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from tillhook.store.port import HourOfAttempts
 from tillhook.store.schema import DURATION_EDGES_MS
-
-
-@dataclass(frozen=True, slots=True)
-class HourOfAttempts:
-    start: float  # epoch seconds at the top of the hour
-    delivered: int  # attempts that delivered
-    failed: int  # attempts that did not (the delivery may be retried)
-    p50_ms: float | None  # of the attempts that delivered; None without any
-    p95_ms: float | None
 
 
 def hours_of_attempts(rows: Iterable[Sequence[int]], first_hour: int, hours: int) -> list[HourOfAttempts]:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from tillhook.models import DeliveryState
 from tillhook.rules import subscribes
+from tillhook.store.port import AttemptRow, DeliveryRow, EventRow, LogFilter, OrderedHead
 
 
 @lru_cache(maxsize=256)
@@ -22,26 +24,53 @@ def sql_subscribes(patterns_json: str, event_type: str) -> bool:
     return subscribes(_patterns(patterns_json), event_type)
 
 
-@dataclass(frozen=True, slots=True)
-class LogFilter:
-    endpoint_id: str | None = None
-    state: str | None = None
-    type_pattern: str | None = None
-    event_id: str | None = None
-    idempotency_key: str | None = None
-    last_status: int | None = None  # deliveries: the HTTP status of the latest attempt
-    since: float | None = None
-    until: float | None = None
-    before: int | None = None  # the cursor: rows older than this one
-    limit: int = 50
-
-
+# In the order of DeliveryRow's fields. A deleted endpoint keeps its row (renamed, so that
+# the log still names it) and is told apart by deleted_at.
 DELIVERY_COLUMNS = (
     "d.id, d.event_id, e.type AS event_type, d.endpoint_id, coalesce(ep.name, d.endpoint_id) AS endpoint,"
     " d.state, d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,"
-    " d.first_attempt_at, ep.enabled AS endpoint_enabled, ep.disabled_reason AS endpoint_disabled_reason"
+    " d.first_attempt_at, CASE WHEN ep.deleted_at IS NULL THEN ep.enabled END AS endpoint_enabled,"
+    " ep.disabled_reason AS endpoint_disabled_reason"
 )
 _DELIVERY_FROM = " FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id"
+
+
+def to_delivery(row: Sequence[Any]) -> DeliveryRow:
+    """A row of DELIVERY_COLUMNS."""
+    (
+        id_,
+        event_id,
+        event_type,
+        endpoint_id,
+        endpoint,
+        state,
+        attempts,
+        created_at,
+        next_attempt_at,
+        last_attempt_at,
+        last_status,
+        last_error,
+        first_attempt_at,
+        enabled,
+        disabled_reason,
+    ) = row
+    return DeliveryRow(
+        id=int(id_),
+        event_id=str(event_id),
+        event_type=str(event_type),
+        endpoint_id=str(endpoint_id),
+        endpoint=str(endpoint),
+        state=DeliveryState(state),
+        attempts=int(attempts),
+        created_at=float(created_at),
+        next_attempt_at=next_attempt_at,
+        last_attempt_at=last_attempt_at,
+        last_status=last_status,
+        last_error=last_error,
+        first_attempt_at=first_attempt_at,
+        endpoint_enabled=None if enabled is None else bool(enabled),
+        endpoint_disabled_reason=disabled_reason,
+    )
 
 
 def _where(f: LogFilter, equal: dict[str, Any], type_col: str, time_col: str, key_col: str) -> tuple[str, list[Any]]:
@@ -99,6 +128,14 @@ def delivery_query(delivery_id: int) -> tuple[str, list[Any]]:
 EVENT_COLUMNS = "seq, id, type, idempotency_key, created_at"
 
 
+def to_event(row: Sequence[Any]) -> EventRow:
+    """A row of EVENT_COLUMNS."""
+    seq, id_, type_, idempotency_key, created_at = row[:5]
+    return EventRow(
+        seq=int(seq), id=str(id_), type=str(type_), idempotency_key=idempotency_key, created_at=float(created_at)
+    )
+
+
 def events_query(f: LogFilter) -> tuple[str, list[Any]]:
     equal = {"id": f.event_id, "idempotency_key": f.idempotency_key}
     return _page_query(f"SELECT {EVENT_COLUMNS} FROM events", f, equal, "type", "created_at", "seq")
@@ -108,6 +145,21 @@ ATTEMPTS_OF_DELIVERY = (
     "SELECT started_at, duration_ms, status, error, response_excerpt, outcome, body_sent"
     " FROM attempts WHERE delivery_id = ? ORDER BY id"
 )
+
+
+def to_attempt(row: Sequence[Any]) -> AttemptRow:
+    """A row of ATTEMPTS_OF_DELIVERY."""
+    started_at, duration_ms, status, error, response_excerpt, outcome, body_sent = row
+    return AttemptRow(
+        started_at=float(started_at),
+        duration_ms=float(duration_ms),
+        status=status,
+        error=error,
+        response_excerpt=response_excerpt,
+        outcome=str(outcome),
+        body_sent=None if body_sent is None else bytes(body_sent),
+    )
+
 
 # The oldest pending delivery of one endpoint: the unfinished index read in id (creation)
 # order, skipping the few in flight, so it costs the same with a million waiting.
@@ -135,9 +187,24 @@ ENDPOINT_STATS = (
     "SELECT id, last_success_at, last_failure_at, last_failure_reason FROM endpoints WHERE deleted_at IS NULL"
 )
 ORDERED_HEAD = (
-    "SELECT id, event_id, state, attempts, next_attempt_at, last_error, last_status FROM deliveries"
+    "SELECT id, event_id, state, attempts, next_attempt_at, last_status, last_error FROM deliveries"
     " WHERE endpoint_id = ? AND state IN ('pending', 'delivering') ORDER BY id LIMIT 1"
 )
+
+
+def to_ordered_head(row: Sequence[Any]) -> OrderedHead:
+    """A row of ORDERED_HEAD."""
+    id_, event_id, state, attempts, next_attempt_at, last_status, last_error = row
+    return OrderedHead(
+        id=int(id_),
+        event_id=str(event_id),
+        state=DeliveryState(state),
+        attempts=int(attempts),
+        next_attempt_at=next_attempt_at,
+        last_status=last_status,
+        last_error=last_error,
+    )
+
 
 # Attempts per hour (started_at // 3600) and duration step, kept by a trigger (store/schema.py).
 ATTEMPT_HOURS = "SELECT hour, bucket, delivered, failed FROM attempt_hours WHERE hour >= ? ORDER BY hour, bucket"

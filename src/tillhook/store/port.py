@@ -89,8 +89,8 @@ class Enqueued:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRow:
-    """A delivery as the log shows it. `endpoint` is its endpoint's name (its id once the
-    endpoint is deleted); `endpoint_enabled` is None once the endpoint is deleted."""
+    """A delivery as the log shows it. `endpoint` is its endpoint's name (a deleted one's says
+    so: "shop (deleted ep_…)"); `endpoint_enabled` is None once the endpoint is deleted."""
 
     id: int
     event_id: str

@@ -24,7 +24,7 @@ from tillhook.models import (
 )
 from tillhook.store import endpoints_sql, retention_sql
 from tillhook.store.admin import AdminVerbs
-from tillhook.store.backup import abandon_copy, begin_copy, end_copy
+from tillhook.store.backup import abandon_copy, backup_file, begin_copy, end_copy
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.lock import DatabaseLock
 from tillhook.store.log_sql import sql_subscribes
@@ -38,8 +38,9 @@ from tillhook.store.ops import (
     WriteOp,
     settle,
 )
+from tillhook.store.port import ConfigApplied, Tokens
+from tillhook.store.readonly import stored_tokens
 from tillhook.store.schema import migrate
-from tillhook.store.sql_util import placeholders
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -81,11 +82,15 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
 
 
 class SqliteStore(AdminVerbs):
+    """The outbox (store/port.py `Outbox`) in one SQLite file. Beyond the port, for the
+    composition root and store/watch.py: `on_commit`, `announce`, and what a lost file needs
+    (`file_id`, `refuse_writes`, `drain_writes`, `copy_to`, `lost`)."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._reader: aiosqlite.Connection | None = None
         self._committer: GroupCommitter[WriteOp] | None = None
-        self.writer_task: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.on_commit: Callable[[int], None] | None = None  # told how many writes each commit held
         self.lock = DatabaseLock(self.path)
         self.file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
@@ -123,7 +128,30 @@ class SqliteStore(AdminVerbs):
         except BaseException:
             await self.close()
             raise
-        self.writer_task = asyncio.create_task(self._committer.wait_finished(), name="tillhook-store-writer")
+        self._writer = asyncio.create_task(self._committer.wait_finished(), name="tillhook-store-writer")
+
+    @property
+    def writer(self) -> asyncio.Task[None] | None:
+        return self._writer
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    async def size_bytes(self) -> int:
+        """The file and its write-ahead log (the -shm index is a few pages, and recreated)."""
+        total = 0
+        for candidate in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                total += candidate.stat().st_size
+        return total
+
+    async def backup(self, target: Path) -> int:
+        """Through a connection of its own, read-only: a daemon may hold the lock meanwhile."""
+        return await asyncio.to_thread(backup_file, self.path, target)
+
+    async def read_tokens(self) -> dict[str, str]:
+        return await asyncio.to_thread(stored_tokens, self.path)
 
     def _committed(self, ops: int) -> None:
         if self.on_commit is not None:
@@ -135,10 +163,10 @@ class SqliteStore(AdminVerbs):
             with contextlib.suppress(Exception):  # a writer that died has been reported already
                 await self._committer.wait_finished()
             self._committer = None
-        if self.writer_task is not None:
+        if self._writer is not None:
             with contextlib.suppress(Exception):
-                await self.writer_task
-            self.writer_task = None
+                await self._writer
+            self._writer = None
         if self._reader is not None:
             await self._reader.close()
         self._reader = None
@@ -170,7 +198,7 @@ class SqliteStore(AdminVerbs):
         except sqlite3.Error as exc:
             raise StoreUnavailable(describe_sqlite_error(exc)) from exc
 
-    async def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `fn(conn)` on the writer thread inside the next write transaction; its own errors
         are raised here."""
         result = await self._write(Call(fn))
@@ -295,25 +323,14 @@ class SqliteStore(AdminVerbs):
             )
             return cursor.rowcount
 
-        count: int = await self.call(requeue)
+        count: int = await self._call(requeue)
         return count
-
-    async def next_due_at(self, endpoint_ids: Sequence[str]) -> float | None:
-        if not endpoint_ids:
-            return None
-        # One indexed min() per endpoint: a min() over an IN list would walk every pending row.
-        inner = " UNION ALL ".join(
-            ["SELECT min(next_attempt_at) AS t FROM deliveries WHERE endpoint_id = ? AND state = 'pending'"]
-            * len(endpoint_ids)
-        )
-        rows = await self._read(f"SELECT min(t) FROM ({inner})", list(endpoint_ids))
-        return rows[0][0] if rows else None
 
     async def purge_before(self, cutoff: float, limit: int = 500) -> int:
         """One small batch of the history older than `cutoff` (finished deliveries only)."""
         # Before and after: a count overlapping the purge in any way counts every row again.
         self.rows_deleted()
-        purged: int = await self.call(lambda conn: retention_sql.purge_batch(conn, cutoff, limit))
+        purged: int = await self._call(lambda conn: retention_sql.purge_batch(conn, cutoff, limit))
         self.rows_deleted()
         return purged
 
@@ -321,11 +338,11 @@ class SqliteStore(AdminVerbs):
         def touch(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('health', 'ok')")
 
-        await self.call(touch)
+        await self._call(touch)
 
     # -- tokens and endpoints ------------------------------------------------------------
 
-    async def tokens(self, ingest: str | None, admin: str | None, viewer: str | None) -> tuple[str, str, str]:
+    async def tokens(self, ingest: str | None, admin: str | None, viewer: str | None) -> Tokens:
         """The configured tokens, else those kept in the database (made on first use; a
         database from before the viewer token gets one at its next start)."""
 
@@ -340,16 +357,18 @@ class SqliteStore(AdminVerbs):
             )
             return {key: value for key, value in rows}
 
-        stored: dict[str, str] = await self.call(ensure)
-        return ingest or stored["ingest_token"], admin or stored["admin_token"], viewer or stored["viewer_token"]
+        stored: dict[str, str] = await self._call(ensure)
+        return Tokens(
+            ingest=ingest or stored["ingest_token"],
+            admin=admin or stored["admin_token"],
+            viewer=viewer or stored["viewer_token"],
+        )
 
-    async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> endpoints_sql.ConfigApplied:
+    async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> ConfigApplied:
         """Create or update the config file's endpoints by name. Config-managed endpoints no
         longer in the file get no new deliveries and hold theirs (not deleted); put back, they
         are enabled again. The reply names both."""
-        applied: endpoints_sql.ConfigApplied = await self.call(
-            lambda conn: endpoints_sql.apply_config(conn, endpoints, now)
-        )
+        applied: ConfigApplied = await self._call(lambda conn: endpoints_sql.apply_config(conn, endpoints, now))
         return applied
 
     async def list_endpoints(self) -> list[Endpoint]:
@@ -357,29 +376,3 @@ class SqliteStore(AdminVerbs):
             f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"
         )
         return [endpoints_sql.to_endpoint(row) for row in rows]
-
-    # -- reads for the log ---------------------------------------------------------------
-
-    async def deliveries_of_event(self, event_id: str) -> list[dict[str, Any]]:
-        return await self._dicts(
-            "SELECT id, endpoint_id, state, attempts, next_attempt_at, last_status, last_error"
-            " FROM deliveries WHERE event_id = ? ORDER BY id",
-            (event_id,),
-        )
-
-    async def event_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows = await self._read(f"SELECT id FROM events WHERE id IN ({placeholders(chunk)})", chunk)
-            found.update(row[0] for row in rows)
-        return found
-
-    async def _dicts(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        assert self._reader is not None, "the store is not open"
-        try:
-            async with self._reader.execute(sql, params) as cursor:
-                names = [d[0] for d in cursor.description]
-                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(describe_sqlite_error(exc)) from exc

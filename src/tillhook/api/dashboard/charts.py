@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tillhook.store.hourly import HourOfAttempts
+from tillhook.store.port import HourOfAttempts
 
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 30  # margins for the axis labels

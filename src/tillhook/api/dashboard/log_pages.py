@@ -20,7 +20,6 @@ from tillhook.api.schemas import AttemptOut, DeliveryQuery, EventSearch, RetryMa
 from tillhook.api.state import SERVICES
 from tillhook.errors import Conflict, InvalidInput, NotFound
 from tillhook.models import DeliveryState
-from tillhook.store.admin_sql import RETRY_MATCHING_MAX
 
 DELIVERY_FILTERS = ("endpoint", "state", "type", "since", "until", "status")
 RETRY_FILTERS = ("endpoint", "type", "since", "until", "status")  # what retry-all takes: always failed ones
@@ -99,7 +98,7 @@ async def deliveries(request: web.Request) -> web.Response:
         endpoints=sorted(e.name for e in services.registry.all()),
         states=[s.value for s in DeliveryState],
         notice=_notice(request),
-        at_most=RETRY_MATCHING_MAX,
+        at_most=log.RETRY_MATCHING_MAX,
     )
 
 
@@ -148,13 +147,19 @@ async def retry_matching(request: web.Request) -> web.StreamResponse:
         return render(request, "problem.html", status=422, title="Not retried", message=message, back=back)
     if not confirmed:
         return render(
-            request, "retry_confirm.html", matched=done.matched, at_most=RETRY_MATCHING_MAX, filters=filters, back=back
+            request,
+            "retry_confirm.html",
+            matched=done.matched,
+            at_most=log.RETRY_MATCHING_MAX,
+            filters=filters,
+            back=back,
         )
     left = done.matched - done.retried
     notice = f"Retried {done.retried} failed deliveries."
     if left:
         notice += (
-            f" {left} not retried: more than {RETRY_MATCHING_MAX:,} at once, or their endpoint is disabled or deleted."
+            f" {left} not retried: more than {log.RETRY_MATCHING_MAX:,} at once,"
+            " or their endpoint is disabled or deleted."
         )
     raise web.HTTPSeeOther(_with_notice(back, notice))
 
