@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from typing import cast
 
 import structlog
 from aiohttp import web
@@ -31,6 +32,7 @@ from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
@@ -39,6 +41,7 @@ from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.shaping import FanOut
 from tillhook.store import SqliteStore
+from tillhook.store.port import Outbox
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
 
@@ -147,15 +150,11 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         response_body_limit=delivery.response_body_limit,
         sandbox=delivery_sandbox,
     )
-    dispatcher = Dispatcher(
-        store,
-        deliverer,
-        registry,
-        RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after),
-        clock,
-        max_in_flight=delivery.max_in_flight,
-        endpoint_max_in_flight=delivery.endpoint_max_in_flight,
+    retry_policy = RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after)
+    gates = EndpointGates(
+        retry_policy, max_in_flight=delivery.max_in_flight, endpoint_max_in_flight=delivery.endpoint_max_in_flight
     )
+    dispatcher = Dispatcher(cast(Outbox, store), deliverer, registry, retry_policy, clock, gates)
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
@@ -164,7 +163,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         store,
         registry,
         dispatcher,
-        dispatcher.health,
+        gates,
         clock,
         metrics,
         backlog_age_s=config.alerts.backlog_age,
@@ -179,6 +178,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         store=store,
         registry=registry,
         dispatcher=dispatcher,
+        gates=gates,
         session=session,
         tokens=Tokens(ingest.encode(), admin.encode(), viewer.encode()),
         started_monotonic=clock.monotonic(),

@@ -7,6 +7,7 @@ from collections import Counter
 import orjson
 from aiohttp import web
 
+from tillhook import admission
 from tillhook.api.parsing import read_body
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
@@ -31,7 +32,7 @@ async def post_events(request: web.Request) -> web.Response:
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
     new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers))
-    accepted = await services.store.enqueue(new_events, services.dispatcher, batch=batch)
+    accepted = await admission.enqueue(services.dispatcher, new_events, batch=batch)
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():
         services.metrics.events_ingested.labels(event_type).inc(n)

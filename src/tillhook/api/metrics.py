@@ -28,7 +28,7 @@ async def get_metrics(request: web.Request) -> web.Response:
         waiting, oldest = pending.get(endpoint.id, (0, None))
         m.backlog.labels(endpoint.name).set(waiting)
         m.oldest_pending_age.labels(endpoint.name).set(now - oldest if oldest is not None else 0)
-        m.in_flight.labels(endpoint.name).set(services.dispatcher.in_flight_of(endpoint.id))
+        m.in_flight.labels(endpoint.name).set(services.gates.view(endpoint.id, now).in_flight)
         current = endpoint_state(services, endpoint)
         for name in get_args(EndpointState):
             m.endpoint_state.labels(endpoint.name, name).set(1 if name == current else 0)
