@@ -18,7 +18,7 @@ from tillhook.models import (
     DeliveryState,
     Endpoint,
 )
-from tillhook.retry import RetryPolicy, Verdict
+from tillhook.retry import Decision, RetryPolicy, Verdict
 
 log = structlog.get_logger("tillhook.dispatcher")
 
@@ -58,19 +58,7 @@ def judge(
     attempt_no = delivery.attempts + 1
     first_at = delivery.first_attempt_at or result.started_at
     if result.filtered_out:
-        # Its filter failed when the event came in and now says no: nothing was sent, and
-        # nothing about the receiver was learnt.
-        about = {"event_id": delivery.event_id, "endpoint": endpoint.name, "delivery_id": delivery.id}
-        record = AttemptRecord(
-            delivery_id=delivery.id,
-            endpoint_id=endpoint.id,
-            result=replace(result, error="not sent: the endpoint's filter leaves this event out"),
-            state=DeliveryState.CANCELLED,
-            next_attempt_at=None,
-            first_attempt_at=first_at,
-            outcome="filtered_out",
-        )
-        return Judged(record, NO_CHANGE, (LogLine("info", "delivery_filtered_out", about),))
+        return _filtered_out(endpoint, delivery, result, first_at)
     decision = policy.decide(result, attempt_no, first_at, now, rand)
     about = {
         "event_id": delivery.event_id,
@@ -94,25 +82,7 @@ def judge(
         disable = f"the receiver answered 410 Gone at attempt {attempt_no}"
         lines.append(LogLine("warning", "endpoint_gone", {**about, "reason": disable}))
     else:
-        reason = result.error or f"HTTP {result.status}"
-        if not result.expression_failed:
-            change = HealthChange("failed", reason, probe)
-            if standing.failure_starts_backoff:
-                failures = standing.consecutive_failures + 1
-                lines.append(
-                    LogLine("warning", "endpoint_backing_off", {"endpoint": endpoint.name, "failures": failures})
-                )
-        if decision.verdict is Verdict.FAILED:
-            state = DeliveryState.FAILED
-            lines.append(LogLine("error", "delivery_failed", {**about, "error": result.error}))
-        else:
-            retry = {**about, "error": result.error, "next_attempt_at": decision.next_attempt_at}
-            lines.append(LogLine("info", "delivery_retry_scheduled", retry))
-            if result.retry_after_s is not None and result.status in (429, 503) and decision.next_attempt_at:
-                # The receiver asked for a pause: nothing goes to it until then.
-                change = replace(change, paused_until=decision.next_attempt_at)
-                until = {"endpoint": endpoint.name, "until": decision.next_attempt_at}
-                lines.append(LogLine("warning", "endpoint_paused", until))
+        state, change = _failure(endpoint, result, probe, standing, decision, about, lines)
     record = AttemptRecord(
         delivery_id=delivery.id,
         endpoint_id=endpoint.id,
@@ -125,3 +95,51 @@ def judge(
         release_backlog_at=release,
     )
     return Judged(record, change, tuple(lines))
+
+
+def _filtered_out(endpoint: Endpoint, delivery: ClaimedDelivery, result: AttemptResult, first_at: float) -> Judged:
+    # Its filter failed when the event came in and now says no: nothing was sent, and
+    # nothing about the receiver was learnt.
+    record = AttemptRecord(
+        delivery_id=delivery.id,
+        endpoint_id=endpoint.id,
+        result=replace(result, error="not sent: the endpoint's filter leaves this event out"),
+        state=DeliveryState.CANCELLED,
+        next_attempt_at=None,
+        first_attempt_at=first_at,
+        outcome="filtered_out",
+    )
+    about = {"event_id": delivery.event_id, "endpoint": endpoint.name, "delivery_id": delivery.id}
+    return Judged(record, NO_CHANGE, (LogLine("info", "delivery_filtered_out", about),))
+
+
+def _failure(
+    endpoint: Endpoint,
+    result: AttemptResult,
+    probe: bool,
+    standing: Standing,
+    decision: Decision,
+    about: dict[str, object],
+    lines: list[LogLine],
+) -> tuple[DeliveryState, HealthChange]:
+    """An attempt that did not deliver (and was no 410): retried or given up, and what it
+    says about the receiver, unless its own expression failed before anything was sent."""
+    state, change = DeliveryState.PENDING, NO_CHANGE
+    if not result.expression_failed:
+        change = HealthChange("failed", result.error or f"HTTP {result.status}", probe)
+        if standing.failure_starts_backoff:
+            failures = standing.consecutive_failures + 1
+            lines.append(LogLine("warning", "endpoint_backing_off", {"endpoint": endpoint.name, "failures": failures}))
+    if decision.verdict is Verdict.FAILED:
+        state = DeliveryState.FAILED
+        lines.append(LogLine("error", "delivery_failed", {**about, "error": result.error}))
+        return state, change
+    retry = {**about, "error": result.error, "next_attempt_at": decision.next_attempt_at}
+    lines.append(LogLine("info", "delivery_retry_scheduled", retry))
+    if result.retry_after_s is not None and result.status in (429, 503) and decision.next_attempt_at:
+        # The receiver asked for a pause: nothing goes to it until then.
+        change = replace(change, paused_until=decision.next_attempt_at)
+        lines.append(
+            LogLine("warning", "endpoint_paused", {"endpoint": endpoint.name, "until": decision.next_attempt_at})
+        )
+    return state, change
