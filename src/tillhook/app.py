@@ -32,6 +32,7 @@ from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, ExtraSignature, SigningSecret
 from tillhook.registry import EndpointRegistry
@@ -155,15 +156,11 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         response_body_limit=delivery.response_body_limit,
         sandbox=delivery_sandbox,
     )
-    dispatcher = Dispatcher(
-        store,
-        deliverer,
-        registry,
-        RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after),
-        clock,
-        max_in_flight=delivery.max_in_flight,
-        endpoint_max_in_flight=delivery.endpoint_max_in_flight,
+    retry_policy = RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after)
+    gates = EndpointGates(
+        retry_policy, max_in_flight=delivery.max_in_flight, endpoint_max_in_flight=delivery.endpoint_max_in_flight
     )
+    dispatcher = Dispatcher(cast(Outbox, store), deliverer, registry, retry_policy, clock, gates)
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
@@ -175,7 +172,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         outbox,
         registry,
         dispatcher,
-        dispatcher.health,
+        gates,
         clock,
         metrics,
         backlog_age_s=config.alerts.backlog_age,
@@ -190,6 +187,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         store=outbox,
         registry=registry,
         dispatcher=dispatcher,
+        gates=gates,
         session=session,
         tokens=Tokens(tokens.ingest.encode(), tokens.admin.encode(), tokens.viewer.encode()),
         started_monotonic=clock.monotonic(),

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tillhook import rules
+from tillhook import admission, rules
 from tillhook.api.parsing import body_model, find_endpoint, invalid, parse_when
 from tillhook.api.schemas import (
     EndpointIn,
@@ -27,7 +27,7 @@ from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.config import parse_duration
 from tillhook.envelope import to_new_events
 from tillhook.errors import Conflict
-from tillhook.health import EndpointHealth
+from tillhook.gates import GateView
 from tillhook.models import (
     Endpoint,
     EventIn,
@@ -40,19 +40,13 @@ from tillhook.store.port import LogFilter
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
-    return state_of(endpoint, services.dispatcher.health.get(endpoint.id), services.clock.now())
+    return state_of(endpoint, services.gates.view(endpoint.id, services.clock.now()))
 
 
-def state_of(endpoint: Endpoint, health: EndpointHealth | None, now: float) -> EndpointState:
+def state_of(endpoint: Endpoint, gate: GateView) -> EndpointState:
     """What holds the endpoint back first: disabled > paused (the receiver asked for a wait)
     > backing_off > healthy."""
-    if not endpoint.enabled:
-        return "disabled"
-    if health is None:
-        return "healthy"
-    if health.paused_until > now:
-        return "paused"
-    return "backing_off" if health.backing_off else "healthy"
+    return "disabled" if not endpoint.enabled else gate.state
 
 
 def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True) -> EndpointOut:
@@ -179,7 +173,7 @@ async def set_enabled(services: Services, endpoint: Endpoint, enabled: bool) -> 
     )
     if enabled:
         # A fresh start: whatever made it fail before is presumably fixed.
-        services.dispatcher.health.pop(endpoint.id, None)
+        services.gates.forget(endpoint.id)
     # As the running daemon saw it until now: a 410 may have disabled it meanwhile, and said so.
     before = services.registry.get(endpoint.id)
     _settled(services, changed)
@@ -244,8 +238,7 @@ async def send_test(services: Services, endpoint: Endpoint) -> PingOut:
     now = services.clock.now()
     ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
     (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
-    # The adapter's enqueue still takes the dispatcher as its Admission, not the port's start flags.
-    await services.store.enqueue([event], services.dispatcher)  # type: ignore[arg-type]
+    await admission.enqueue(services.dispatcher, [event])
     (delivery,) = await services.store.list_deliveries(LogFilter(event_id=event.id, limit=1))
     return PingOut(event_id=event.id, delivery_id=delivery.id)
 
