@@ -81,10 +81,10 @@ def _type_pattern(value: str | None) -> str | None:
     return value
 
 
-Row = TypeVar("Row")
+_Row = TypeVar("_Row")
 
 
-def _page(rows: list[Row], limit: int, key: Callable[[Row], int]) -> tuple[list[Row], str | None]:
+def _page(rows: list[_Row], limit: int, key: Callable[[_Row], int]) -> tuple[list[_Row], str | None]:
     """The page, and the cursor of the next one when the store gave a row beyond it."""
     if len(rows) > limit:
         rows = rows[:limit]
