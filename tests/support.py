@@ -197,15 +197,15 @@ def json_of(received: Received) -> Any:
 
 
 class PeakInFlight:
-    """A receiver behaviour answering 200 that keeps the most attempts the dispatcher had
-    running at once while requests arrived."""
+    """A receiver behaviour answering 200 that keeps the most attempts the gates had in
+    flight at once while requests arrived."""
 
-    def __init__(self, dispatcher: Any) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, gates: Any) -> None:
+        self._gates = gates
         self.peak = 0
 
     async def __call__(self, request: web.Request, n: int) -> web.StreamResponse:
-        self.peak = max(self.peak, self._dispatcher.in_flight)
+        self.peak = max(self.peak, self._gates.in_flight)
         return web.Response()
 
 

@@ -10,23 +10,23 @@ store that refuses an alert is logged; nothing is raised into whoever called the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from tillhook import admission
 from tillhook.alert_rules import BacklogWatch, BackoffAlarm, HourlyCount, span
 from tillhook.clock import Clock
+from tillhook.dispatcher import Dispatcher
 from tillhook.envelope import to_new_events
 from tillhook.errors import StoreUnavailable
-from tillhook.health import EndpointHealth
+from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
 from tillhook.redact import Scrubber, origin, redact_url
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
-from tillhook.store import Admission
 from tillhook.store.port import Outbox
 from tillhook.transitions import DisabledBy
 
@@ -57,14 +57,14 @@ def endpoint_data(endpoint: Endpoint) -> dict[str, str]:
 class Alerts:
     """The dispatcher's `transitions` (see transitions.py); the admin verbs call `disabled`
     too, and the side task `run` checks the backlog, the give-up counts and the back-offs
-    not said yet. `health` is the dispatcher's, read only."""
+    not said yet, reading each endpoint's health from `gates`."""
 
     def __init__(
         self,
         store: Outbox,
         registry: EndpointRegistry,
-        admission: Admission,
-        health: Mapping[str, EndpointHealth],
+        dispatcher: Dispatcher,
+        gates: EndpointGates,
         clock: Clock,
         metrics: Metrics,
         *,
@@ -74,8 +74,8 @@ class Alerts:
         self._store = store
         self._fan_out = fan_out
         self._registry = registry
-        self._admission = admission
-        self._health = health
+        self._dispatcher = dispatcher
+        self._gates = gates
         self._clock = clock
         self._metrics = metrics
         self._backoffs = BackoffAlarm()
@@ -85,12 +85,12 @@ class Alerts:
 
     # -- the hooks -----------------------------------------------------------------------
 
-    def failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
+    def failing(self, endpoint: Endpoint, failures: int, last_failure: str | None) -> None:
         if self._backoffs.started(endpoint.id, self._clock.now()):
-            self._failing(endpoint, health)
+            self._failing(endpoint, failures, last_failure)
 
-    def _failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
-        n, error = health.consecutive_failures, self._scrubbed(endpoint, health.last_failure)
+    def _failing(self, endpoint: Endpoint, n: int, last_failure: str | None) -> None:
+        error = self._scrubbed(endpoint, last_failure)
         self._emit(
             FAILING,
             endpoint,
@@ -155,9 +155,9 @@ class Alerts:
     async def check(self) -> None:
         now = self._clock.now()
         for endpoint_id in self._backoffs.due(now, self._backing_off):
-            endpoint, health = self._registry.get(endpoint_id), self._health.get(endpoint_id)
-            if endpoint is not None and health is not None:
-                self._failing(endpoint, health)
+            endpoint, gate = self._registry.get(endpoint_id), self._gates.view(endpoint_id, now)
+            if endpoint is not None:
+                self._failing(endpoint, gate.consecutive_failures, gate.last_failure)
         for endpoint_id, count, last in self._give_ups.due(now):
             endpoint = self._registry.get(endpoint_id)
             if endpoint is not None:  # a deleted endpoint's failures interest nobody
@@ -241,8 +241,7 @@ class Alerts:
             # Through the endpoints' filters like any event: a chat endpoint may want only some.
             if self._fan_out is not None:
                 (event,) = await self._fan_out([event])
-            # The adapter's enqueue still takes an Admission, not the port's start flags.
-            await self._store.enqueue([event], self._admission)  # type: ignore[arg-type]
+            await admission.enqueue(self._dispatcher, [event])
         except StoreUnavailable as exc:
             log.error("alert_not_stored", type=event.type, endpoint=name, error=exc.message)
             return
@@ -276,8 +275,8 @@ class Alerts:
             log.error("alerts_not_stored", count=len(unfinished), reason="the store did not answer before the stop")
 
     def _backing_off(self, endpoint_id: str) -> bool:
-        health = self._health.get(endpoint_id)
-        return health is not None and health.backing_off and self._registry.get(endpoint_id) is not None
+        backing_off = self._gates.view(endpoint_id, self._clock.now()).backing_off
+        return backing_off and self._registry.get(endpoint_id) is not None
 
     @staticmethod
     def _scrubbed(endpoint: Endpoint, text: str | None) -> str:

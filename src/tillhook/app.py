@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from typing import cast
 
 import structlog
 from aiohttp import web
@@ -32,6 +31,7 @@ from tillhook.delivery import Deliverer, make_session
 from tillhook.dispatcher import OUTCOME_WRITE_S, Dispatcher
 from tillhook.errors import TillhookError
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.models import Endpoint, SigningSecret
 from tillhook.registry import EndpointRegistry
@@ -138,27 +138,23 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         response_body_limit=delivery.response_body_limit,
         sandbox=delivery_sandbox,
     )
-    dispatcher = Dispatcher(
-        store,
-        deliverer,
-        registry,
-        RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after),
-        clock,
-        max_in_flight=delivery.max_in_flight,
-        endpoint_max_in_flight=delivery.endpoint_max_in_flight,
+    retry_policy = RetryPolicy(tuple(delivery.retry_schedule), delivery.give_up_after)
+    gates = EndpointGates(
+        retry_policy, max_in_flight=delivery.max_in_flight, endpoint_max_in_flight=delivery.endpoint_max_in_flight
     )
+    # What the rest reads, writes and administers through: the port (mypy checks that the
+    # SQLite adapter is one).
+    outbox: Outbox = store
+    dispatcher = Dispatcher(outbox, deliverer, registry, retry_policy, clock, gates)
     metrics = Metrics()
     dispatcher.on_attempt = metrics.attempted
     store.on_commit = metrics.committed
-    # What the rest reads and administers through: the port. SqliteStore's write verbs still
-    # take an Admission and quotas where the port has start flags and a ClaimRequest.
-    outbox = cast(Outbox, store)
     fan_out = FanOut(registry, sandbox, clock)
     alerts = Alerts(
         outbox,
         registry,
         dispatcher,
-        dispatcher.health,
+        gates,
         clock,
         metrics,
         backlog_age_s=config.alerts.backlog_age,
@@ -173,6 +169,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         store=outbox,
         registry=registry,
         dispatcher=dispatcher,
+        gates=gates,
         session=session,
         tokens=Tokens(tokens.ingest.encode(), tokens.admin.encode(), tokens.viewer.encode()),
         started_monotonic=clock.monotonic(),

@@ -5,8 +5,37 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tillhook.retry import BACKOFF_AFTER_FAILURES, RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """An endpoint's health as an attempt's outcome is judged against it."""
+
+    backing_off: bool = False
+    consecutive_failures: int = 0
+    last_failure: str | None = None
+
+    @property
+    def failure_starts_backoff(self) -> bool:
+        """Whether one more failure in a row would start a back-off."""
+        return not self.backing_off and self.consecutive_failures + 1 >= BACKOFF_AFTER_FAILURES
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """What one attempt's outcome says about its endpoint (outcomes.judge decides it; the
+    endpoint's gates apply it)."""
+
+    kind: Literal["none", "succeeded", "failed"] = "none"
+    reason: str | None = None  # failed: why, as the status page shows it
+    probe: bool = False  # failed: the attempt was the back-off's probe, so the wait stretches
+    paused_until: float | None = None  # the receiver asked for nothing to be sent until then
+
+
+NO_CHANGE = HealthChange()
 
 
 @dataclass(slots=True)
@@ -34,6 +63,17 @@ class EndpointHealth:
         if not self.backing_off:
             return limit
         return 1 if now >= self.probe_not_before else 0
+
+    def standing(self) -> Standing:
+        return Standing(self.backing_off, self.consecutive_failures, self.last_failure)
+
+    def apply(self, change: HealthChange, now: float, policy: RetryPolicy) -> None:
+        if change.kind == "succeeded":
+            self.succeeded(now)
+        elif change.kind == "failed":
+            self.failed(now, change.reason or "unknown", policy, probe=change.probe)
+        if change.paused_until is not None:
+            self.paused_until = max(self.paused_until, change.paused_until)
 
     def succeeded(self, now: float) -> bool:
         """Returns True when this success ends a back-off (the backlog should be released)."""

@@ -32,6 +32,10 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= n
 
+    def give_back(self, n: int) -> None:
+        """Tokens taken for attempts that never went out."""
+        self.tokens = min(self.capacity_for(self.rate), self.tokens + n)
+
     def next_token_at(self, now: float) -> float:
         """When the next whole token will be there."""
         self._refill(now)

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from tillhook.health import EndpointHealth
+from tillhook.health import Standing
 from tillhook.models import AttemptRecord, ClaimedDelivery, DeliveryState, Endpoint
 
 log = structlog.get_logger("tillhook.dispatcher")
@@ -20,8 +20,8 @@ class Transitions(Protocol):
     """Called on the loop in the middle of recording an outcome (or of an admin's request):
     each must return at once, leaving any I/O to a task of its own."""
 
-    def failing(self, endpoint: Endpoint, health: EndpointHealth) -> None:
-        """This failure started a back-off."""
+    def failing(self, endpoint: Endpoint, failures: int, last_failure: str | None) -> None:
+        """This failure, the `failures`-th in a row, started a back-off."""
 
     def recovered(self, endpoint: Endpoint, failures: int) -> None:
         """This success ended a back-off that `failures` failures in a row had started."""
@@ -42,8 +42,8 @@ class Before:
     enabled: bool
 
     @classmethod
-    def of(cls, health: EndpointHealth, endpoint: Endpoint | None) -> Before:
-        return cls(health.backing_off, health.consecutive_failures, endpoint is not None and endpoint.enabled)
+    def of(cls, standing: Standing, endpoint: Endpoint | None) -> Before:
+        return cls(standing.backing_off, standing.consecutive_failures, endpoint is not None and endpoint.enabled)
 
 
 def tell(
@@ -52,13 +52,13 @@ def tell(
     delivery: ClaimedDelivery,
     record: AttemptRecord,
     before: Before,
-    health: EndpointHealth,
+    after: Standing,
 ) -> None:
     """Tell what this outcome changed. A listener's mistake is logged, never raised: the
     outcome being recorded matters more than any alert about it."""
     try:
-        if health.backing_off and not before.backing_off:
-            transitions.failing(endpoint, health)
+        if after.backing_off and not before.backing_off:
+            transitions.failing(endpoint, after.consecutive_failures, after.last_failure)
         if record.release_backlog_at is not None:
             transitions.recovered(endpoint, before.failures)
         if record.disable_endpoint is not None and before.enabled:

@@ -18,6 +18,7 @@ from tillhook.api.state import SERVICES, Services
 from tillhook.app import build_app
 from tillhook.config import Config, validate_config
 from tillhook.dispatcher import Dispatcher
+from tillhook.gates import EndpointGates, GateView
 
 INGEST_TOKEN = "ingest-token-for-tests-0001"
 ADMIN_TOKEN = "admin-token-for-tests-00001"
@@ -56,6 +57,14 @@ class Harness:
     @property
     def dispatcher(self) -> Dispatcher:
         return self.services.dispatcher
+
+    @property
+    def gates(self) -> EndpointGates:
+        return self.services.gates
+
+    def gate(self, name: str) -> GateView:
+        """The named endpoint's gate now, as the API sees it."""
+        return self.gates.view(self.endpoint_id(name), self.services.clock.now())
 
     def endpoint_id(self, name: str) -> str:
         return next(e.id for e in self.services.registry.all() if e.name == name)

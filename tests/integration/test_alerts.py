@@ -112,7 +112,7 @@ async def test_back_off_and_recovery_alert_the_subscribers_once_each_signed(shop
     await post(h, 12)
     # Four at once; the fifth failure in a row starts the back-off.
     await step(h)
-    assert h.dispatcher.health[h.endpoint_id("loyalty")].backing_off
+    assert h.gate("loyalty").backing_off
     (failing,) = alerts_in(got["watch"])
     assert failing["type"] == FAILING and failing["id"].startswith("msg_")
     assert got["watch"].received[-1].verified  # the standardwebhooks package's verify()
@@ -133,7 +133,7 @@ async def test_back_off_and_recovery_alert_the_subscribers_once_each_signed(shop
     got["loyalty"].behaviour = ok
     await step(h, advance_s=20)  # the probe succeeds and releases the backlog
     await step(h)
-    assert not h.dispatcher.health[h.endpoint_id("loyalty")].backing_off
+    assert not h.gate("loyalty").backing_off
     failing_again, recovered = alerts_in(got["watch"])
     assert failing_again == failing and recovered["type"] == RECOVERED
     assert got["watch"].received[-1].verified
@@ -175,7 +175,7 @@ async def test_a_flapping_endpoint_is_said_to_fail_at_most_once_an_hour(shop):
         loyalty.behaviour = status(500)
         await post(h, 12)
         await step(h)
-        assert h.dispatcher.health[h.endpoint_id("loyalty")].backing_off
+        assert h.gate("loyalty").backing_off
         loyalty.behaviour = ok
         await step(h, advance_s=10)
     assert said(got["watch"]) == [FAILING, RECOVERED]

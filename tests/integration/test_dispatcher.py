@@ -14,6 +14,7 @@ from tillhook.app import config_endpoint
 from tillhook.errors import StoreUnavailable
 from tillhook.models import NewEvent
 from tillhook.store import SqliteStore
+from tillhook.store.port import ClaimRequest
 
 
 def hang(receiver):
@@ -47,8 +48,8 @@ async def test_endpoint_max_in_flight_is_honoured(tmp_path, receivers, make_harn
     assert await h.dispatcher.run_once() == 2
     await receiver.wait_count(2)
     assert await h.dispatcher.run_once() == 0  # no free slot
-    assert h.dispatcher.in_flight == 2
-    receiver.behaviour = peak = PeakInFlight(h.dispatcher)
+    assert h.gates.in_flight == 2
+    receiver.behaviour = peak = PeakInFlight(h.gates)
     receiver.release.set()
     # Each answer frees a slot that is refilled along with writing its outcome.
     await h.dispatcher.wait_idle()
@@ -65,7 +66,7 @@ async def test_global_max_in_flight_is_shared_between_endpoints(tmp_path, receiv
     await post_many(h, 10)
     assert await h.dispatcher.run_once() == 5
     await receiver.wait_count(5)
-    per_endpoint = {e.id: h.dispatcher._in_flight[e.id] for e in h.services.registry.all()}
+    per_endpoint = {e.name: h.gate(e.name).in_flight for e in h.services.registry.all()}
     assert sorted(per_endpoint.values()) == [1, 2, 2]
     receiver.release.set()
     await h.dispatcher.wait_idle()
@@ -95,8 +96,7 @@ async def test_backoff_probes_one_at_a_time_and_success_releases_the_backlog(tmp
     # Four at once; each failure refills its slot until the fifth in a row starts the back-off,
     # and the attempts already under way then finish without refilling.
     assert await h.step() == 8
-    health = h.dispatcher.health[h.endpoint_id("flaky")]
-    assert health.backing_off
+    assert h.gate("flaky").backing_off
     assert await h.step() == 0  # in back-off: waits for the probe time, though 4 are due now
     assert await h.step(advance_s=10) == 1  # one probe
     assert await h.step(advance_s=1) == 0
@@ -104,7 +104,7 @@ async def test_backoff_probes_one_at_a_time_and_success_releases_the_backlog(tmp
     # The next probe (spaced up to 5 min) succeeds and releases the backlog: deliveries
     # scheduled an hour out are due at once and go in the same step.
     assert await h.step(advance_s=300) == 12  # all twelve, the probe first
-    assert not health.backing_off
+    assert not h.gate("flaky").backing_off
     assert await h.services.store.count_by_state() == {"delivered": 12}
 
 
@@ -142,7 +142,7 @@ async def test_deliveries_left_in_flight_by_a_crash_are_sent_after_restart(tmp_p
     (endpoint,) = await store.list_endpoints()
     events = [NewEvent(f"msg_{i}", "a.b", None, b"{}", time.time(), (endpoint.id,)) for i in range(3)]
     await store.enqueue(events)
-    assert len(await store.claim_due({endpoint.id: 10}, time.time())) == 3
+    assert len(await store.claim_due(ClaimRequest({endpoint.id: 10}, time.time()))) == 3
     await store.close()  # the claims stay `delivering`, as a kill -9 would leave them
     await make_harness(config)  # start with the loop running
     await receiver.wait_for(lambda got: sorted(r.event_id for r in got) == ["msg_0", "msg_1", "msg_2"])
@@ -223,7 +223,7 @@ async def test_a_known_backlog_is_not_overtaken_by_fresh_events(tmp_path, receiv
     h = await make_harness(config)
     endpoint_id = h.endpoint_id("a")
     h.dispatcher.wake([endpoint_id])  # as after an ingest that left deliveries pending
-    assert not h.dispatcher.take(endpoint_id)
+    assert h.dispatcher.admits(endpoint_id) is None
 
 
 async def test_refilling_slots_does_not_starve_other_endpoints_under_the_global_limit(

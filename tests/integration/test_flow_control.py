@@ -127,7 +127,7 @@ async def test_rate_limit_and_ordered_can_be_changed_through_the_api(tmp_path, r
     await patch(h, "/v1/endpoints/pos", {"rate_limit": 10})
     assert await h.step(advance_s=1.0) == 10
     await patch(h, "/v1/endpoints/pos", {"ordered": True})
-    receiver.behaviour = peak = PeakInFlight(h.dispatcher)
+    receiver.behaviour = peak = PeakInFlight(h.gates)
     assert await h.step(advance_s=1.0) == 7  # the rest, one after the other
     assert peak.peak == 1
     assert receiver.event_ids()[-7:] == ids[-7:]  # in order

@@ -11,11 +11,12 @@ import time
 import pytest
 
 from tillhook.envelope import parse_body, to_new_events
-from tillhook.errors import InvalidInput
+from tillhook.errors import InvalidInput, StoreUnavailable
 from tillhook.models import NewEvent
 from tillhook.store import SqliteStore
 from tillhook.store.committer import GroupCommitter
-from tillhook.store.ops import BatchApplier, Claim, Ingest, Record, settle
+from tillhook.store.ops import BatchApplier, Ingest, Record
+from tillhook.store.port import ClaimRequest, Enqueued
 from tillhook.store.schema import MIGRATIONS
 
 
@@ -36,37 +37,37 @@ async def test_ops_queued_during_a_transaction_share_the_next_one(tmp_path):
             release.wait(10)
         return [op * 10 for op in ops]
 
-    settled_on: list[int] = []
-    committer = GroupCommitter(apply, settle=lambda ops, error: settled_on.append(threading.get_ident()))
+    resolved_on: list[int] = []
+    committer = GroupCommitter(apply)
     await committer.start(connector(tmp_path / "c.db"))
     first = committer.submit(0)
     await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
     rest = [committer.submit(n) for n in range(1, 51)]
+    for future in (first, rest[0]):
+        future.add_done_callback(lambda _: resolved_on.append(threading.get_ident()))
     release.set()
     assert await first == 0
     assert await asyncio.gather(*rest) == [n * 10 for n in range(1, 51)]
     assert batches == [[0], list(range(1, 51))]
     assert threading.get_ident() not in threads  # the transactions ran on the writer thread
-    assert settled_on == [threading.get_ident()] * 2  # and were settled on the event loop
+    assert resolved_on == [threading.get_ident()] * 2  # and were resolved on the event loop
     assert (committer.transactions, committer.ops_committed) == (2, 51)
     committer.close()
     await committer.wait_finished()
 
 
 async def test_a_failed_transaction_fails_its_waiters_and_the_next_one_goes_on(tmp_path):
-    outcomes: list[bool] = []
-
     def apply(conn, ops):
         if "bad" in ops:
             raise sqlite3.OperationalError("database or disk is full")
         return [f"ok {op}" for op in ops]
 
-    committer = GroupCommitter(apply, settle=lambda ops, error: outcomes.append(error is None))
+    committer = GroupCommitter(apply, describe=lambda exc: StoreUnavailable(f"in words: {exc}"))
     await committer.start(connector(tmp_path / "c.db"))
-    with pytest.raises(sqlite3.OperationalError, match="full"):
+    with pytest.raises(StoreUnavailable, match="in words: database or disk is full"):
         await committer.submit("bad")
     assert await committer.submit("good") == "ok good"
-    assert outcomes == [False, True]
+    assert committer.transactions == 1
     committer.close()
     await committer.wait_finished()
     with pytest.raises(RuntimeError, match="closed"):
@@ -94,62 +95,32 @@ async def test_only_transactions_holding_something_acknowledged_wait_for_fsync(t
     def synchronous() -> int:
         return int(conn.execute("PRAGMA synchronous").fetchone()[0])
 
-    applier(conn, [Record([], now), Claim({"ep": 1}, now)])
+    applier(conn, [Record([], now), ClaimRequest({"ep": 1}, now)])
     assert synchronous() == 1  # NORMAL: outcomes and claims alone
     applier(conn, [Record([], now), Ingest([event])])
     assert synchronous() == 2  # FULL: an acknowledged event is in it
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("pending",)]
-    applier(conn, [Claim({"ep": 1}, now)])
+    applier(conn, [ClaimRequest({"ep": 1}, now)])
     assert synchronous() == 1
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("delivering",)]
     conn.close()
 
 
-def test_a_failing_callback_does_not_strand_the_other_ops_of_its_batch():
-    class Slots:
-        def __init__(self):
-            self.started, self.given_back = [], []
-
-        def take(self, endpoint_id):
-            return True
-
-        def committed(self, started, queued):
-            self.started.extend(started)
-
-        def aborted(self, endpoint_ids):
-            self.given_back.extend(endpoint_ids)
-
-    def broken(claimed, error):
-        raise RuntimeError("a bug in the caller")
-
-    slots = Slots()
-    event = NewEvent(id="msg_1", type="a.b", created_at=0.0, body=b"{}", idempotency_key=None, endpoint_ids=("ep",))
-    ingest = Ingest([event], slots)
-    ingest.reserve()
-    ingest.started.append("the admitted delivery")
-    with pytest.raises(RuntimeError, match="a bug"):
-        settle([Record([], 0.0, on_done=broken), ingest], None)
-    assert slots.started == ["the admitted delivery"]  # settled all the same
-    with pytest.raises(RuntimeError, match="a bug"):
-        settle([Record([], 0.0, on_done=broken), ingest], sqlite3.OperationalError("disk I/O error"))
-    assert slots.given_back == ["ep"]
-
-
-class _Slots:
-    """An admission that reserves every slot and remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.taken, self.started, self.given_back = 0, [], []
-
-    def take(self, endpoint_id):
-        self.taken += 1
-        return True
-
-    def committed(self, started, queued):
-        self.started.extend(started)
-
-    def aborted(self, endpoint_ids):
-        self.given_back.extend(endpoint_ids)
+async def test_outcomes_written_resolve_their_future_and_refusals_come_in_words(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    now = time.time()
+    event = NewEvent(id="msg_1", type="a.b", created_at=now, body=b"{}", idempotency_key=None, endpoint_ids=("ep",))
+    await store.enqueue([event])
+    written = store.write_outcomes([], now, ClaimRequest({"ep": 5}, now))
+    assert not written.done()  # queued: it returned at once
+    (claimed,) = await written
+    assert (claimed.event_id, claimed.endpoint_id) == ("msg_1", "ep")
+    assert await store.write_outcomes([], now) == []
+    await store.close()
+    refused = store.write_outcomes([], now)
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await refused
 
 
 def _keyed(event_id: str, key: str, content: bytes, endpoints=("ep",)) -> NewEvent:
@@ -160,33 +131,35 @@ def _keyed(event_id: str, key: str, content: bytes, endpoints=("ep",)) -> NewEve
     return NewEvent(id=event_id, type="a.b", created_at=0.0, body=body, idempotency_key=key, endpoint_ids=endpoints)
 
 
-async def test_a_reused_key_fails_its_op_alone_and_gives_back_its_slots(tmp_path):
+async def test_a_reused_key_fails_its_op_alone_and_says_what_was_started(tmp_path):
     db = tmp_path / "t.db"
     store = SqliteStore(db)
     await store.open()
     await store.close()
     conn = sqlite3.connect(db, isolation_level=None)
     BatchApplier()(conn, [Ingest([_keyed("msg_0", "k", b"first")])])
-    slots = _Slots()
-    before = Ingest([_keyed("msg_1", "other", b"x", ("ep", "ep2"))], slots)
-    reused = Ingest([_keyed("msg_2", "fresh", b"y", ("ep", "ep2")), _keyed("msg_3", "k", b"second")], slots, batch=True)
-    after = Ingest([_keyed("msg_4", "k", b"first")], slots)  # a true repeat, in the same transaction
-    ops = [before, reused, after]
-    for op in ops:
-        op.reserve()
-    results = BatchApplier()(conn, ops)
-    settle(ops, None)
-    assert [r.duplicate for r in results[0]] == [False] and [r.duplicate for r in results[2]] == [True]
-    refused = results[1]
+    before = Ingest([_keyed("msg_1", "other", b"x", ("ep", "ep2"))], [[True, False]])
+    reused = Ingest(
+        [_keyed("msg_2", "fresh", b"y", ("ep", "ep2")), _keyed("msg_3", "k", b"second")],
+        [[True, True], [True]],
+        batch=True,
+    )
+    after = Ingest([_keyed("msg_4", "k", b"first")], [[True]])  # a true repeat, in the same transaction
+    results = BatchApplier()(conn, [before, reused, after])
+    went, refused, repeat = results
+    assert isinstance(went, Enqueued) and isinstance(repeat, Enqueued)
+    assert [r.duplicate for r in went.accepted] == [False] and [r.duplicate for r in repeat.accepted] == [True]
     assert isinstance(refused, InvalidInput) and refused.slug == "idempotency-key-reused"
     assert [e["field"] for e in refused.errors or []] == ["[1].id"] and "msg_0" in refused.message
     stored = conn.execute("SELECT id FROM events ORDER BY seq").fetchall()
     assert stored == [("msg_0",), ("msg_1",)]  # nothing of the refused op, the others committed
     assert conn.execute("SELECT count(*) FROM deliveries WHERE event_id IN ('msg_2', 'msg_3')").fetchone() == (0,)
-    # Every slot reserved is either started (the op that went in) or given back.
-    assert sorted(d.event_id for d in slots.started) == ["msg_1", "msg_1"]
-    assert sorted(slots.given_back) == ["ep", "ep", "ep", "ep2"]  # msg_2's two, msg_3's and the repeat's
-    assert slots.taken == len(slots.started) + len(slots.given_back)
+    # Each delivery asked to start is started, or named as not started (its event is a repeat).
+    assert [(d.event_id, d.endpoint_id) for d in went.started] == [("msg_1", "ep")]
+    assert went.not_started == [] and went.queued == frozenset({"ep2"})
+    assert repeat.started == [] and repeat.not_started == ["ep"] and repeat.queued == frozenset()
+    states = conn.execute("SELECT endpoint_id, state FROM deliveries WHERE event_id = 'msg_1' ORDER BY id").fetchall()
+    assert states == [("ep", "delivering"), ("ep2", "pending")]
     conn.close()
 
 
@@ -217,10 +190,10 @@ async def test_events_stored_before_the_timestamp_flag_are_compared_by_type_and_
             events, _ = parse_body(raw.encode(), None)
             return to_new_events(events, 1.0, lambda event_type: ())
 
-        (repeat,) = await store.enqueue(arriving('{"m": 2, "n": 1}'))
+        (repeat,) = (await store.enqueue(arriving('{"m": 2, "n": 1}'))).accepted
         assert (repeat.id, repeat.duplicate) == ("msg_old", True)
         # Whether the old event's timestamp was given is not known: only type and data count.
-        (repeat,) = await store.enqueue(arriving('{"n": 1, "m": 2}', "2020-01-01T00:00:00Z"))
+        (repeat,) = (await store.enqueue(arriving('{"n": 1, "m": 2}', "2020-01-01T00:00:00Z"))).accepted
         assert repeat.duplicate is True
         with pytest.raises(InvalidInput, match="msg_old"):
             await store.enqueue(arriving('{"n": 1, "m": 2.0}'))

@@ -142,10 +142,10 @@ async def test_admission_never_starts_a_delivery_of_a_disabled_endpoint(shop):
     await api(h, "POST", "/v1/endpoints/loyalty/disable")
     endpoint_id = h.endpoint_id("loyalty")
     h.dispatcher.wake([])  # nothing known due: admission would be allowed for an enabled one
-    assert h.dispatcher.take(endpoint_id) is False
+    assert h.dispatcher.admits(endpoint_id) is None
     admitted = h.dispatcher.admitted
     await post_each(h, 2)
-    assert h.dispatcher.admitted == admitted and h.dispatcher.in_flight == 0
+    assert h.dispatcher.admitted == admitted and h.gates.in_flight == 0
 
 
 async def test_an_endpoint_out_of_the_config_file_holds_and_comes_back(

@@ -137,7 +137,7 @@ async def test_a_filter_failing_on_many_events_does_not_back_off_a_healthy_recei
     good = await post(h, {"amount": 500})
     await h.step()
     assert [r.event_id for r in receiver.received] == [good["id"]]
-    assert not h.dispatcher.health[h.endpoint_id("big-sales")].backing_off
+    assert not h.gate("big-sales").backing_off
 
 
 async def test_a_big_batch_is_filtered_in_parts_each_within_the_time_bound(

@@ -58,13 +58,12 @@ async def test_each_state_and_why(four: Harness, capsys: pytest.CaptureFixture[s
     code, body = await api(h, "GET", "/v1/status")
     assert code == 200
     shown = {e["name"]: e for e in body["endpoints"]}
-    health = h.dispatcher.health
 
     assert shown["paused"]["state"] == "paused"
-    assert shown["paused"]["paused_until"] == format_time(health[h.endpoint_id("paused")].paused_until)
+    assert shown["paused"]["paused_until"] == format_time(h.gate("paused").paused_until or 0)
     assert shown["paused"]["next_probe_at"] is None and shown["paused"]["held"] == 0
     assert shown["failing"]["state"] == "backing_off"
-    assert shown["failing"]["next_probe_at"] == format_time(health[h.endpoint_id("failing")].probe_not_before)
+    assert shown["failing"]["next_probe_at"] == format_time(h.gate("failing").next_probe_at or 0)
     assert shown["failing"]["held"] == 0
     assert shown["fine"]["state"] == "healthy" and shown["fine"]["next_probe_at"] is None
     assert shown["off"]["state"] == "disabled" and shown["off"]["held"] == 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tillhook import rules
+from tillhook import admission, rules
 from tillhook.api.parsing import invalid, parse_when
 from tillhook.api.schemas import (
     EndpointIn,
@@ -93,7 +93,7 @@ async def set_enabled(services: Services, endpoint: Endpoint, enabled: bool) -> 
     )
     if enabled:
         # A fresh start: whatever made it fail before is presumably fixed.
-        services.dispatcher.health.pop(endpoint.id, None)
+        services.gates.forget(endpoint.id)
     # As the running daemon saw it until now: a 410 may have disabled it meanwhile, and said so.
     before = services.registry.get(endpoint.id)
     _settled(services, changed)
@@ -164,8 +164,7 @@ async def send_test(services: Services, endpoint: Endpoint) -> PingOut:
     now = services.clock.now()
     ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
     (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
-    # The adapter's enqueue still takes the dispatcher as its Admission, not the port's start flags.
-    await services.store.enqueue([event], services.dispatcher)  # type: ignore[arg-type]
+    await admission.enqueue(services.dispatcher, [event])
     (delivery,) = await services.store.list_deliveries(LogFilter(event_id=event.id, limit=1))
     return PingOut(event_id=event.id, delivery_id=delivery.id)
 

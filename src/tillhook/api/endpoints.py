@@ -31,25 +31,19 @@ from tillhook.api.schemas import (
 )
 from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.endpoint_rules import ExtraSignatureSpec
-from tillhook.health import EndpointHealth
+from tillhook.gates import GateView
 from tillhook.models import Endpoint, format_time
 from tillhook.redact import MASK, redact_url
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
-    return state_of(endpoint, services.dispatcher.health.get(endpoint.id), services.clock.now())
+    return state_of(endpoint, services.gates.view(endpoint.id, services.clock.now()))
 
 
-def state_of(endpoint: Endpoint, health: EndpointHealth | None, now: float) -> EndpointState:
+def state_of(endpoint: Endpoint, gate: GateView) -> EndpointState:
     """What holds the endpoint back first: disabled > paused (the receiver asked for a wait)
     > backing_off > healthy."""
-    if not endpoint.enabled:
-        return "disabled"
-    if health is None:
-        return "healthy"
-    if health.paused_until > now:
-        return "paused"
-    return "backing_off" if health.backing_off else "healthy"
+    return "disabled" if not endpoint.enabled else gate.state
 
 
 def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True) -> EndpointOut:

@@ -7,11 +7,11 @@ from collections import Counter
 import orjson
 from aiohttp import web
 
+from tillhook import admission
 from tillhook.api.parsing import read_body
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import SERVICES
 from tillhook.envelope import parse_body, to_new_events
-from tillhook.models import AcceptedEvent
 
 
 def _is_json(content_type: str) -> bool:
@@ -32,12 +32,7 @@ async def post_events(request: web.Request) -> web.Response:
     events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
     now = services.clock.now()
     new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers))
-    # The adapter's enqueue still takes the dispatcher as its Admission, not the port's start flags.
-    accepted: list[AcceptedEvent] = await services.store.enqueue(  # type: ignore[assignment]
-        new_events,
-        services.dispatcher,  # type: ignore[arg-type]
-        batch=batch,
-    )
+    accepted = await admission.enqueue(services.dispatcher, new_events, batch=batch)
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():
         services.metrics.events_ingested.labels(event_type).inc(n)

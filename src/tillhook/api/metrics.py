@@ -27,7 +27,7 @@ async def get_metrics(request: web.Request) -> web.Response:
         backlog = pending.get(endpoint.id)
         m.backlog.labels(endpoint.name).set(backlog.pending if backlog is not None else 0)
         m.oldest_pending_age.labels(endpoint.name).set(now - backlog.oldest_created_at if backlog is not None else 0)
-        m.in_flight.labels(endpoint.name).set(services.dispatcher.in_flight_of(endpoint.id))
+        m.in_flight.labels(endpoint.name).set(services.gates.view(endpoint.id, now).in_flight)
         current = endpoint_state(services, endpoint)
         for name in get_args(EndpointState):
             m.endpoint_state.labels(endpoint.name, name).set(1 if name == current else 0)

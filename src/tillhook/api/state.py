@@ -13,6 +13,7 @@ from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
 from tillhook.expressions.sandbox import Sandbox
+from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
@@ -47,6 +48,7 @@ class Services:
     store: Outbox
     registry: EndpointRegistry
     dispatcher: Dispatcher
+    gates: EndpointGates  # what lets attempts start, and each endpoint's health: read it here
     session: aiohttp.ClientSession
     tokens: Tokens
     started_monotonic: float

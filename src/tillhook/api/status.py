@@ -21,7 +21,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def status_report(services: Services) -> StatusOut:
     """The status of the daemon and each endpoint: the API's reply and the dashboard's overview."""
-    store, dispatcher = services.store, services.dispatcher
+    store, gates = services.store, services.gates
     now = services.clock.now()
     counts = await store.count_by_state()
     pending = await store.pending_by_endpoint()
@@ -32,23 +32,22 @@ async def status_report(services: Services) -> StatusOut:
         backlog = pending.get(endpoint.id)
         waiting, oldest = (backlog.pending, backlog.oldest_created_at) if backlog is not None else (0, None)
         stat = stats.get(endpoint.id, _NO_STATS)
-        health = dispatcher.health.get(endpoint.id)
-        ok, failed = health.last_hour(now) if health is not None else (0, 0)
+        gate = gates.view(endpoint.id, now)
+        ok, failed = gate.succeeded_last_hour, gate.failed_last_hour
         head = heads.get(endpoint.id)
         # Held back: its head has failed at least once and waits for its next try.
         blocked = head if head is not None and head.state == DeliveryState.PENDING and head.attempts > 0 else None
-        paused = health.paused_until if health is not None and health.paused_until > now else None
-        probe = health.probe_not_before if health is not None and health.backing_off else None
+        paused, probe = gate.paused_until, gate.next_probe_at
         endpoints.append(
             EndpointStatus(
                 id=endpoint.id,
                 name=endpoint.name,
                 state=endpoint_state(services, endpoint),
                 disabled_reason=endpoint.disabled_reason,
-                in_flight=dispatcher.in_flight_of(endpoint.id),
+                in_flight=gate.in_flight,
                 pending=waiting,
                 oldest_pending_age_s=round(now - oldest, 3) if oldest is not None else None,
-                consecutive_failures=health.consecutive_failures if health is not None else 0,
+                consecutive_failures=gate.consecutive_failures,
                 last_success_at=format_time(stat.last_success_at) if stat.last_success_at else None,
                 last_failure_at=format_time(stat.last_failure_at) if stat.last_failure_at else None,
                 last_failure_reason=stat.last_failure_reason,
@@ -73,6 +72,6 @@ async def status_report(services: Services) -> StatusOut:
         deliveries={state.value: counts.get(state, 0) for state in DeliveryState},
         backlog=counts.get(DeliveryState.PENDING, 0) + counts.get(DeliveryState.DELIVERING, 0),
         oldest_pending_age_s=round(now - oldest_all, 3) if oldest_all is not None else None,
-        in_flight=dispatcher.in_flight,
+        in_flight=gates.in_flight,
         endpoints=endpoints,
     )

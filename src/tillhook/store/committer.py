@@ -3,7 +3,7 @@
 Write operations queue up while a transaction runs; as soon as it commits, the thread takes
 every queued operation into the next one, so many requests share one fsync. The thread owns
 the single writer connection and runs each whole transaction (statements and commit) itself:
-the event loop only queues operations and is told of each finished batch once. Sending each
+the event loop only queues operations, and each finished batch resolves its futures at once. Sending each
 statement over from the loop (as aiosqlite does) would cost a round trip through a busy loop
 per statement, and waiting for the loop between two transactions would leave the disk idle."""
 
@@ -20,23 +20,23 @@ Op = TypeVar("Op")
 
 MAX_OPS_PER_TRANSACTION = 512
 
-_Item = tuple[Op, "asyncio.Future[Any] | None"]
+_Item = tuple[Op, "asyncio.Future[Any]"]
 
 
 class GroupCommitter(Generic[Op]):
     def __init__(
         self,
         apply_batch: Callable[[sqlite3.Connection, Sequence[Op]], list[Any]],
-        settle: Callable[[Sequence[Op], Exception | None], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        describe: Callable[[Exception], Exception] | None = None,
     ) -> None:
         """`apply_batch(conn, ops)` runs one transaction on the writer thread and returns a
         result per op (an exception instance fails that op alone); if it raises, nothing of
-        the batch was written. `settle(ops, error)` runs on the event loop after each batch
-        (error None once it is committed), before any of its waiters resumes."""
+        the batch was written, and its futures get `describe(error)` (the error itself by
+        default)."""
         self._apply_batch = apply_batch
-        self._settle = settle
         self._on_commit = on_commit
+        self._describe = describe
         self._queue: queue.SimpleQueue[_Item[Op] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: asyncio.Future[None] | None = None
@@ -53,18 +53,14 @@ class GroupCommitter(Generic[Op]):
         await opened
 
     def submit(self, op: Op) -> asyncio.Future[Any]:
-        """Queue `op`; the future is done once the transaction holding it is committed."""
+        """Queue `op`; the future is done, on the event loop, as soon as the transaction
+        holding it is over (its done-callbacks need no task to wake up first). `op` is
+        written even if nobody awaits the future, or it is cancelled."""
         if self._closed or self._loop is None:
             raise RuntimeError("the store is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put((op, future))
         return future
-
-    def submit_nowait(self, op: Op) -> None:
-        """Queue `op` with nobody waiting on it: `settle` is all that hears of its batch."""
-        if self._closed or self._loop is None:
-            raise RuntimeError("the store is closed")
-        self._queue.put((op, None))
 
     async def wait_finished(self) -> None:
         """Until the writer thread ends: after close(), or when it dies (then raises why)."""
@@ -116,7 +112,7 @@ class GroupCommitter(Generic[Op]):
                 error: Exception | None = None
             except Exception as exc:  # every waiter learns why its write did not happen
                 results, error = None, exc
-            self._tell(self._finish, batch, results, error)
+            self._tell(self._resolve, batch, results, error)
             if closing:
                 return
 
@@ -129,25 +125,21 @@ class GroupCommitter(Generic[Op]):
 
     # -- back on the event loop ----------------------------------------------------------
 
-    def _finish(self, batch: list[_Item[Op]], results: list[Any] | None, error: Exception | None) -> None:
-        try:
-            if self._settle is not None:
-                self._settle([op for op, _ in batch], error)
-        finally:
-            self._resolve(batch, results, error)
-
     def _resolve(self, batch: list[_Item[Op]], results: list[Any] | None, error: Exception | None) -> None:
         if error is not None or results is None:
+            failed = error or RuntimeError("the write was lost")
+            if self._describe is not None:
+                failed = self._describe(failed)
             for _, future in batch:
-                if future is not None and not future.done():
-                    future.set_exception(error or RuntimeError("the write was lost"))
+                if not future.done():
+                    future.set_exception(failed)
             return
         self.transactions += 1
         self.ops_committed += len(batch)
         if self._on_commit is not None:
             self._on_commit(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
-            if future is None or future.done():
+            if future.done():
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)

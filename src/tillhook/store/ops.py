@@ -1,5 +1,5 @@
 """The write operations the group committer batches, and how one batch becomes one transaction
-(on the writer thread) and is settled afterwards (on the event loop)."""
+(on the writer thread)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tillhook.errors import InvalidInput
 from tillhook.models import (
@@ -18,6 +18,7 @@ from tillhook.models import (
     NewEvent,
 )
 from tillhook.store.idempotency import Seen, known_keys, refusal, reuse, same_content
+from tillhook.store.port import ClaimRequest, Enqueued
 from tillhook.store.sql_util import in_chunks, placeholders, rows_at_once
 
 # One statement for a whole batch of outcomes: (state, next_attempt_at, first_attempt_at,
@@ -33,47 +34,12 @@ _WRITE_OUTCOMES = (
 _MAX_ENDPOINTS_PER_CLAIM = 200
 
 
-class Admission(Protocol):
-    """Lets fresh deliveries start without a claim: just before the ingest transaction, `take`
-    reserves a free slot for one; after the commit those start at once. It is only ever called
-    on the event loop."""
-
-    def take(self, endpoint_id: str) -> bool: ...
-
-    def committed(self, started: list[ClaimedDelivery], queued: set[str]) -> None:
-        """`started` are stored as `delivering`; `queued` endpoints got pending deliveries."""
-
-    def aborted(self, endpoint_ids: list[str]) -> None:
-        """Give back one reserved slot per endpoint listed (its delivery was not stored)."""
-
-
 @dataclass(slots=True)
 class Ingest:
     events: Sequence[NewEvent]
-    admission: Admission | None = None
+    # Per event, per endpoint: store that delivery `delivering`, for the caller to run.
+    start: Sequence[Sequence[bool]] | None = None
     batch: bool = False  # the events came as an array: errors name them by index
-    # Per event, per endpoint: whether a slot was reserved (decided on the event loop).
-    admitted: list[list[bool]] | None = None
-    # Filled on the writer thread, read back on the loop once the transaction is over.
-    started: list[ClaimedDelivery] = field(default_factory=list)
-    queued: set[str] = field(default_factory=set)
-    unused: list[str] = field(default_factory=list)  # slots reserved for events found to be repeats
-
-    def reserve(self) -> None:
-        """On the event loop, as the op is queued: take slots for the deliveries that can start."""
-        if self.admission is not None:
-            take = self.admission.take
-            self.admitted = [[take(ep) for ep in e.endpoint_ids] if e.endpoint_ids else [] for e in self.events]
-
-    def reserved(self) -> list[str]:
-        if self.admitted is None:
-            return []
-        return [
-            endpoint_id
-            for event, flags in zip(self.events, self.admitted, strict=True)
-            for endpoint_id, flag in zip(event.endpoint_ids, flags, strict=True)
-            if flag
-        ]
 
 
 @dataclass(slots=True)
@@ -82,18 +48,7 @@ class Record:
     now: float
     # Claimed in the same transaction once the outcomes are written: the next deliveries
     # for the slots those attempts freed, so a busy endpoint never waits a transaction more.
-    then_claim: Claim | None = None
-    # Told on the event loop, as soon as the batch is over, what was claimed (None and the
-    # error when the transaction failed): no task has to wake up first to start them.
-    on_done: Callable[[list[ClaimedDelivery] | None, Exception | None], None] | None = None
-    claimed: list[ClaimedDelivery] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Claim:
-    quotas: dict[str, int]
-    now: float
-    ordered: frozenset[str] = frozenset()  # endpoints that only ever get their head delivery
+    then_claim: ClaimRequest | None = None
 
 
 @dataclass(slots=True)
@@ -103,7 +58,8 @@ class Call:
     fn: Callable[[sqlite3.Connection], Any]
 
 
-WriteOp = Ingest | Record | Claim | Call
+# A claim on its own is the port's ClaimRequest.
+WriteOp = Ingest | Record | ClaimRequest | Call
 
 
 @dataclass(slots=True)
@@ -118,41 +74,17 @@ class _Rows:
     # rows of every other event stay as narrow as they were.
     check_filter: list[int] = field(default_factory=list)
     filtered_out: list[tuple[str, str]] = field(default_factory=list)
+    started: list[ClaimedDelivery] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)  # asked to start, but their event is a repeat
+    queued: set[str] = field(default_factory=set)
 
 
-def settle(ops: Sequence[WriteOp], error: Exception | None) -> None:
-    """On the event loop once a batch is over: start the admitted and claimed deliveries, or
-    give their slots back. Every op is settled even if a callback fails on one of them (the
-    first failure is raised afterwards): the others' slots must not be stranded."""
-    failures: list[Exception] = []
-    for op in ops:
-        try:
-            _settle_one(op, error)
-        except Exception as exc:
-            failures.append(exc)
-    if failures:
-        raise failures[0]
-
-
-def _settle_one(op: WriteOp, error: Exception | None) -> None:
-    if isinstance(op, Record) and op.on_done is not None:
-        op.on_done(None if error else op.claimed, error)
-    if not isinstance(op, Ingest) or op.admission is None:
-        return
-    if error is not None:
-        op.admission.aborted(op.reserved())
-        return
-    if op.unused:
-        op.admission.aborted(op.unused)
-    op.admission.committed(op.started, op.queued)
-
-
-def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[AcceptedEvent] | InvalidInput:
+def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> Enqueued | InvalidInput:
     reply: list[AcceptedEvent] = []
     reused: list[dict[str, str]] = []
     pending, delivering = DeliveryState.PENDING.value, DeliveryState.DELIVERING.value
     for index, event in enumerate(op.events):
-        flags = op.admitted[index] if op.admitted is not None else [False] * len(event.endpoint_ids)
+        flags = op.start[index] if op.start is not None else [False] * len(event.endpoint_ids)
         key = event.idempotency_key
         if key is not None:
             prior = rows.keys.get(key) or seen.get(key)
@@ -161,7 +93,7 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[Accepted
                 continue
             if prior is not None:
                 reply.append(AcceptedEvent(id=prior.id, type=prior.type, deliveries=prior.deliveries, duplicate=True))
-                op.unused.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
+                rows.not_started.extend(e for e, flag in zip(event.endpoint_ids, flags, strict=True) if flag)
                 continue
             rows.keys[key] = Seen(
                 event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index
@@ -171,23 +103,25 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> list[Accepted
         if event.filtered_out:
             rows.filtered_out.append((json.dumps(event.filtered_out), event.id))
         t = event.created_at
-        for endpoint_id, admitted in zip(event.endpoint_ids, flags, strict=True):
+        for endpoint_id, started in zip(event.endpoint_ids, flags, strict=True):
             recheck = bool(event.check_filter) and endpoint_id in event.check_filter
             if recheck:
                 rows.check_filter.append(rows.next_id)
-            if admitted:
-                op.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body, recheck))
+            if started:
+                rows.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body, recheck))
             else:
-                op.queued.add(endpoint_id)
-            rows.deliveries.append((rows.next_id, event.id, endpoint_id, delivering if admitted else pending, t, t, t))
+                rows.queued.add(endpoint_id)
+            rows.deliveries.append((rows.next_id, event.id, endpoint_id, delivering if started else pending, t, t, t))
             rows.next_id += 1
         reply.append(AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False))
-    return refusal(reused) if reused else reply
+    if reused:
+        return refusal(reused)
+    return Enqueued(reply, rows.started, rows.not_started, frozenset(rows.queued))
 
 
 @dataclass(slots=True)
 class BatchApplier:
-    # Delivery ids are given here, so that admitted deliveries are known without a read-back;
+    # Delivery ids are given here, so that started deliveries are known without a read-back;
     # this connection is the only writer. Forgotten after a rollback or any other write.
     _last_delivery_id: int | None = None
     _synchronous_full: bool = True  # the connection is opened with synchronous = FULL
@@ -199,7 +133,10 @@ class BatchApplier:
         conn.execute("BEGIN")
         try:
             # Outcomes first, so a claim in the same batch sees the slots they free.
-            self._record(conn, [op for op in ops if isinstance(op, Record)])
+            records = [(i, op) for i, op in enumerate(ops) if isinstance(op, Record)]
+            self._record(conn, [op for _, op in records])
+            for index, _ in records:
+                results[index] = []
             ingests = [(i, op) for i, op in enumerate(ops) if isinstance(op, Ingest)]
             for (index, _), accepted in zip(ingests, self._ingest(conn, [op for _, op in ingests]), strict=True):
                 results[index] = accepted
@@ -207,20 +144,13 @@ class BatchApplier:
                 if isinstance(op, Call):
                     self._last_delivery_id = None  # it may have written deliveries itself
                     results[index] = self._call(conn, op)
-            claims = [(i, op) for i, op in enumerate(ops) if isinstance(op, Claim)]
-            claims += [(i, op.then_claim) for i, op in enumerate(ops) if isinstance(op, Record) and op.then_claim]
+            claims = [(i, op) for i, op in enumerate(ops) if isinstance(op, ClaimRequest)]
+            claims += [(i, op.then_claim) for i, op in records if op.then_claim]
             for index, claimed in self._claim_together(conn, claims):
                 results[index] = claimed
-                asked = ops[index]
-                if isinstance(asked, Record):
-                    asked.claimed = claimed
             conn.execute("COMMIT")
         except BaseException:
             self._last_delivery_id = None
-            for op in ops:
-                if isinstance(op, Ingest):
-                    op.started.clear()
-                    op.unused.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -251,9 +181,9 @@ class BatchApplier:
         conn.execute("RELEASE op")
         return result
 
-    def _ingest(self, conn: sqlite3.Connection, ops: list[Ingest]) -> list[list[AcceptedEvent] | InvalidInput]:
+    def _ingest(self, conn: sqlite3.Connection, ops: list[Ingest]) -> list[Enqueued | InvalidInput]:
         """Each op's events and deliveries; an op reusing a key with other content fails alone
-        (an InvalidInput as its result), writes nothing and gives back its reserved slots."""
+        (an InvalidInput as its result) and writes nothing."""
         if not ops:
             return []
         seen = known_keys(conn, [e.idempotency_key for op in ops for e in op.events if e.idempotency_key])
@@ -261,16 +191,12 @@ class BatchApplier:
         delivery_rows: list[tuple[Any, ...]] = []
         check_filter: list[int] = []
         filtered_out: list[tuple[str, str]] = []
-        replies: list[list[AcceptedEvent] | InvalidInput] = []
+        replies: list[Enqueued | InvalidInput] = []
         next_id = self._next_delivery_id(conn)
         for op in ops:
             rows = _Rows(next_id)
             reply = _ingest_one(op, seen, rows)
-            if isinstance(reply, InvalidInput):
-                op.started.clear()
-                op.queued.clear()
-                op.unused = op.reserved()
-            else:
+            if not isinstance(reply, InvalidInput):
                 seen.update(rows.keys)
                 event_rows += rows.events
                 delivery_rows += rows.deliveries
@@ -366,7 +292,7 @@ class BatchApplier:
             )
 
     def _claim_together(
-        self, conn: sqlite3.Connection, claims: list[tuple[int, Claim]]
+        self, conn: sqlite3.Connection, claims: list[tuple[int, ClaimRequest]]
     ) -> list[tuple[int, list[ClaimedDelivery]]]:
         """All the batch's claims as one statement, then shared out to the ops that asked,
         oldest first."""
@@ -379,7 +305,7 @@ class BatchApplier:
         ordered = frozenset().union(*(claim.ordered for _, claim in claims))
         now = max(claim.now for _, claim in claims)
         pool: dict[str, list[ClaimedDelivery]] = {}
-        for delivery in self._claim(conn, Claim(merged, now, ordered)):
+        for delivery in self._claim(conn, ClaimRequest(merged, now, ordered)):
             pool.setdefault(delivery.endpoint_id, []).append(delivery)
         shared = []
         for index, claim in claims:
@@ -391,7 +317,7 @@ class BatchApplier:
             shared.append((index, mine))
         return shared
 
-    def _claim(self, conn: sqlite3.Connection, op: Claim) -> list[ClaimedDelivery]:
+    def _claim(self, conn: sqlite3.Connection, op: ClaimRequest) -> list[ClaimedDelivery]:
         wanted = [(endpoint_id, n) for endpoint_id, n in op.quotas.items() if n > 0]
         claimed: list[ClaimedDelivery] = []
         for start in range(0, len(wanted), _MAX_ENDPOINTS_PER_CLAIM):

@@ -16,7 +16,6 @@ import aiosqlite
 
 from tillhook.errors import StoreError, StoreUnavailable
 from tillhook.models import (
-    AcceptedEvent,
     AttemptRecord,
     ClaimedDelivery,
     Endpoint,
@@ -28,17 +27,8 @@ from tillhook.store.backup import abandon_copy, backup_file, begin_copy, end_cop
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.lock import DatabaseLock
 from tillhook.store.log_sql import sql_subscribes
-from tillhook.store.ops import (
-    Admission,
-    BatchApplier,
-    Call,
-    Claim,
-    Ingest,
-    Record,
-    WriteOp,
-    settle,
-)
-from tillhook.store.port import ConfigApplied, Tokens
+from tillhook.store.ops import BatchApplier, Call, Ingest, Record, WriteOp
+from tillhook.store.port import ClaimRequest, ConfigApplied, Enqueued, Tokens
 from tillhook.store.readonly import stored_tokens
 from tillhook.store.schema import migrate
 
@@ -66,6 +56,13 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """What the waiters of a failed transaction are given: the storage's trouble in words."""
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(describe_sqlite_error(exc))
+    return exc
 
 
 def describe_sqlite_error(exc: sqlite3.Error) -> str:
@@ -108,7 +105,7 @@ class SqliteStore(AdminVerbs):
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             st = os.stat(self.path)  # as the watcher will look at it (stat, not fstat)
             self.file_id = (st.st_dev, st.st_ino)
-            self._committer = GroupCommitter(BatchApplier(), settle, self._committed)
+            self._committer = GroupCommitter(BatchApplier(), self._committed, _unavailable)
             await self._committer.start(lambda: _connect_writer(self.path))
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA query_only = 1")
@@ -172,18 +169,18 @@ class SqliteStore(AdminVerbs):
         self._reader = None
         self.lock.release()
 
-    async def _write(self, op: WriteOp) -> Any:
+    def _submit(self, op: WriteOp) -> asyncio.Future[Any]:
         if self.lost is not None:
             raise StoreUnavailable(self.lost)
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
-        if isinstance(op, Ingest):
-            op.reserve()  # before the writer thread can see the op
         try:
-            future = self._committer.submit(op)
+            return self._committer.submit(op)
         except RuntimeError:
-            settle([op], StoreUnavailable("the store is closing"))
             raise StoreUnavailable("the store is closing") from None
+
+    async def _write(self, op: WriteOp) -> Any:
+        future = self._submit(op)
         try:
             return await future
         except sqlite3.IntegrityError:
@@ -251,66 +248,36 @@ class SqliteStore(AdminVerbs):
     # -- the outbox ----------------------------------------------------------------------
 
     async def enqueue(
-        self, events: Sequence[NewEvent], admission: Admission | None = None, *, batch: bool = False
-    ) -> list[AcceptedEvent]:
-        """Store events and their deliveries; returns once they are on disk. With `admission`,
-        deliveries it takes a slot for are stored `delivering` and handed to it after the commit.
-        An idempotency key reused with other content refuses them all (InvalidInput, naming
-        each such event by its index when they came as a `batch`)."""
-        result: list[AcceptedEvent] = await self._write(Ingest(events, admission, batch))
-        return result
+        self, events: Sequence[NewEvent], start: Sequence[Sequence[bool]] | None = None, *, batch: bool = False
+    ) -> Enqueued:
+        """Store events and their deliveries; returns once they are on disk. `start[i][j]`:
+        store the delivery of event i to its j-th endpoint `delivering` and return it in
+        `started`. An idempotency key reused with other content refuses them all
+        (InvalidInput, naming each such event by its index when they came as a `batch`)."""
+        enqueued: Enqueued = await self._write(Ingest(events, start, batch))
+        return enqueued
 
-    async def claim_due(
-        self, quotas: dict[str, int], now: float, ordered: frozenset[str] = frozenset()
-    ) -> list[ClaimedDelivery]:
+    async def claim_due(self, claim: ClaimRequest) -> list[ClaimedDelivery]:
         """Mark up to quotas[endpoint] due pending deliveries `delivering`, oldest due first;
         for an `ordered` endpoint only its oldest unfinished delivery, when that one is due."""
-        if not any(n > 0 for n in quotas.values()):
+        if not any(n > 0 for n in claim.quotas.values()):
             return []
-        result: list[ClaimedDelivery] = await self._write(Claim(quotas, now, ordered))
-        return result
+        claimed: list[ClaimedDelivery] = await self._write(claim)
+        return claimed
 
-    async def record_attempts(
-        self,
-        records: Sequence[AttemptRecord],
-        now: float,
-        then_claim: dict[str, int] | None = None,
-        ordered: frozenset[str] = frozenset(),
-    ) -> list[ClaimedDelivery]:
-        """Write outcomes; with `then_claim`, also claim (as claim_due does) in the same transaction."""
-        claim = Claim(then_claim, now, ordered) if then_claim else None
-        claimed: list[ClaimedDelivery] | None = await self._write(Record(records, now, claim))
-        return claimed or []
-
-    def record_attempts_soon(
-        self,
-        records: Sequence[AttemptRecord],
-        now: float,
-        then_claim: dict[str, int] | None,
-        ordered: frozenset[str],
-        on_done: Callable[[list[ClaimedDelivery] | None, StoreUnavailable | None], None],
-    ) -> None:
-        """As record_attempts, without waiting: `on_done(claimed, None)` runs on the event loop
-        as soon as the transaction is committed, or `on_done(None, why)` if it failed. Once
-        queued, the outcomes are written even if the daemon is stopping."""
-        if self.lost is not None:
-            raise StoreUnavailable(self.lost)
-        if self._committer is None:
-            raise StoreUnavailable("the store is not open")
-
-        def done(claimed: list[ClaimedDelivery] | None, error: Exception | None) -> None:
-            if error is None:
-                on_done(claimed or [], None)
-            elif isinstance(error, sqlite3.Error):
-                on_done(None, StoreUnavailable(describe_sqlite_error(error)))
-            else:
-                on_done(None, StoreUnavailable(str(error)))
-
-        claim = Claim(then_claim, now, ordered) if then_claim else None
+    def write_outcomes(
+        self, records: Sequence[AttemptRecord], now: float, then_claim: ClaimRequest | None = None
+    ) -> asyncio.Future[list[ClaimedDelivery]]:
+        """Queue outcomes (and, with `then_claim`, a claim as claim_due makes, in the same
+        transaction) without waiting: the future is done on the event loop as soon as that
+        transaction is over, with what was claimed or StoreUnavailable. Once queued, the
+        outcomes are written even if the daemon is stopping."""
         try:
-            self._committer.submit_nowait(Record(records, now, claim, on_done=done))
-        except RuntimeError:
-            raise StoreUnavailable("the store is closing") from None
+            written: asyncio.Future[list[ClaimedDelivery]] = self._submit(Record(records, now, then_claim))
+        except StoreUnavailable as exc:
+            written = asyncio.get_running_loop().create_future()
+            written.set_exception(exc)
+        return written
 
     async def requeue_in_flight(self, now: float) -> int:
         """Deliveries left `delivering` by a crash go back to `pending`, due now."""
