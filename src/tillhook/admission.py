@@ -29,18 +29,24 @@ async def enqueue(dispatcher: Dispatcher, events: Sequence[NewEvent], *, batch: 
                     reserved.append(endpoint_id)
                 flags.append(taken)
             start.append(flags)
-        stored = asyncio.ensure_future(dispatcher.outbox.enqueue(events, start if reserved else None, batch=batch))
+        stored = dispatcher.outbox.enqueue(events, start if reserved else None, batch=batch)
     except BaseException:
         _give_back(dispatcher, reserved)
         raise
-    # Settled by the store's answer itself, not by this caller: one who has gone meanwhile
-    # (the client hung up) strands no slot, and no delivery stays `delivering` unstarted.
-    stored.add_done_callback(functools.partial(_settle, dispatcher, reserved))
-    enqueued = await asyncio.shield(stored)
-    return enqueued.accepted
+    # Settled by the store's answer itself, not by this caller, who waits on a future of its
+    # own: one gone meanwhile (the client hung up) cancels neither the write nor the settling,
+    # so it strands no slot and leaves no delivery `delivering` unstarted.
+    answered = asyncio.get_running_loop().create_future()
+    stored.add_done_callback(functools.partial(_settle, dispatcher, reserved, answered))
+    await answered
+    return stored.result().accepted
 
 
-def _settle(dispatcher: Dispatcher, reserved: list[str], stored: asyncio.Future[Enqueued]) -> None:
+def _settle(
+    dispatcher: Dispatcher, reserved: list[str], answered: asyncio.Future[None], stored: asyncio.Future[Enqueued]
+) -> None:
+    if not answered.done():
+        answered.set_result(None)
     if stored.cancelled() or stored.exception() is not None:
         _give_back(dispatcher, reserved)
         return

@@ -263,7 +263,7 @@ class Dispatcher:
         if self.on_attempt is not None:
             self.on_attempt(endpoint.name, record.outcome, result.duration_ms / 1000)
         if self.transitions is not None:
-            tell(self.transitions, endpoint, delivery, record, before, self.gates.standing(endpoint.id))
+            tell(self.transitions, endpoint, delivery, judged, before)
         return record
 
     # -- outcomes ------------------------------------------------------------------------

@@ -16,7 +16,6 @@ class Standing:
 
     backing_off: bool = False
     consecutive_failures: int = 0
-    last_failure: str | None = None
 
     @property
     def failure_starts_backoff(self) -> bool:
@@ -65,7 +64,7 @@ class EndpointHealth:
         return 1 if now >= self.probe_not_before else 0
 
     def standing(self) -> Standing:
-        return Standing(self.backing_off, self.consecutive_failures, self.last_failure)
+        return Standing(self.backing_off, self.consecutive_failures)
 
     def apply(self, change: HealthChange, now: float, policy: RetryPolicy) -> None:
         if change.kind == "succeeded":

@@ -10,6 +10,7 @@ import structlog
 
 from tillhook.health import Standing
 from tillhook.models import AttemptRecord, ClaimedDelivery, DeliveryState, Endpoint
+from tillhook.outcomes import Judged
 
 log = structlog.get_logger("tillhook.dispatcher")
 
@@ -37,30 +38,25 @@ class Transitions(Protocol):
 class Before:
     """An endpoint as it stood before an attempt's outcome was judged."""
 
-    backing_off: bool
-    failures: int
+    standing: Standing
     enabled: bool
 
     @classmethod
     def of(cls, standing: Standing, endpoint: Endpoint | None) -> Before:
-        return cls(standing.backing_off, standing.consecutive_failures, endpoint is not None and endpoint.enabled)
+        return cls(standing, endpoint is not None and endpoint.enabled)
 
 
 def tell(
-    transitions: Transitions,
-    endpoint: Endpoint,
-    delivery: ClaimedDelivery,
-    record: AttemptRecord,
-    before: Before,
-    after: Standing,
+    transitions: Transitions, endpoint: Endpoint, delivery: ClaimedDelivery, judged: Judged, before: Before
 ) -> None:
     """Tell what this outcome changed. A listener's mistake is logged, never raised: the
     outcome being recorded matters more than any alert about it."""
+    record, change, standing = judged.record, judged.change, before.standing
     try:
-        if after.backing_off and not before.backing_off:
-            transitions.failing(endpoint, after.consecutive_failures, after.last_failure)
+        if change.kind == "failed" and standing.failure_starts_backoff:
+            transitions.failing(endpoint, standing.consecutive_failures + 1, change.reason)
         if record.release_backlog_at is not None:
-            transitions.recovered(endpoint, before.failures)
+            transitions.recovered(endpoint, standing.consecutive_failures)
         if record.disable_endpoint is not None and before.enabled:
             transitions.disabled(endpoint, record.disable_endpoint, "receiver")
         if record.state is DeliveryState.FAILED:

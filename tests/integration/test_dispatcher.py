@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -10,9 +11,11 @@ from aiohttp import web
 
 from tests.integration.conftest import make_config
 from tests.support import PeakInFlight, deliveries_of, on_writer, status
+from tillhook import admission
 from tillhook.app import config_endpoint
-from tillhook.errors import StoreUnavailable
-from tillhook.models import NewEvent
+from tillhook.envelope import parse_body, to_new_events
+from tillhook.errors import InvalidInput, StoreUnavailable
+from tillhook.models import EventIn, NewEvent
 from tillhook.store import SqliteStore
 from tillhook.store.port import ClaimRequest
 
@@ -215,6 +218,49 @@ async def test_a_fresh_event_starts_at_its_commit_without_a_claim(tmp_path, rece
     await receiver.wait_count(1)
     assert receiver.event_ids() == [event_id]
     assert h.dispatcher.admitted == 1
+
+
+async def test_a_caller_gone_before_the_commit_strands_no_slot(tmp_path, receivers, make_harness):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config)  # real clock, loop running
+    await h.dispatcher.run_once()  # nothing due: no known backlog, so fresh deliveries may start
+    endpoint_id = h.endpoint_id("a")
+    assert h.dispatcher.admits(endpoint_id) is not None
+    (event,) = to_new_events([EventIn(type="a.b", data={})], time.time(), lambda _type: (endpoint_id,))
+    caller = asyncio.create_task(admission.enqueue(h.dispatcher, [event]))
+    await asyncio.sleep(0)  # one step: its slot is taken and the write queued, not yet committed
+    assert h.gates.in_flight == 1
+    caller.cancel()  # as a POS hanging up
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await receiver.wait_count(1)  # started at the commit all the same
+    await h.dispatcher.wait_idle()
+    assert h.dispatcher.admitted == 1 and h.gates.in_flight == 0
+    assert await h.services.store.count_by_state() == {"delivered": 1}
+
+
+async def test_a_refused_enqueue_gives_back_every_slot_it_took(tmp_path, receivers, make_harness):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}, {"name": "b", "url": receiver.url}])
+    h = await make_harness(config)
+    await h.dispatcher.run_once()
+
+    def keyed(content: int) -> NewEvent:
+        (events, _) = parse_body(json.dumps({"id": "k-1", "type": "a.b", "data": {"n": content}}).encode(), None)
+        (event,) = to_new_events(events, time.time(), h.services.registry.subscribers)
+        return event
+
+    await admission.enqueue(h.dispatcher, [keyed(1)])
+    await receiver.wait_count(2)
+    await h.dispatcher.wait_idle()
+    with pytest.raises(InvalidInput):
+        await admission.enqueue(h.dispatcher, [keyed(2)])  # the key again, other content
+    (repeat,) = await admission.enqueue(h.dispatcher, [keyed(1)])  # a true repeat: nothing new
+    assert repeat.duplicate
+    await h.dispatcher.wait_idle()
+    assert h.gates.in_flight == 0 and h.dispatcher.admitted == 2
+    assert len(receiver.received) == 2
 
 
 async def test_a_known_backlog_is_not_overtaken_by_fresh_events(tmp_path, receivers, make_harness):

@@ -15,7 +15,7 @@ from tillhook.retry import RetryPolicy
 NOW = 1_800_000_000.0
 POLICY = RetryPolicy(schedule_s=(10.0, 60.0), give_up_after_s=3600.0)
 ENDPOINT = Endpoint(id="ep_1", name="loyalty", url="https://x.example/h", events=("*",), secrets=())
-HEALTHY, FOUR_FAILED, BACKING_OFF = Standing(), Standing(False, 4, "HTTP 500"), Standing(True, 7, "HTTP 500")
+HEALTHY, FOUR_FAILED, BACKING_OFF = Standing(), Standing(False, 4), Standing(True, 7)
 
 
 def result(status: int | None, **fields: Any) -> AttemptResult:

@@ -3,9 +3,10 @@
 Write operations queue up while a transaction runs; as soon as it commits, the thread takes
 every queued operation into the next one, so many requests share one fsync. The thread owns
 the single writer connection and runs each whole transaction (statements and commit) itself:
-the event loop only queues operations, and each finished batch resolves its futures at once. Sending each
-statement over from the loop (as aiosqlite does) would cost a round trip through a busy loop
-per statement, and waiting for the loop between two transactions would leave the disk idle."""
+the event loop only queues operations and resolves the futures of each finished batch at once.
+Sending each statement over from the loop (as aiosqlite does) would cost a round trip through
+a busy loop per statement, and waiting for the loop between two transactions would leave the
+disk idle."""
 
 from __future__ import annotations
 

@@ -239,12 +239,15 @@ class Outbox(Protocol):
 
     # ingest and delivery
 
-    async def enqueue(
+    def enqueue(
         self, events: Sequence[NewEvent], start: Sequence[Sequence[bool]] | None = None, *, batch: bool = False
-    ) -> Enqueued:
-        """Store events and a delivery per endpoint each names; returns once durable.
-        `start[i][j]`: store the delivery of event i to its j-th endpoint `delivering`, and
-        return it in `started`. With `batch`, an idempotency refusal names events by index."""
+    ) -> asyncio.Future[Enqueued]:
+        """Store events and a delivery per endpoint each names. Returns at once (queued now,
+        so a caller's own work overlaps the write) a future that is done once they are durable,
+        or failed; like `write_outcomes`, the write happens even if nobody awaits it, and the
+        done-callbacks run as soon as it is over: what was started is never lost with a caller
+        gone. `start[i][j]`: store the delivery of event i to its j-th endpoint `delivering`,
+        and return it in `started`. With `batch`, an idempotency refusal names events by index."""
 
     async def claim_due(self, claim: ClaimRequest) -> list[ClaimedDelivery]:
         """Mark the due deliveries `claim` asks for `delivering` and return them, oldest first."""

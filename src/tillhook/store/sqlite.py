@@ -179,6 +179,16 @@ class SqliteStore(AdminVerbs):
         except RuntimeError:
             raise StoreUnavailable("the store is closing") from None
 
+    def _queued(self, op: WriteOp) -> asyncio.Future[Any]:
+        """`op` queued, as a future done as soon as its transaction is over; a refusal to
+        queue it comes as a future failed already."""
+        try:
+            return self._submit(op)
+        except StoreUnavailable as exc:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+
     async def _write(self, op: WriteOp) -> Any:
         future = self._submit(op)
         try:
@@ -247,15 +257,14 @@ class SqliteStore(AdminVerbs):
 
     # -- the outbox ----------------------------------------------------------------------
 
-    async def enqueue(
+    def enqueue(
         self, events: Sequence[NewEvent], start: Sequence[Sequence[bool]] | None = None, *, batch: bool = False
-    ) -> Enqueued:
-        """Store events and their deliveries; returns once they are on disk. `start[i][j]`:
-        store the delivery of event i to its j-th endpoint `delivering` and return it in
-        `started`. An idempotency key reused with other content refuses them all
+    ) -> asyncio.Future[Enqueued]:
+        """Queue events and their deliveries; the future is done once they are on disk.
+        `start[i][j]`: store the delivery of event i to its j-th endpoint `delivering` and
+        return it in `started`. An idempotency key reused with other content refuses them all
         (InvalidInput, naming each such event by its index when they came as a `batch`)."""
-        enqueued: Enqueued = await self._write(Ingest(events, start, batch))
-        return enqueued
+        return self._queued(Ingest(events, start, batch))
 
     async def claim_due(self, claim: ClaimRequest) -> list[ClaimedDelivery]:
         """Mark up to quotas[endpoint] due pending deliveries `delivering`, oldest due first;
@@ -272,12 +281,7 @@ class SqliteStore(AdminVerbs):
         transaction) without waiting: the future is done on the event loop as soon as that
         transaction is over, with what was claimed or StoreUnavailable. Once queued, the
         outcomes are written even if the daemon is stopping."""
-        try:
-            written: asyncio.Future[list[ClaimedDelivery]] = self._submit(Record(records, now, then_claim))
-        except StoreUnavailable as exc:
-            written = asyncio.get_running_loop().create_future()
-            written.set_exception(exc)
-        return written
+        return self._queued(Record(records, now, then_claim))
 
     async def requeue_in_flight(self, now: float) -> int:
         """Deliveries left `delivering` by a crash go back to `pending`, due now."""
