@@ -147,7 +147,6 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     creating one: run from the wrong directory, a command must not invent a database whose
     tokens the daemon does not know. The viewer token is None in a database from before it,
     until the daemon's next start makes one."""
-    from pathlib import Path
 
     from tillhook.app import make_store
     from tillhook.errors import NoDatabase
@@ -158,7 +157,7 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     viewer = auth.viewer_token.get_secret_value() if auth.viewer_token else None
     if ingest and admin and viewer:
         return ingest, admin, viewer
-    path = Path(config.storage.path).absolute()
+    path = _absolute(config.storage.path)
     source = config_path_from(getattr(args, "config", None))
     origin = (
         f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
@@ -177,6 +176,13 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     if not ingest or not admin:
         raise TillhookError(f"the database at {path} ({origin}) holds no tokens yet: start `tillhook serve` once")
     return ingest, admin, viewer or stored.get("viewer_token")
+
+
+def _absolute(path: str) -> str:
+    """As the operator should read it in a message, wherever the command ran from."""
+    from pathlib import Path
+
+    return str(Path(path).absolute())
 
 
 def _backup(config: Config, path: str) -> int:
@@ -220,9 +226,11 @@ async def _send(config: Config, args: argparse.Namespace) -> int:
         event["id"] = args.key
     connector = aiohttp.UnixConnector(unix_path) if unix_path else None
     try:
-        async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.post(url, json=event, headers={"Authorization": f"Bearer {token}"}) as response:
-                body = await response.json(content_type=None)
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(url, json=event, headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            body = await response.json(content_type=None)
     except aiohttp.ClientError as exc:
         _error(f"cannot reach tillhook at {url} ({exc}); is `tillhook serve` running?")
         return EXIT_RUNTIME

@@ -4,6 +4,7 @@ deliveries as the gates let start; run each attempt as a named task; record the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 from collections import Counter
@@ -118,10 +119,8 @@ class Dispatcher:
             timeout = min(timeout, self._next_retry_at - self.clock.now())
         if timeout <= 0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, give attempts in flight `grace_s` to finish, then cancel the rest;

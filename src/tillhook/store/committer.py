@@ -11,6 +11,7 @@ disk idle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -78,7 +79,7 @@ class GroupCommitter(Generic[Op]):
     def _run(self, connect: Callable[[], sqlite3.Connection], opened: asyncio.Future[None]) -> None:
         try:
             conn = connect()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - raised again where open() awaits it
             self._tell(_fail, opened, exc)
             self._tell(_succeed, self._finished)
             return
@@ -111,7 +112,7 @@ class GroupCommitter(Generic[Op]):
             try:
                 results: list[Any] | None = self._apply_batch(conn, [op for op, _ in batch])
                 error: Exception | None = None
-            except Exception as exc:  # every waiter learns why its write did not happen
+            except Exception as exc:  # noqa: BLE001 - every waiter learns why its write did not happen
                 results, error = None, exc
             self._tell(self._resolve, batch, results, error)
             if closing:
@@ -119,10 +120,8 @@ class GroupCommitter(Generic[Op]):
 
     def _tell(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody is waiting any more
             self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the event loop is closed: nobody is waiting any more
 
     # -- back on the event loop ----------------------------------------------------------
 

@@ -28,4 +28,4 @@ def stored_tokens(path: Path) -> dict[str, str]:
         if "no such table" in str(exc) or "not a database" in str(exc):
             raise StoreError(f"{path.absolute()} is not a tillhook database") from None
         raise StoreError(f"cannot read {path.absolute()}: {exc}") from None
-    return {key: value for key, value in rows}
+    return dict(rows)

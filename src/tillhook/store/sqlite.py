@@ -326,7 +326,7 @@ class SqliteStore(AdminVerbs):
             rows = conn.execute(
                 "SELECT key, value FROM meta WHERE key IN ('ingest_token', 'admin_token', 'viewer_token')"
             )
-            return {key: value for key, value in rows}
+            return dict(rows)
 
         stored: dict[str, str] = await self._call(ensure)
         return Tokens(
