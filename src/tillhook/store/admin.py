@@ -154,7 +154,7 @@ class AdminVerbs:
         if rows is None:
             counted, rows = None, await self._read(log_sql.COUNT_BY_STATE)
         counts = {"pending": 0, "delivering": 0, "delivered": 0, "failed": 0, "cancelled": 0}
-        counts.update(dict(rows))
+        counts.update({str(state): count for state, count in rows})  # max_id is None while there are none
         total = counts.pop("all") + (counted[2] if counted is not None else 0)
         max_id = counts.pop("max_id")
         if max_id is not None:
