@@ -8,28 +8,26 @@ import contextlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from tillhook.errors import StoreError, StoreUnavailable
+from tillhook.errors import Conflict, StoreError, StoreUnavailable
 from tillhook.models import (
     AttemptRecord,
     ClaimedDelivery,
     Endpoint,
     NewEvent,
 )
-from tillhook.store import endpoints_sql, retention_sql
-from tillhook.store.admin import AdminVerbs
-from tillhook.store.backup import abandon_copy, backup_file, begin_copy, end_copy
+from tillhook.store import admin_sql, endpoints_sql, log_sql, retention_sql
+from tillhook.store.backup import backup_file
 from tillhook.store.committer import GroupCommitter
 from tillhook.store.lock import DatabaseLock
 from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.ops import BatchApplier, Call, Ingest, Record, WriteOp
-from tillhook.store.port import ClaimRequest, ConfigApplied, Enqueued, Tokens
+from tillhook.store.port import ClaimRequest, ConfigApplied, DeliveryRow, Enqueued, LogFilter, RetriedMatching, Tokens
 from tillhook.store.readonly import stored_tokens
+from tillhook.store.reads import SqliteReads, describe_sqlite_error
 from tillhook.store.schema import migrate
 
 _PRAGMAS = (
@@ -65,27 +63,14 @@ def _unavailable(exc: Exception) -> Exception:
     return exc
 
 
-def describe_sqlite_error(exc: sqlite3.Error) -> str:
-    text = str(exc)
-    if "full" in text:
-        return "the disk holding the database is full; free some space and retry"
-    if "readonly" in text or "read-only" in text:
-        return "the database is read-only; check the file's permissions and the disk"
-    if "locked" in text or "busy" in text:
-        return "the database is locked by another process; retry shortly"
-    if "I/O" in text or "disk I/O" in text:
-        return "the disk holding the database reported an I/O error; retry, and check the disk"
-    return f"the database failed: {text}"
-
-
-class SqliteStore(AdminVerbs):
-    """The outbox (store/port.py `Outbox`) in one SQLite file. Beyond the port, for the
-    composition root and store/watch.py: `on_commit`, `announce`, and what a lost file needs
-    (`file_id`, `refuse_writes`, `drain_writes`, `copy_to`, `lost`)."""
+class SqliteStore(SqliteReads):
+    """The outbox (store/port.py `Outbox`) in one SQLite file: the lifecycle and every write
+    verb here, over the writer connection; the reads come from `SqliteReads`. Beyond the
+    port, for the composition root and store/watch.py: `on_commit`, `announce`, and what a
+    lost file needs (`file_id`, `refuse_writes`, `drain_writes`, `copy_to`, `lost`)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._reader: aiosqlite.Connection | None = None
+        super().__init__(Path(path))
         self._committer: GroupCommitter[WriteOp] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.on_commit: Callable[[int], None] | None = None  # told how many writes each commit held
@@ -107,10 +92,7 @@ class SqliteStore(AdminVerbs):
             self.file_id = (st.st_dev, st.st_ino)
             self._committer = GroupCommitter(BatchApplier(), self._committed, _unavailable)
             await self._committer.start(lambda: _connect_writer(self.path))
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader.execute("PRAGMA query_only = 1")
-            await self._reader.execute("PRAGMA busy_timeout = 5000")
-            await self._reader.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
+            await self.open_reader()
         except sqlite3.DatabaseError as exc:
             await self.close()
             if "not a database" in str(exc) or "malformed" in str(exc):
@@ -164,9 +146,7 @@ class SqliteStore(AdminVerbs):
             with contextlib.suppress(Exception):
                 await self._writer
             self._writer = None
-        if self._reader is not None:
-            await self._reader.close()
-        self._reader = None
+        await self.close_reader()
         self.lock.release()
 
     def _submit(self, op: WriteOp) -> asyncio.Future[Any]:
@@ -198,13 +178,6 @@ class SqliteStore(AdminVerbs):
         except sqlite3.Error as exc:
             raise StoreUnavailable(describe_sqlite_error(exc)) from exc
 
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        assert self._reader is not None, "the store is not open"
-        try:
-            return list(await self._reader.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(describe_sqlite_error(exc)) from exc
-
     async def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `fn(conn)` on the writer thread inside the next write transaction; its own errors
         are raised here."""
@@ -230,19 +203,6 @@ class SqliteStore(AdminVerbs):
             return  # closing: what was queued is being committed anyway
         with contextlib.suppress(Exception):  # then what was ahead of it failed as well
             await barrier
-
-    async def copy_to(self, target: Path) -> int:
-        """A consistent copy of what the open connections hold, to a new file `target`, even
-        after the file at `self.path` was deleted (they still have it open); returns its events."""
-        if self._reader is None:
-            raise StoreUnavailable("the store is not open")
-        partial, dst = begin_copy(target)
-        try:
-            await self._reader.backup(dst)
-        except sqlite3.Error as exc:
-            abandon_copy(partial, dst)
-            raise StoreError(f"the copy failed: {exc}") from None
-        return await asyncio.to_thread(end_copy, partial, dst, target)
 
     def announce(self, **facts: object) -> None:
         """Tell a second daemon refused the database who holds it (e.g. listen=...)."""
@@ -342,8 +302,57 @@ class SqliteStore(AdminVerbs):
         applied: ConfigApplied = await self._call(lambda conn: endpoints_sql.apply_config(conn, endpoints, now))
         return applied
 
-    async def list_endpoints(self) -> list[Endpoint]:
-        rows = await self._read(
-            f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"
+    # -- the admin API's writes ----------------------------------------------------------
+
+    async def create_endpoint(self, endpoint: Endpoint, now: float) -> Endpoint:
+        try:
+            created: Endpoint = await self._call(lambda conn: admin_sql.insert_endpoint(conn, endpoint, now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an endpoint named {endpoint.name!r} exists already", slug="name-taken") from None
+        return created
+
+    async def update_endpoint(self, endpoint_id: str, changes: Mapping[str, Any], now: float) -> Endpoint:
+        try:
+            updated: Endpoint = await self._call(
+                lambda conn: admin_sql.update_endpoint(conn, endpoint_id, changes, now)
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an endpoint named {changes.get('name')!r} exists already", slug="name-taken") from None
+        return updated
+
+    async def delete_endpoint(self, endpoint_id: str, now: float) -> int:
+        cancelled: int = await self._call(lambda conn: admin_sql.delete_endpoint(conn, endpoint_id, now))
+        return cancelled
+
+    async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
+        changed: Endpoint = await self._call(
+            lambda conn: admin_sql.set_enabled(conn, endpoint_id, enabled, reason, now)
         )
-        return [endpoints_sql.to_endpoint(row) for row in rows]
+        return changed
+
+    async def rotate_secret(self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float) -> Endpoint:
+        rotated: Endpoint = await self._call(
+            lambda conn: admin_sql.rotate_secret(conn, endpoint_id, new_secret, old_expires_at, now)
+        )
+        return rotated
+
+    async def replay(self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float) -> int:
+        count: int = await self._call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
+        return count
+
+    async def retry_delivery(self, delivery_id: int, now: float) -> DeliveryRow:
+        """Due now, whatever its state; the delivery as the retry left it (read in the same
+        transaction: the dispatcher may send it at once)."""
+
+        def retry(conn: sqlite3.Connection) -> DeliveryRow:
+            admin_sql.retry_delivery(conn, delivery_id, now)
+            return log_sql.to_delivery(conn.execute(*log_sql.delivery_query(delivery_id)).fetchone())
+
+        retried: DeliveryRow = await self._call(retry)
+        return retried
+
+    async def retry_matching(self, f: LogFilter, now: float, at_most: int) -> RetriedMatching:
+        """Counts and retries the failed deliveries `f` matches in one write transaction (see
+        `admin_sql.retry_matching`)."""
+        done: RetriedMatching = await self._call(lambda conn: admin_sql.retry_matching(conn, f, now, at_most))
+        return done

@@ -1,16 +1,23 @@
-"""The admin API's verbs on the outbox, as a part of `SqliteStore`."""
+"""The SQLite outbox's reader connection and every read-only verb of the port over it. WAL
+lets these reads run beside the writer thread's transactions; the reader never writes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
-from tillhook.errors import Conflict, NotFound
+import aiosqlite
+
+from tillhook.errors import NotFound, StoreError, StoreUnavailable
 from tillhook.models import DeliveryState, Endpoint
-from tillhook.store import admin_sql, log_sql
+from tillhook.store import admin_sql, endpoints_sql, log_sql
+from tillhook.store.backup import abandon_copy, begin_copy, end_copy
 from tillhook.store.hourly import hours_of_attempts
+from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.port import (
     AttemptRow,
     Backlog,
@@ -20,58 +27,75 @@ from tillhook.store.port import (
     HourOfAttempts,
     LogFilter,
     OrderedHead,
-    RetriedMatching,
     StoredEvent,
 )
 from tillhook.store.sql_util import in_chunks
 
 
-class AdminVerbs:
-    """Mixed into SqliteStore, which provides these two."""
+def describe_sqlite_error(exc: sqlite3.Error) -> str:
+    """SQLite's trouble in words for the operator, whichever connection met it."""
+    text = str(exc)
+    if "full" in text:
+        return "the disk holding the database is full; free some space and retry"
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only; check the file's permissions and the disk"
+    if "locked" in text or "busy" in text:
+        return "the database is locked by another process; retry shortly"
+    if "I/O" in text or "disk I/O" in text:
+        return "the disk holding the database reported an I/O error; retry, and check the disk"
+    return f"the database failed: {text}"
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        raise NotImplementedError
+
+class SqliteReads:
+    """The read half of `SqliteStore`: the reader connection to the file at `path`, its
+    verbs, and the count of deliveries by state kept between calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader: aiosqlite.Connection | None = None
+        # (deletions seen, highest delivery id counted, rows up to it): see log_sql.COUNT_BY_STATE.
+        self._rows_counted: tuple[int, int, int] | None = None
+        self._deletions = 0
+
+    async def open_reader(self) -> None:
+        """Once the writer has migrated the schema; driver errors are the caller's to word."""
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA query_only = 1")
+        await self._reader.execute("PRAGMA busy_timeout = 5000")
+        await self._reader.create_function("tillhook_subscribes", 2, sql_subscribes, deterministic=True)
+
+    async def close_reader(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+        self._reader = None
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        raise NotImplementedError
+        assert self._reader is not None, "the store is not open"
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(describe_sqlite_error(exc)) from exc
+
+    async def copy_to(self, target: Path) -> int:
+        """A consistent copy of what the open connections hold, to a new file `target`, even
+        after the file at `self.path` was deleted (they still have it open); returns its events."""
+        if self._reader is None:
+            raise StoreUnavailable("the store is not open")
+        partial, dst = begin_copy(target)
+        try:
+            await self._reader.backup(dst)
+        except sqlite3.Error as exc:
+            abandon_copy(partial, dst)
+            raise StoreError(f"the copy failed: {exc}") from None
+        return await asyncio.to_thread(end_copy, partial, dst, target)
 
     # -- endpoints -----------------------------------------------------------------------
 
-    async def create_endpoint(self, endpoint: Endpoint, now: float) -> Endpoint:
-        try:
-            created: Endpoint = await self._call(lambda conn: admin_sql.insert_endpoint(conn, endpoint, now))
-        except sqlite3.IntegrityError:
-            raise Conflict(f"an endpoint named {endpoint.name!r} exists already", slug="name-taken") from None
-        return created
-
-    async def update_endpoint(self, endpoint_id: str, changes: Mapping[str, Any], now: float) -> Endpoint:
-        try:
-            updated: Endpoint = await self._call(
-                lambda conn: admin_sql.update_endpoint(conn, endpoint_id, changes, now)
-            )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"an endpoint named {changes.get('name')!r} exists already", slug="name-taken") from None
-        return updated
-
-    async def delete_endpoint(self, endpoint_id: str, now: float) -> int:
-        cancelled: int = await self._call(lambda conn: admin_sql.delete_endpoint(conn, endpoint_id, now))
-        return cancelled
-
-    async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
-        changed: Endpoint = await self._call(
-            lambda conn: admin_sql.set_enabled(conn, endpoint_id, enabled, reason, now)
+    async def list_endpoints(self) -> list[Endpoint]:
+        rows = await self._read(
+            f"SELECT {endpoints_sql.COLUMNS} FROM endpoints WHERE deleted_at IS NULL ORDER BY created_at, id"
         )
-        return changed
-
-    async def rotate_secret(self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float) -> Endpoint:
-        rotated: Endpoint = await self._call(
-            lambda conn: admin_sql.rotate_secret(conn, endpoint_id, new_secret, old_expires_at, now)
-        )
-        return rotated
-
-    async def replay(self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float) -> int:
-        count: int = await self._call(lambda conn: admin_sql.replay(conn, endpoint, since, until, only_failed, now))
-        return count
+        return [endpoints_sql.to_endpoint(row) for row in rows]
 
     async def replay_count(self, endpoint: Endpoint, since: float, until: float, only_failed: bool) -> int:
         """How many deliveries `replay` with these arguments would make now."""
@@ -84,27 +108,10 @@ class AdminVerbs:
         rows = await self._read(admin_sql.UNFINISHED_OF_ENDPOINT, (endpoint_id,))
         return int(rows[0][0])
 
-    async def retry_delivery(self, delivery_id: int, now: float) -> DeliveryRow:
-        """Due now, whatever its state; the delivery as the retry left it (read in the same
-        transaction: the dispatcher may send it at once)."""
-
-        def retry(conn: sqlite3.Connection) -> DeliveryRow:
-            admin_sql.retry_delivery(conn, delivery_id, now)
-            return log_sql.to_delivery(conn.execute(*log_sql.delivery_query(delivery_id)).fetchone())
-
-        retried: DeliveryRow = await self._call(retry)
-        return retried
-
     async def count_failed_matching(self, f: LogFilter) -> int:
         """How many failed deliveries `f` matches: what a retry of them would take up."""
         rows = await self._read(*admin_sql.count_failed_query(f))
         return int(rows[0][0])
-
-    async def retry_matching(self, f: LogFilter, now: float, at_most: int) -> RetriedMatching:
-        """Counts and retries the failed deliveries `f` matches in one write transaction (see
-        `admin_sql.retry_matching`)."""
-        done: RetriedMatching = await self._call(lambda conn: admin_sql.retry_matching(conn, f, now, at_most))
-        return done
 
     # -- the log -------------------------------------------------------------------------
 
@@ -134,11 +141,7 @@ class AdminVerbs:
         left_out = tuple(json.loads(filtered_out)) if filtered_out else ()
         return StoredEvent(event=log_sql.to_event(row), body=bytes(body), filtered_out=left_out)
 
-    # -- status --------------------------------------------------------------------------
-
-    # (deletions seen, highest delivery id counted, rows up to it): see log_sql.COUNT_BY_STATE.
-    _rows_counted: tuple[int, int, int] | None = None
-    _deletions = 0
+    # -- figures -------------------------------------------------------------------------
 
     def rows_deleted(self) -> None:
         """Deliveries are being or were deleted (the purge): counts count every row again."""
