@@ -33,21 +33,35 @@ async def enqueue(dispatcher: Dispatcher, events: Sequence[NewEvent], *, batch: 
     except BaseException:
         _give_back(dispatcher, reserved)
         raise
+    if not reserved:
+        # Nothing was started: a caller gone meanwhile may cancel its wait on the store's own
+        # future (saving a round of the loop); the write goes on, and its endpoints are woken
+        # (should a claim come before the write, the next tick finds what it missed).
+        stored.add_done_callback(functools.partial(_settle, dispatcher, events, reserved, None))
+        enqueued = await stored
+        return enqueued.accepted
     # Settled by the store's answer itself, not by this caller, who waits on a future of its
     # own: one gone meanwhile (the client hung up) cancels neither the write nor the settling,
     # so it strands no slot and leaves no delivery `delivering` unstarted.
     answered = asyncio.get_running_loop().create_future()
-    stored.add_done_callback(functools.partial(_settle, dispatcher, reserved, answered))
+    stored.add_done_callback(functools.partial(_settle, dispatcher, events, reserved, answered))
     await answered
     return stored.result().accepted
 
 
 def _settle(
-    dispatcher: Dispatcher, reserved: list[str], answered: asyncio.Future[None], stored: asyncio.Future[Enqueued]
+    dispatcher: Dispatcher,
+    events: Sequence[NewEvent],
+    reserved: list[str],
+    answered: asyncio.Future[None] | None,
+    stored: asyncio.Future[Enqueued],
 ) -> None:
-    if not answered.done():
+    if answered is not None and not answered.done():
         answered.set_result(None)
-    if stored.cancelled() or stored.exception() is not None:
+    if stored.cancelled():  # by a caller that had started nothing
+        dispatcher.wake({endpoint_id for event in events for endpoint_id in event.endpoint_ids})
+        return
+    if stored.exception() is not None:
         _give_back(dispatcher, reserved)
         return
     enqueued = stored.result()

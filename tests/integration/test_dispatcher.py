@@ -220,14 +220,14 @@ async def test_a_fresh_event_starts_at_its_commit_without_a_claim(tmp_path, rece
     assert h.dispatcher.admitted == 1
 
 
-async def test_a_caller_gone_before_the_commit_strands_no_slot(tmp_path, receivers, make_harness):
+async def test_a_caller_gone_before_the_commit_strands_no_slot(tmp_path, receivers, make_harness, clock):
     receiver = await receivers()
     config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
-    h = await make_harness(config)  # real clock, loop running
+    h = await make_harness(config, clock=clock, run_dispatcher=True)  # the loop runs, never ticks
     await h.dispatcher.run_once()  # nothing due: no known backlog, so fresh deliveries may start
     endpoint_id = h.endpoint_id("a")
     assert h.dispatcher.admits(endpoint_id) is not None
-    (event,) = to_new_events([EventIn(type="a.b", data={})], time.time(), lambda _type: (endpoint_id,))
+    (event,) = to_new_events([EventIn(type="a.b", data={})], clock.now(), lambda _type: (endpoint_id,))
     caller = asyncio.create_task(admission.enqueue(h.dispatcher, [event]))
     await asyncio.sleep(0)  # one step: its slot is taken and the write queued, not yet committed
     assert h.gates.in_flight == 1
@@ -238,17 +238,28 @@ async def test_a_caller_gone_before_the_commit_strands_no_slot(tmp_path, receive
     await h.dispatcher.wait_idle()
     assert h.dispatcher.admitted == 1 and h.gates.in_flight == 0
     assert await h.services.store.count_by_state() == {"delivered": 1}
+    # With nothing started for it (here: a backlog is known), a caller gone leaves its
+    # deliveries pending, and the loop woken for them.
+    h.dispatcher.wake([endpoint_id])
+    (event,) = to_new_events([EventIn(type="a.b", data={})], clock.now(), lambda _type: (endpoint_id,))
+    caller = asyncio.create_task(admission.enqueue(h.dispatcher, [event]))
+    await asyncio.sleep(0)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await receiver.wait_count(2)
+    assert receiver.event_ids()[-1] == event.id and h.dispatcher.admitted == 1
 
 
-async def test_a_refused_enqueue_gives_back_every_slot_it_took(tmp_path, receivers, make_harness):
+async def test_a_refused_enqueue_gives_back_every_slot_it_took(tmp_path, receivers, make_harness, clock):
     receiver = await receivers()
     config = make_config(tmp_path, [{"name": "a", "url": receiver.url}, {"name": "b", "url": receiver.url}])
-    h = await make_harness(config)
+    h = await make_harness(config, clock=clock, run_dispatcher=True)
     await h.dispatcher.run_once()
 
     def keyed(content: int) -> NewEvent:
         (events, _) = parse_body(json.dumps({"id": "k-1", "type": "a.b", "data": {"n": content}}).encode(), None)
-        (event,) = to_new_events(events, time.time(), h.services.registry.subscribers)
+        (event,) = to_new_events(events, clock.now(), h.services.registry.subscribers)
         return event
 
     await admission.enqueue(h.dispatcher, [keyed(1)])
