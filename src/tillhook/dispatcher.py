@@ -171,6 +171,13 @@ class Dispatcher:
 
     def start_admitted(self, deliveries: Sequence[ClaimedDelivery]) -> None:
         """Run deliveries stored `delivering`, their slots taken from the gates already."""
+        if self._stopping:
+            # Committed after the stop began, which waits for no attempt started since: not
+            # started, so not sent twice. The stop's requeue, queued behind this write, puts
+            # them back to pending for the next start.
+            for delivery in deliveries:
+                self.gates.release(delivery.endpoint_id, refund_tokens=True)
+            return
         self.admitted += len(deliveries)
         for delivery in deliveries:
             self._launch(delivery)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import json
 import time
 
@@ -249,6 +250,32 @@ async def test_a_caller_gone_before_the_commit_strands_no_slot(tmp_path, receive
         await caller
     await receiver.wait_count(2)
     assert receiver.event_ids()[-1] == event.id and h.dispatcher.admitted == 1
+
+
+async def test_a_delivery_committed_after_a_stop_began_is_not_started(tmp_path, receivers, make_harness, clock):
+    receiver = await receivers()
+    config = make_config(tmp_path, [{"name": "a", "url": receiver.url}])
+    h = await make_harness(config, clock=clock, run_dispatcher=True)
+    await h.dispatcher.run_once()
+    endpoint_id = h.endpoint_id("a")
+    held = threading.Event()
+    writer_busy = asyncio.create_task(on_writer(h.services.store, lambda conn: held.wait(10)))
+    await asyncio.sleep(0)  # the writer is held: what is queued now commits only once it is let go
+    (event,) = to_new_events([EventIn(type="a.b", data={})], clock.now(), lambda _type: (endpoint_id,))
+    caller = asyncio.create_task(admission.enqueue(h.dispatcher, [event]))
+    await asyncio.sleep(0)
+    assert h.gates.in_flight == 1  # a slot taken: the delivery is being stored `delivering`
+    stopping = asyncio.create_task(h.dispatcher.stop(1.0))
+    await asyncio.sleep(0)  # the stop has begun
+    held.set()
+    await writer_busy
+    await caller  # acknowledged: it is on disk
+    await stopping
+    # Not started (the stop waits for no attempt started after it began, and its requeue
+    # would have let it be sent again at the next start): pending, its slot given back.
+    assert h.dispatcher.launched == 0 and h.gates.in_flight == 0
+    assert await h.services.store.count_by_state() == {"pending": 1}
+    assert receiver.received == []
 
 
 async def test_a_refused_enqueue_gives_back_every_slot_it_took(tmp_path, receivers, make_harness, clock):
