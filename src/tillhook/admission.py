@@ -34,34 +34,33 @@ async def enqueue(dispatcher: Dispatcher, events: Sequence[NewEvent], *, batch: 
         _give_back(dispatcher, reserved)
         raise
     if not reserved:
-        # Nothing was started: a caller gone meanwhile may cancel its wait on the store's own
-        # future (saving a round of the loop); the write goes on, and its endpoints are woken
-        # (should a claim come before the write, the next tick finds what it missed).
-        stored.add_done_callback(functools.partial(_settle, dispatcher, events, reserved, None))
-        enqueued = await stored
+        # Nothing was started, so no slot can be stranded: this caller waits on the store's
+        # own future and settles itself. Gone meanwhile, it cancels only its wait; the write
+        # goes on and its endpoints are woken (a claim that comes before the write leaves
+        # what it missed to the next tick).
+        try:
+            enqueued = await stored
+        except asyncio.CancelledError:
+            dispatcher.wake({endpoint_id for event in events for endpoint_id in event.endpoint_ids})
+            raise
+        if enqueued.queued:
+            dispatcher.wake(enqueued.queued)
         return enqueued.accepted
     # Settled by the store's answer itself, not by this caller, who waits on a future of its
     # own: one gone meanwhile (the client hung up) cancels neither the write nor the settling,
     # so it strands no slot and leaves no delivery `delivering` unstarted.
     answered = asyncio.get_running_loop().create_future()
-    stored.add_done_callback(functools.partial(_settle, dispatcher, events, reserved, answered))
+    stored.add_done_callback(functools.partial(_settle, dispatcher, reserved, answered))
     await answered
     return stored.result().accepted
 
 
 def _settle(
-    dispatcher: Dispatcher,
-    events: Sequence[NewEvent],
-    reserved: list[str],
-    answered: asyncio.Future[None] | None,
-    stored: asyncio.Future[Enqueued],
+    dispatcher: Dispatcher, reserved: list[str], answered: asyncio.Future[None], stored: asyncio.Future[Enqueued]
 ) -> None:
-    if answered is not None and not answered.done():
+    if not answered.done():
         answered.set_result(None)
-    if stored.cancelled():  # by a caller that had started nothing
-        dispatcher.wake({endpoint_id for event in events for endpoint_id in event.endpoint_ids})
-        return
-    if stored.exception() is not None:
+    if stored.cancelled() or stored.exception() is not None:
         _give_back(dispatcher, reserved)
         return
     enqueued = stored.result()
