@@ -40,7 +40,7 @@ from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.shaping import FanOut
 from tillhook.store import SqliteStore
-from tillhook.store.port import Outbox
+from tillhook.store.port import ConfigApplied, Outbox
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
 
@@ -101,14 +101,8 @@ def build_app(
     return app
 
 
-async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
-    auth = config.auth
-    tokens = await store.tokens(
-        auth.ingest_token.get_secret_value() if auth.ingest_token else None,
-        auth.admin_token.get_secret_value() if auth.admin_token else None,
-        auth.viewer_token.get_secret_value() if auth.viewer_token else None,
-    )
-    applied = await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now())
+def _log_config_applied(applied: ConfigApplied) -> None:
+    """What applying the config file's endpoints changed, in the log for the operator."""
     for name in applied.removed:
         log.warning(
             "endpoint_removed_from_config",
@@ -122,6 +116,16 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
             else "still disabled, as before it was taken out"
         )
         log.info("endpoint_restored_from_config", endpoint=name, released=released, action=action)
+
+
+async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
+    auth = config.auth
+    tokens = await store.tokens(
+        auth.ingest_token.get_secret_value() if auth.ingest_token else None,
+        auth.admin_token.get_secret_value() if auth.admin_token else None,
+        auth.viewer_token.get_secret_value() if auth.viewer_token else None,
+    )
+    _log_config_applied(await store.apply_config_endpoints([config_endpoint(e) for e in config.endpoints], clock.now()))
     registry = EndpointRegistry(await store.list_endpoints())
     delivery = config.delivery
     policy = AddressPolicy(delivery.allow_networks)

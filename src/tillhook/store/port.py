@@ -64,7 +64,8 @@ class LogFilter:
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
     """Up to `quotas[endpoint id]` due deliveries per endpoint; for those in `ordered`, only
-    the oldest unfinished delivery, when it is due."""
+    the oldest unfinished delivery, when it is due. The store claims what is asked: holding a
+    disabled endpoint's deliveries is the caller's part (it asks only for enabled ones)."""
 
     quotas: Mapping[str, int]
     now: float
