@@ -23,6 +23,7 @@ from tillhook.models import (
     DeliveryState,
     Endpoint,
 )
+from tillhook.outcome_writes import OutcomeWrites, Written
 from tillhook.outcomes import emit, judge
 from tillhook.registry import EndpointRegistry
 from tillhook.retry import RetryPolicy
@@ -56,11 +57,7 @@ class Dispatcher:
         self._policy = policy
         self._rand = rand
         self._attempts: set[asyncio.Task[None]] = set()
-        self._writing = 0  # outcomes queued for the store and not yet written
-        self._written = asyncio.Event()  # set whenever none is
-        self._written.set()
-        self._unrecorded: list[AttemptRecord] = []  # outcomes the store could not take yet
-        self._unavailable: str | None = None  # why the store refused writes, as last logged
+        self._writes = OutcomeWrites(store, clock)
         # Endpoints that may have due deliveries right now: all of them until a claim says not.
         self._maybe_due: set[str] = {e.id for e in registry.all()}
         self.admitted = 0  # attempts started at their event's commit, without a claim
@@ -110,7 +107,7 @@ class Dispatcher:
                 await self.run_once(all_endpoints=tick)
             except StoreUnavailable as exc:
                 # A full disk or a locked file: keep the loop alive and try again next tick.
-                self._store_refused(exc)
+                self._writes.refused(exc)
             await self._wait(next_tick)
 
     async def _wait(self, next_tick: float) -> None:
@@ -138,12 +135,11 @@ class Dispatcher:
                 await asyncio.wait(unfinished)
                 log.warning("attempts_cancelled", count=len(unfinished), reason="shutdown_grace ran out")
         try:
-            await asyncio.wait_for(self._written.wait(), grace_s + OUTCOME_WRITE_S)
+            await asyncio.wait_for(self._writes.idle(), grace_s + OUTCOME_WRITE_S)
         except TimeoutError:
-            log.error("outcomes_unwritten", count=self._writing, reason="the store did not answer")
+            log.error("outcomes_unwritten", count=self._writes.writing, reason="the store did not answer")
         try:
-            if self._unrecorded:
-                await self._flush_unrecorded()
+            await self._writes.flush()
             await self.outbox.requeue_in_flight(self.clock.now())
         except StoreUnavailable as exc:
             # Whatever is still `delivering` is requeued at the next start instead.
@@ -151,10 +147,10 @@ class Dispatcher:
 
     async def wait_idle(self) -> None:
         """Until every attempt started so far has finished and been recorded (for tests)."""
-        while self._attempts or self._writing:
+        while self._attempts or self._writes.writing:
             if self._attempts:
                 await asyncio.wait(set(self._attempts))
-            await self._written.wait()
+            await self._writes.idle()
 
     # -- fresh deliveries, started at their commit (admission.py) -------------------------
 
@@ -187,8 +183,7 @@ class Dispatcher:
     async def run_once(self, now: float | None = None, *, all_endpoints: bool = True) -> int:
         """Claim what is due and free to run, and start those attempts; returns how many."""
         now = self.clock.now() if now is None else now
-        if self._unrecorded:
-            await self._flush_unrecorded()
+        await self._writes.flush()
         candidates = self._registry.enabled()
         if not all_endpoints:
             candidates = [e for e in candidates if e.id in self._maybe_due]
@@ -203,7 +198,7 @@ class Dispatcher:
             for endpoint_id, n in quotas.given.items():
                 self.gates.release(endpoint_id, n, refund_tokens=True)
             raise
-        self._unavailable = None
+        self._writes.answered()
         per_endpoint = Counter(delivery.endpoint_id for delivery in claimed)
         for endpoint_id, quota in quotas.given.items():
             self._claimed(endpoint_id, quota, per_endpoint[endpoint_id])
@@ -298,28 +293,10 @@ class Dispatcher:
         # Slots kept now, before a back-off that a failure finishing meanwhile may start, are
         # not its probe: like attempts under way then, their failures do not stretch its wait.
         probing = self.gates.probing(endpoint_id)
-        written = self.outbox.write_outcomes([record], now, claim)
-        self._writing += 1
-        self._written.clear()
-        written.add_done_callback(functools.partial(self._recorded, record, endpoint_id, reserved, probing))
+        self._writes.write(record, claim, functools.partial(self._recorded, endpoint_id, reserved, probing))
 
-    def _recorded(
-        self,
-        record: AttemptRecord,
-        endpoint_id: str,
-        reserved: int,
-        probing: bool,
-        written: asyncio.Future[list[ClaimedDelivery]],
-    ) -> None:
-        self._writing -= 1
-        if not self._writing:
-            self._written.set()
-        error = written.exception()
-        if error is not None:
-            # The delivery stays `delivering` (never claimed twice) until the outcome is written.
-            refused = error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
-            self._store_refused(refused, delivery_id=record.delivery_id)
-            self._unrecorded.append(record)
+    def _recorded(self, endpoint_id: str, reserved: int, probing: bool, written: Written) -> None:
+        if written.exception() is not None:  # kept by the writes, to be written again
             self.gates.release(endpoint_id, reserved, refund_tokens=True)
             return
         if not reserved:
@@ -332,20 +309,6 @@ class Dispatcher:
         self._claimed(endpoint_id, reserved, len(claimed))
         for delivery in claimed:
             self._launch(delivery, probing)
-
-    def _store_refused(self, exc: StoreUnavailable, **context: object) -> None:
-        """Logged once per cause until the store takes writes again, not once a tick."""
-        if exc.message != self._unavailable:
-            self._unavailable = exc.message
-            log.error("storage_unavailable", error=exc.message, **context)
-
-    async def _flush_unrecorded(self) -> None:
-        records, self._unrecorded = self._unrecorded, []
-        try:
-            await self.outbox.write_outcomes(records, self.clock.now())
-        except StoreUnavailable:
-            self._unrecorded = records + self._unrecorded
-            raise
 
     def _note_retry(self, at: float | None) -> None:
         if at is not None and (self._next_retry_at is None or at < self._next_retry_at):
