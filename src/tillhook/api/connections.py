@@ -77,7 +77,7 @@ class _Tracked(asyncio.Protocol):
     """aiohttp's protocol for one connection, seen through: it tells the tracker what the
     connection is doing and forwards everything unchanged."""
 
-    __slots__ = ("inner", "open", "state", "tracker", "transport")
+    __slots__ = ("inner", "lingering", "open", "state", "tracker", "transport")
 
     def __init__(self, tracker: ConnectionTracker, inner: RequestHandler) -> None:
         self.tracker = tracker
@@ -85,6 +85,7 @@ class _Tracked(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.state = FRESH
         self.open = True
+        self.lingering = False  # told why it was closed: what it still sends is dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,6 +94,8 @@ class _Tracked(asyncio.Protocol):
             self.inner.force_close()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if self.state is FRESH or self.state is IDLE:
             self.tracker.move(self, READING)
         self.inner.data_received(data)
@@ -111,8 +114,17 @@ class _Tracked(asyncio.Protocol):
         self.inner.resume_writing()
 
     def close(self, reply: bytes = b"") -> None:
-        if reply and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply)
+        transport = self.transport
+        if reply and transport is not None and not transport.is_closing():
+            transport.write(reply)
+            if transport.can_write_eof():
+                # The reply, then our end of the stream, reading on for a moment: closed at
+                # once, a byte the client is still sending would reset the connection, and
+                # the client would lose the reply that says why.
+                transport.write_eof()
+                self.lingering = True
+                asyncio.get_running_loop().call_later(_REFUSE_LINGER_S, self.inner.force_close)
+                return
         self.inner.force_close()
 
 
