@@ -1,0 +1,1 @@
+"""The endpoint writes, tokens, config, replay, retry and purge of the PostgreSQL outbox."""
