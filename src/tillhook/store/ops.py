@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +63,13 @@ WriteOp = Ingest | Record | ClaimRequest | Call
 
 
 @dataclass(slots=True)
-class _Rows:
+class IngestRows:
     """What one ingest op adds to the transaction, kept apart until the op is known to be valid."""
 
     next_id: int
+    # Where the store hands out delivery ids itself (PostgreSQL's sequence, shared by every
+    # daemon): taken from here in turn instead of counted up from next_id.
+    ids: Iterator[int] | None = None
     events: list[tuple[Any, ...]] = field(default_factory=list)
     deliveries: list[tuple[Any, ...]] = field(default_factory=list)
     keys: dict[str, Seen] = field(default_factory=dict)
@@ -78,8 +81,14 @@ class _Rows:
     not_started: list[str] = field(default_factory=list)  # asked to start, but their event is a repeat
     queued: set[str] = field(default_factory=set)
 
+    def take_id(self) -> int:
+        if self.ids is not None:
+            return next(self.ids)
+        self.next_id += 1
+        return self.next_id - 1
 
-def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> Enqueued | InvalidInput:
+
+def ingest_one(op: Ingest, seen: dict[str, Seen], rows: IngestRows) -> Enqueued | InvalidInput:
     reply: list[AcceptedEvent] = []
     reused: list[dict[str, str]] = []
     pending, delivering = DeliveryState.PENDING.value, DeliveryState.DELIVERING.value
@@ -104,15 +113,15 @@ def _ingest_one(op: Ingest, seen: dict[str, Seen], rows: _Rows) -> Enqueued | In
             rows.filtered_out.append((json.dumps(event.filtered_out), event.id))
         t = event.created_at
         for endpoint_id, started in zip(event.endpoint_ids, flags, strict=True):
+            delivery_id = rows.take_id()
             recheck = bool(event.check_filter) and endpoint_id in event.check_filter
             if recheck:
-                rows.check_filter.append(rows.next_id)
+                rows.check_filter.append(delivery_id)
             if started:
-                rows.started.append(ClaimedDelivery(rows.next_id, event.id, endpoint_id, 0, None, event.body, recheck))
+                rows.started.append(ClaimedDelivery(delivery_id, event.id, endpoint_id, 0, None, event.body, recheck))
             else:
                 rows.queued.add(endpoint_id)
-            rows.deliveries.append((rows.next_id, event.id, endpoint_id, delivering if started else pending, t, t, t))
-            rows.next_id += 1
+            rows.deliveries.append((delivery_id, event.id, endpoint_id, delivering if started else pending, t, t, t))
         reply.append(AcceptedEvent(id=event.id, type=event.type, deliveries=len(event.endpoint_ids), duplicate=False))
     if reused:
         return refusal(reused)
@@ -194,8 +203,8 @@ class BatchApplier:
         replies: list[Enqueued | InvalidInput] = []
         next_id = self._next_delivery_id(conn)
         for op in ops:
-            rows = _Rows(next_id)
-            reply = _ingest_one(op, seen, rows)
+            rows = IngestRows(next_id)
+            reply = ingest_one(op, seen, rows)
             if not isinstance(reply, InvalidInput):
                 seen.update(rows.keys)
                 event_rows += rows.events

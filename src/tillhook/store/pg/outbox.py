@@ -5,13 +5,21 @@ admin writes on a pool, and this daemon's presence (its leases, its wake-ups) be
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
+
 from tillhook.errors import StoreError, StoreUnavailable
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, NewEvent
+from tillhook.store.ops import Ingest, Record
+from tillhook.store.pg.batch import PgBatch, WriteOp
+from tillhook.store.pg.committer import PgGroupCommitter
 from tillhook.store.pg.connect import Conn, PostgresTarget, connect, create_pool, describe_pg_error
+from tillhook.store.pg.presence import Presence
 from tillhook.store.pg.reads import DRIVER_ERRORS, PgReads
 from tillhook.store.pg.schema import migrate
 from tillhook.store.port import ClaimRequest, ConfigApplied, DeliveryRow, Enqueued, LogFilter, RetriedMatching, Tokens
@@ -23,10 +31,16 @@ POOL_SIZE = 8
 
 
 class PostgresStore(PgReads):
-    def __init__(self, target: PostgresTarget, *, lease_s: float = 30.0) -> None:
+    """The outbox in a PostgreSQL database. Beyond the port, for the composition root:
+    `presence` (which endpoints this daemon serves, the other daemons' news) and `on_commit`."""
+
+    def __init__(self, target: PostgresTarget, *, lease_s: float = 30.0, now: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.target = target
         self.lease_s = lease_s
+        self.presence = Presence(lambda: self.pool, self._connect_listener, lease_s=lease_s, now=now)
+        self._committer: PgGroupCommitter[WriteOp] | None = None
+        self.on_commit: Callable[[int], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -38,12 +52,57 @@ class PostgresStore(PgReads):
             raise StoreError(f"cannot prepare the outbox in {self.target.display}: {describe_pg_error(exc)}") from None
         finally:
             await conn.close()
-        self._pool = await create_pool(self.target, min_size=1, max_size=POOL_SIZE)
+        try:
+            self._pool = await create_pool(self.target, min_size=1, max_size=POOL_SIZE)
+            batch = PgBatch(self.presence.daemon_id, self.lease_s)
+            self._committer = PgGroupCommitter(lambda: connect(self.target), batch, self._committed)
+            await self._committer.start()
+            await self.presence.start()
+        except DRIVER_ERRORS as exc:
+            await self.close()
+            raise StoreError(f"cannot open the outbox in {self.target.display}: {describe_pg_error(exc)}") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _connect_listener(self) -> asyncpg.Connection:
+        return await connect(self.target)
+
+    def _committed(self, ops: int) -> None:
+        if self.on_commit is not None:
+            self.on_commit(ops)
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
+        await self.presence.stop()
         if self._pool is not None:
-            await self._pool.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), 10)
             self._pool = None
+
+    @property
+    def writer(self) -> asyncio.Task[None] | None:
+        return None if self._committer is None else self._committer.task
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        if self._committer is None:
+            return 0, 0
+        return self._committer.transactions, self._committer.ops_committed
+
+    def _queued(self, op: WriteOp) -> asyncio.Future[Any]:
+        """`op` queued, as a future done as soon as its transaction is over; a refusal to
+        queue it comes as a future failed already."""
+        try:
+            if self._committer is None:
+                raise StoreUnavailable("the store is not open")
+            return self._committer.submit(op)
+        except StoreUnavailable as exc:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
 
     @property
     def location(self) -> str:
@@ -103,18 +162,37 @@ class PostgresStore(PgReads):
     def enqueue(
         self, events: Sequence[NewEvent], start: Sequence[Sequence[bool]] | None = None, *, batch: bool = False
     ) -> asyncio.Future[Enqueued]:
-        raise NotImplementedError
+        return self._queued(Ingest(events, start, batch))
 
     async def claim_due(self, claim: ClaimRequest) -> list[ClaimedDelivery]:
-        raise NotImplementedError
+        if not any(n > 0 for n in claim.quotas.values()):
+            return []
+        claimed: list[ClaimedDelivery] = await self._queued(claim)
+        return claimed
 
     def write_outcomes(
         self, records: Sequence[AttemptRecord], now: float, then_claim: ClaimRequest | None = None
     ) -> asyncio.Future[list[ClaimedDelivery]]:
-        raise NotImplementedError
+        return self._queued(Record(records, now, then_claim))
 
     async def requeue_in_flight(self, now: float) -> int:
-        raise NotImplementedError
+        """This daemon's own claims go back to pending, due now (at a stop). Another daemon's
+        are never touched here, at a start least of all: they are taken back only once their
+        lease runs out (presence.py)."""
+
+        async def requeue(conn: Conn) -> int:
+            status = await conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, updated_at = $1, claimed_by = NULL,"
+                " lease_until = NULL WHERE state = 'delivering' AND claimed_by = $2",
+                now,
+                self.presence.daemon_id,
+            )
+            return int(status.split()[-1])
+
+        return await self._transaction(requeue)
 
     async def backup(self, target: Path) -> int:
-        raise NotImplementedError
+        raise StoreError(
+            "tillhook does not copy a PostgreSQL outbox itself: use pg_dump, e.g."
+            f" pg_dump --format=custom --file={target} '{self.target.display}'"
+        )

@@ -1,0 +1,156 @@
+"""Group commit on one writer connection to PostgreSQL.
+
+Writes queue up while a transaction runs; as soon as it commits, every queued write goes into
+the next one, so many requests share one commit (and its wait for the disk). A lost
+connection fails the batch it held (the callers answer 503: nothing of it was stored) and the
+next batch connects again: PostgreSQL restarting costs the writes made meanwhile, never the
+writer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import structlog
+
+from tillhook.errors import StoreUnavailable
+from tillhook.store.pg.connect import describe_pg_error
+from tillhook.store.pg.reads import DRIVER_ERRORS
+
+log = structlog.get_logger("tillhook.store")
+
+Op = TypeVar("Op")
+
+MAX_OPS_PER_TRANSACTION = 512
+
+# Two daemons storing the same idempotency key at once (one of them meets the other's row),
+# or taking row locks in another order: the batch is tried once more, and then sees the rows
+# the other committed.
+_TRY_AGAIN = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+_Item = tuple[Op, "asyncio.Future[Any]"]
+
+
+class PgGroupCommitter(Generic[Op]):
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        apply_batch: Callable[[asyncpg.Connection, Sequence[Op]], Awaitable[list[Any]]],
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        """`apply_batch(conn, ops)` runs one transaction and returns a result per op (an
+        exception instance fails that op alone); if it raises, nothing of the batch was
+        written and every op of it fails with StoreUnavailable."""
+        self._connect = connect
+        self._apply_batch = apply_batch
+        self.on_commit = on_commit
+        self._queue: asyncio.Queue[_Item[Op] | None] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.transactions = 0
+        self.ops_committed = 0
+
+    async def start(self) -> None:
+        """Connect (its error is raised here) and start committing."""
+        self._conn = await self._connect()
+        self._task = asyncio.create_task(self._run(), name="tillhook-store-writer")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue `op`; the future is done as soon as the transaction holding it is over. `op`
+        is written even if nobody awaits the future."""
+        if self._closed or self._task is None:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        return future
+
+    async def close(self) -> None:
+        """Stop taking ops; those already queued are still committed (or fail)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.close(), 5)
+            self._conn = None
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            closing = False
+            while len(batch) < MAX_OPS_PER_TRANSACTION and not self._queue.empty():
+                following = self._queue.get_nowait()
+                if following is None:
+                    closing = True
+                    break
+                batch.append(following)
+            await self._commit(batch)
+            if closing:
+                return
+
+    async def _commit(self, batch: list[_Item[Op]]) -> None:
+        ops = [op for op, _ in batch]
+        error: Exception | None = None
+        results: list[Any] = []
+        for attempt in range(2):
+            try:
+                conn = await self._connection()
+                results = await self._apply_batch(conn, ops)
+                error = None
+                break
+            except _TRY_AGAIN as exc:
+                error = exc
+                if attempt == 0:
+                    continue
+            except DRIVER_ERRORS as exc:
+                error = exc
+                if self._conn is None or self._conn.is_closed():
+                    log.warning("store_connection_lost", connection="writer", error=describe_pg_error(exc))
+                await self._drop_connection()
+            except StoreUnavailable as exc:
+                error = exc
+            break
+        if error is not None:
+            failed = error if isinstance(error, StoreUnavailable) else StoreUnavailable(describe_pg_error(error))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failed)
+            return
+        self.transactions += 1
+        self.ops_committed += len(batch)
+        if self.on_commit is not None:
+            self.on_commit(len(batch))
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = None
+            self._conn = await self._connect()  # StoreUnavailable while PostgreSQL is away
+            log.info("store_reconnected", connection="writer")
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()

@@ -1,0 +1,248 @@
+"""This daemon among the others sharing the outbox: its row in `daemons` and the leases on what
+it claimed, renewed while it runs; a dead daemon's claims taken back once their lease is over;
+which daemon serves which endpoint; and the others' news (LISTEN), handed to the daemon.
+
+Each endpoint is served by one live daemon at a time, the winner of a rendezvous hash over the
+live daemons' ids: only it claims, attempts, backs off, probes and alerts for that endpoint,
+so the endpoint's limits, its back-off and its alerts hold as they do with one daemon, with
+no coordination per delivery. A daemon joining or leaving moves only the endpoints it wins
+or held."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+
+from tillhook.store.pg.batch import DUE_CHANNEL, ENDPOINTS_CHANNEL, notify_payloads
+from tillhook.store.pg.connect import Conn, describe_pg_error
+from tillhook.store.pg.reads import DRIVER_ERRORS
+
+log = structlog.get_logger("tillhook.store")
+
+# A daemon not seen for this many of its leases is forgotten (its row deleted).
+_FORGET_AFTER_LEASES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """Deliveries may be due: for these endpoints, or for all (None)."""
+
+    endpoint_ids: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsChanged:
+    """Endpoints were changed by another daemon (or news may have been missed: reload all)."""
+
+
+News = Due | EndpointsChanged
+
+
+def new_daemon_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _weight(daemon_id: str, key: str) -> bytes:
+    return hashlib.blake2b(f"{daemon_id}\0{key}".encode(), digest_size=8).digest()
+
+
+_BEAT = """
+WITH me AS (
+    UPDATE daemons SET seen_at = $2, lease_s = $3, listen = coalesce($4, listen) WHERE id = $1 RETURNING id
+), renewed AS (
+    UPDATE deliveries SET lease_until = $2 + $3 WHERE state = 'delivering' AND claimed_by = $1 RETURNING id
+)
+SELECT (SELECT count(*) FROM me), (SELECT count(*) FROM renewed)
+"""
+
+_TAKE_BACK = """
+UPDATE deliveries SET state = 'pending', next_attempt_at = $1, updated_at = $1, claimed_by = NULL, lease_until = NULL
+WHERE state = 'delivering' AND lease_until < $1
+RETURNING endpoint_id, claimed_by
+"""
+
+
+class Presence:
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        listen_connect: Callable[[], Any],
+        *,
+        lease_s: float,
+        now: Callable[[], float],
+        daemon_id: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._listen_connect = listen_connect
+        self.lease_s = lease_s
+        self._now = now
+        self.daemon_id = daemon_id or new_daemon_id()
+        self.on_news: Callable[[News], None] | None = None
+        self.listen_address: str | None = None
+        self._live: tuple[str, ...] = (self.daemon_id,)
+        self._owners: dict[str, bool] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._failing: str | None = None  # why the last beat failed, once logged
+
+    # -- who serves what -----------------------------------------------------------------
+
+    @property
+    def live(self) -> tuple[str, ...]:
+        """The ids of the daemons seen within their lease, this one among them, sorted."""
+        return self._live
+
+    def serves(self, key: str) -> bool:
+        """Whether this daemon is the one to serve `key` (an endpoint id, or a task such as
+        the backlog check that one daemon does for all)."""
+        known = self._owners.get(key)
+        if known is None:
+            winner = max(self._live, key=lambda daemon: _weight(daemon, key))
+            known = self._owners[key] = winner == self.daemon_id
+        return known
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        now = self._now()
+        async with self._pool().acquire() as conn:
+            await conn.execute(
+                "INSERT INTO daemons (id, host, pid, listen, started_at, seen_at, lease_s)"
+                " VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                self.daemon_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.listen_address,
+                now,
+                self.lease_s,
+            )
+            await self._beat(conn)
+        await self._listen()
+        self._task = asyncio.create_task(self._run(), name="tillhook-presence")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    async def stop(self) -> None:
+        """Leave: the others take this daemon's endpoints at once rather than after its lease
+        (what it still held is put back by the store's requeue, before this)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 5)
+            self._listener = None
+        with contextlib.suppress(*DRIVER_ERRORS):
+            async with self._pool().acquire() as conn:
+                await conn.execute("DELETE FROM daemons WHERE id = $1", self.daemon_id)
+                # The others: endpoints to take over now.
+                await conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
+
+    # -- the beat ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        interval = max(0.2, self.lease_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._pool().acquire() as conn:
+                    await self._beat(conn)
+            except DRIVER_ERRORS as exc:
+                reason = describe_pg_error(exc)
+                if self._failing != reason:
+                    log.error("store_presence_failed", error=reason, lease_s=self.lease_s)
+                    self._failing = reason
+                continue
+            if self._failing is not None:
+                log.info("store_presence_restored")
+                self._failing = None
+            if self._listener is None or self._listener.is_closed():
+                await self._listen()
+
+    async def _beat(self, conn: Conn) -> None:
+        now = self._now()
+        async with conn.transaction():
+            beat = await conn.fetchrow(_BEAT, self.daemon_id, now, self.lease_s, self.listen_address)
+            if beat is None or not beat[0]:
+                # Forgotten while away (or never seen): present again.
+                await conn.execute(
+                    "INSERT INTO daemons (id, host, pid, listen, started_at, seen_at, lease_s)"
+                    " VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    self.daemon_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    self.listen_address,
+                    now,
+                    self.lease_s,
+                )
+            taken = await conn.fetch(_TAKE_BACK, now)
+            if taken:
+                endpoints = sorted({r[0] for r in taken})
+                await conn.execute(
+                    "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x", DUE_CHANNEL, notify_payloads(endpoints)
+                )
+            live = await conn.fetch("SELECT id FROM daemons WHERE seen_at + lease_s >= $1", now)
+            await conn.execute(
+                "DELETE FROM daemons WHERE seen_at + lease_s * $2 < $1 AND id <> $3",
+                now,
+                _FORGET_AFTER_LEASES,
+                self.daemon_id,
+            )
+        if taken:
+            by = sorted({r[1] for r in taken if r[1]})
+            log.warning(
+                "deliveries_taken_back",
+                deliveries=len(taken),
+                from_daemons=by,
+                why="their daemon's lease ran out: it stopped renewing it (killed, hung or cut off)",
+            )
+        self._set_live(tuple(sorted({r[0] for r in live} | {self.daemon_id})))
+
+    def _set_live(self, live: tuple[str, ...]) -> None:
+        if live == self._live:
+            return
+        joined, left = set(live) - set(self._live), set(self._live) - set(live)
+        self._live = live
+        self._owners.clear()
+        log.info("daemons_changed", live=len(live), joined=sorted(joined), left=sorted(left))
+        self._tell(Due(None))  # endpoints this daemon now serves may have work waiting
+
+    # -- news from the others --------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        try:
+            conn = await self._listen_connect()
+            await conn.add_listener(DUE_CHANNEL, self._heard)
+            await conn.add_listener(ENDPOINTS_CHANNEL, self._heard)
+        except Exception as exc:  # noqa: BLE001 - the beat tries again; deliveries fall back on the tick
+            log.error("store_listen_failed", error=describe_pg_error(exc))
+            return
+        self._listener = conn
+        # Whatever was said while nobody listened: look at everything once.
+        self._tell(EndpointsChanged())
+        self._tell(Due(None))
+
+    def _heard(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        if channel == ENDPOINTS_CHANNEL:
+            self._tell(EndpointsChanged())
+        else:
+            ids = frozenset(x for x in payload.split(",") if x)
+            self._tell(Due(ids or None))
+
+    def _tell(self, news: News) -> None:
+        if self.on_news is not None:
+            self.on_news(news)
