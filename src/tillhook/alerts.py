@@ -10,6 +10,7 @@ store that refuses an alert is logged; nothing is raised into whoever called the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,9 @@ class Alerts:
         self._give_ups: HourlyCount[GaveUp] = HourlyCount()
         self._backlog = BacklogWatch(backlog_age_s)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether this daemon checks the backlog: of the daemons sharing an outbox, one does,
+        # so that a backlog growing old is told once.
+        self.checks_backlog: Callable[[], bool] = lambda: True
 
     # -- the hooks -----------------------------------------------------------------------
 
@@ -168,6 +172,8 @@ class Alerts:
             log.error("storage_unavailable", error=exc.message, at="alerts")
 
     async def _check_backlog(self, now: float) -> None:
+        if not self.checks_backlog():
+            return  # another daemon sharing the outbox checks it for all
         # A disabled endpoint's deliveries (or those of one out of the config file) are held
         # until a person enables it: waiting is what they are meant to do.
         watched = [e.id for e in self._registry.all() if e.enabled and not e.removed_from_config]

@@ -39,7 +39,9 @@ from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.shaping import FanOut
+from tillhook.sharing import SharedNews
 from tillhook.store import SqliteStore
+from tillhook.store.pg.outbox import PostgresStore
 from tillhook.store.port import ConfigApplied, Outbox
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
@@ -52,17 +54,23 @@ def config_endpoint(spec: EndpointConfig) -> Endpoint:
     return spec.record((SigningSecret(secret),) if secret else (), config_managed=True)
 
 
-def make_store(config: Config) -> SqliteStore:
+Store = SqliteStore | PostgresStore
+
+
+def make_store(config: Config, clock: Clock | None = None) -> Store:
     """The outbox the config names, not opened: `serve` opens it, the commands beside the
     daemon (`backup`, `tokens`) use what needs no opening."""
-    return SqliteStore(config.storage.path)
+    storage = config.storage
+    if storage.postgres is not None:
+        return PostgresStore(storage.postgres, lease_s=storage.lease, now=(clock or SystemClock()).now)
+    return SqliteStore(storage.path)
 
 
 def build_app(
     config: Config,
     *,
     clock: Clock | None = None,
-    store: SqliteStore | None = None,
+    store: Store | None = None,
     run_dispatcher: bool = True,
 ) -> web.Application:
     """The whole daemon as an aiohttp app. With run_dispatcher=False nothing is delivered
@@ -77,7 +85,7 @@ def build_app(
     app.router.add_get("/openapi.json", get_openapi)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        the_store = store or make_store(config)
+        the_store = store or make_store(config, clock)
         await the_store.open()
         try:
             services = await _start(config, clock, the_store, run_dispatcher)
@@ -89,6 +97,8 @@ def build_app(
             yield
         finally:
             await services.dispatcher.stop(config.server.shutdown_grace)
+            if services.shared is not None:
+                await services.shared.close()
             await services.alerts.close(OUTCOME_WRITE_S)  # those the last outcomes raised
             await services.session.close()
             await services.sandbox.close()
@@ -118,7 +128,7 @@ def _log_config_applied(applied: ConfigApplied) -> None:
         log.info("endpoint_restored_from_config", endpoint=name, released=released, action=action)
 
 
-async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatcher: bool) -> Services:
+async def _start(config: Config, clock: Clock, store: Store, run_dispatcher: bool) -> Services:
     auth = config.auth
     tokens = await store.tokens(
         auth.ingest_token.get_secret_value() if auth.ingest_token else None,
@@ -165,6 +175,7 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         fan_out=fan_out,
     )
     dispatcher.transitions = alerts
+    shared = _share(store, registry, dispatcher, gates, alerts)
     if run_dispatcher:
         dispatcher.start()
     return Services(
@@ -183,7 +194,23 @@ async def _start(config: Config, clock: Clock, store: SqliteStore, run_dispatche
         alerts=alerts,
         fan_out=fan_out,
         preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
+        shared=shared,
     )
+
+
+def _share(
+    store: Store, registry: EndpointRegistry, dispatcher: Dispatcher, gates: EndpointGates, alerts: Alerts
+) -> SharedNews | None:
+    """With an outbox shared by several daemons: this one serves the endpoints its presence
+    wins, checks the backlog if it wins that too, and acts on the others' news."""
+    if not isinstance(store, PostgresStore):
+        return None
+    presence = store.presence
+    gates.serves = presence.serves
+    alerts.checks_backlog = lambda: presence.serves("tillhook:backlog")
+    shared = SharedNews(store, registry, dispatcher, gates)
+    presence.on_news = shared.heard
+    return shared
 
 
 async def serve(config: Config) -> int:
@@ -214,7 +241,9 @@ async def serve(config: Config) -> int:
     side = _side_tasks(services, store, config, connections, notifier)
     stopper = asyncio.create_task(stop.wait(), name="tillhook-stop-signal")
     watched = [t for t in (services.dispatcher.task, services.store.writer) if t is not None]
-    watched += [side["retention"], side["connections"], side["database-watch"], side["alerts"]]
+    watched += [side[name] for name in ("retention", "connections", "database-watch", "alerts") if name in side]
+    if isinstance(store, PostgresStore) and store.presence.task is not None:
+        watched.append(store.presence.task)
     done, _ = await asyncio.wait([stopper, *watched], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stopper not in done:
@@ -225,7 +254,8 @@ async def serve(config: Config) -> int:
     notifier.send("STOPPING=1", "STATUS=draining deliveries in flight")
     log.info("serve_stopping", grace_s=config.server.shutdown_grace)
     side["retention"].cancel()
-    side["database-watch"].cancel()
+    if "database-watch" in side:
+        side["database-watch"].cancel()
     side["alerts"].cancel()
     await runner.cleanup()
     side["connections"].cancel()
@@ -249,7 +279,7 @@ async def _listen(app: web.Application, config: Config, connections: ConnectionT
 
 
 def _side_tasks(
-    services: Services, store: SqliteStore, config: Config, connections: ConnectionTracker, notifier: Notifier
+    services: Services, store: Store, config: Config, connections: ConnectionTracker, notifier: Notifier
 ) -> dict[str, asyncio.Task[None]]:
     """The background tasks beside the dispatcher and the writer, each named and kept; all
     but the watchdog stop the daemon loudly if they die."""
@@ -257,9 +287,10 @@ def _side_tasks(
         "retention": Retention(services.store, services.clock, config.storage.retention).run(),
         "watchdog": notifier.keep_alive(lambda: services.dispatcher.last_tick_monotonic, services.clock.monotonic),
         "connections": connections.sweep(),
-        "database-watch": DatabaseWatch(store).run(),
         "alerts": services.alerts.run(),
     }
+    if isinstance(store, SqliteStore):  # a file that can be moved or deleted under the daemon
+        runs["database-watch"] = DatabaseWatch(store).run()
     return {name: asyncio.create_task(run, name=f"tillhook-{name}") for name, run in runs.items()}
 
 

@@ -5,7 +5,7 @@ free slots are shared out among endpoints with work due. Everything else asks he
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +42,10 @@ class Quotas:
     token_at: float | None = None
 
 
+def _serves_all(_endpoint_id: str) -> bool:
+    return True
+
+
 class EndpointGates:
     def __init__(self, policy: RetryPolicy, *, max_in_flight: int, endpoint_max_in_flight: int) -> None:
         self._policy = policy
@@ -52,6 +56,9 @@ class EndpointGates:
         self._buckets: dict[str, TokenBucket] = {}
         self._health: defaultdict[str, EndpointHealth] = defaultdict(EndpointHealth)
         self._turn = 0  # who goes first when slots are shared out
+        # Whether this daemon serves the endpoint: with an outbox shared by several daemons,
+        # one of them serves each endpoint (store/pg/presence.py); alone, this one serves all.
+        self.serves: Callable[[str], bool] = _serves_all
 
     # -- slots and tokens ------------------------------------------------------------------
 
@@ -121,6 +128,8 @@ class EndpointGates:
                 bucket.give_back(n)
 
     def _slots_free(self, endpoint: Endpoint, now: float) -> int:
+        if not self.serves(endpoint.id):
+            return 0
         limit = 1 if endpoint.ordered else (endpoint.max_in_flight or self._endpoint_max)
         health = self._health.get(endpoint.id)
         slots = limit if health is None else health.slots(limit, now)

@@ -196,6 +196,23 @@ class Tokens:
     viewer: str
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """News from an outbox shared with other daemons: deliveries may be due for these
+    endpoints (None: for any)."""
+
+    endpoint_ids: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointsChanged:
+    """News from a shared outbox: endpoints were changed elsewhere (or news may have been
+    missed): what the daemon knows of them is to be read again."""
+
+
+News = Due | EndpointsChanged
+
+
 # -- the port ------------------------------------------------------------------------------
 
 

@@ -65,6 +65,11 @@ class PostgresStore(PgReads):
             await self.close()
             raise
 
+    def announce(self, **facts: object) -> None:
+        """Where this daemon listens, kept in its row of `daemons` for the operator."""
+        if "listen" in facts:
+            self.presence.listen_address = str(facts["listen"])
+
     async def _connect_listener(self) -> asyncpg.Connection:
         return await connect(self.target)
 

@@ -17,7 +17,6 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -26,26 +25,12 @@ import structlog
 from tillhook.store.pg.batch import DUE_CHANNEL, ENDPOINTS_CHANNEL, notify_payloads
 from tillhook.store.pg.connect import Conn, describe_pg_error
 from tillhook.store.pg.reads import DRIVER_ERRORS
+from tillhook.store.port import Due, EndpointsChanged, News
 
 log = structlog.get_logger("tillhook.store")
 
 # A daemon not seen for this many of its leases is forgotten (its row deleted).
 _FORGET_AFTER_LEASES = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """Deliveries may be due: for these endpoints, or for all (None)."""
-
-    endpoint_ids: frozenset[str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointsChanged:
-    """Endpoints were changed by another daemon (or news may have been missed: reload all)."""
-
-
-News = Due | EndpointsChanged
 
 
 def new_daemon_id() -> str:

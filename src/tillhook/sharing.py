@@ -1,0 +1,64 @@
+"""What a daemon does with the news of an outbox it shares with others (store/port.py `News`):
+wake the dispatcher for deliveries another daemon made due, and read the endpoints again when
+another daemon changed them, so that every daemon fans events out to the same endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from tillhook.dispatcher import Dispatcher
+from tillhook.errors import StoreUnavailable
+from tillhook.gates import EndpointGates
+from tillhook.registry import EndpointRegistry
+from tillhook.store.port import Due, News, Outbox
+
+log = structlog.get_logger("tillhook")
+
+
+class SharedNews:
+    def __init__(self, outbox: Outbox, registry: EndpointRegistry, dispatcher: Dispatcher, gates: EndpointGates):
+        self._outbox = outbox
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._gates = gates
+        self._reload: asyncio.Task[None] | None = None
+        self._again = False  # news came while reading: read once more after
+
+    def heard(self, news: News) -> None:
+        if isinstance(news, Due):
+            self._dispatcher.wake(news.endpoint_ids)
+            return
+        if self._reload is not None and not self._reload.done():
+            self._again = True
+            return
+        self._reload = asyncio.create_task(self._read_endpoints(), name="tillhook-endpoints-reload")
+
+    async def _read_endpoints(self) -> None:
+        while True:
+            self._again = False
+            try:
+                endpoints = await self._outbox.list_endpoints()
+            except StoreUnavailable as exc:
+                log.error("storage_unavailable", error=exc.message, at="endpoints-reload")
+                return  # the listener's reconnection asks again
+            before = {e.id: e for e in self._registry.all()}
+            self._registry.replace_all(endpoints)
+            now = {e.id: e for e in endpoints}
+            for endpoint_id in before.keys() - now.keys():
+                self._gates.forget(endpoint_id)
+            for endpoint_id, endpoint in now.items():
+                was = before.get(endpoint_id)
+                if endpoint.enabled and (was is None or not was.enabled):
+                    self._gates.forget(endpoint_id)  # enabled again elsewhere: a fresh start
+            changed = [i for i, e in now.items() if before.get(i) != e]
+            if changed:
+                self._dispatcher.wake(changed)
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            await asyncio.gather(self._reload, return_exceptions=True)
