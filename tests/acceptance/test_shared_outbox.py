@@ -1,0 +1,187 @@
+"""Two real `tillhook serve` daemons on one PostgreSQL outbox: events posted to either are
+delivered to every subscribed endpoint, the ordered one in order, no delivery attempted by both
+at once; one daemon killed with -9 mid-load leaves nothing acknowledged undelivered, its
+attempts in flight taken over once their lease runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from tests.acceptance.conftest import Daemon, write_config
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+EVENTS = 2000
+ORDERED_EVENTS = 300  # of them, the ordered endpoint's type, posted one after the other
+LEASE = "2s"
+
+
+class Watch:
+    """A receiver's behaviour that records each delivery it answered 200 and fails the test's
+    invariant at once if one event is being received twice at the same time."""
+
+    def __init__(self, *, fail_first: int = 0) -> None:
+        self.fail_first = fail_first  # answer 503 to this many requests, then 200
+        self.accepted: list[str] = []
+        self.overlaps: list[str] = []
+        self._open: Counter[str] = Counter()
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, request: web.Request, n: int) -> web.StreamResponse:
+        event_id = request.headers["webhook-id"]
+        self._open[event_id] += 1
+        if self._open[event_id] > 1:
+            self.overlaps.append(event_id)
+        try:
+            await asyncio.sleep(0.002)  # the receiver's own work, so attempts overlap in time
+            if n <= self.fail_first:
+                return web.Response(status=503, text="down for a while")
+            async with self._changed:
+                self.accepted.append(event_id)
+                self._changed.notify_all()
+            return web.Response(text="ok")
+        finally:
+            self._open[event_id] -= 1
+
+    async def wait_for(self, ids: set[str], timeout_s: float) -> None:
+        async def until() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: set(self.accepted) >= ids)
+
+        try:
+            await asyncio.wait_for(until(), timeout_s)
+        except TimeoutError:
+            missing = ids - set(self.accepted)
+            raise AssertionError(f"{len(missing)} of {len(ids)} events not delivered in {timeout_s}s") from None
+
+
+def shared_config(tmp_path: Path, name: str, pg_url: str, endpoints: list[dict[str, Any]]) -> Path:
+    return write_config(tmp_path / f"{name}.toml", endpoints, storage={"url": pg_url, "lease": LEASE})
+
+
+async def post(http: aiohttp.ClientSession, daemon: Daemon, event_type: str, n: int) -> str | None:
+    body = {"type": event_type, "data": {"n": n}}
+    try:
+        async with http.post(f"{daemon.url}/v1/events", json=body, headers=daemon.headers()) as response:
+            if response.status != 202:
+                return None
+            return str((await response.json())["id"])
+    except (TimeoutError, aiohttp.ClientError):
+        return None  # the daemon died under this request: no 202, no promise
+
+
+async def start_pair(
+    tmp_path: Path, pg_url: str, receivers: Any, daemons: Any
+) -> tuple[list[Daemon], dict[str, Watch]]:
+    watches = {"all": Watch(), "ordered": Watch(), "flaky": Watch(fail_first=150)}
+    urls = {name: (await receivers(secret=SECRET, behaviour=watch)).url for name, watch in watches.items()}
+    endpoints = [
+        {"name": "everything", "url": urls["all"], "secret": SECRET, "max_in_flight": 8},
+        {"name": "ledger", "url": urls["ordered"], "secret": SECRET, "ordered": True, "events": ["ledger.*"]},
+        {"name": "flaky", "url": urls["flaky"], "secret": SECRET, "max_in_flight": 4},
+    ]
+    pair = [
+        await daemons(shared_config(tmp_path, name, pg_url, endpoints)).start() for name in ("first", "second")
+    ]
+    return pair, watches
+
+
+async def load(http: aiohttp.ClientSession, pair: list[Daemon], acked: dict[str, list[str]], start: int) -> None:
+    """EVENTS events, alternately to each daemon: the ordered endpoint's type one at a time
+    (so that their order of acceptance is the order posted), the rest by six posters."""
+    counter = itertools.count(start)
+    plain = EVENTS - ORDERED_EVENTS
+
+    async def ordered() -> None:
+        for i in range(ORDERED_EVENTS):
+            event_id = await post(http, pair[i % 2], "ledger.entry", next(counter))
+            if event_id is not None:
+                acked["ledger"].append(event_id)
+
+    async def poster(worker: int) -> None:
+        for i in range(worker, plain, 6):
+            event_id = await post(http, pair[i % 2], "sale.completed", next(counter))
+            if event_id is not None:
+                acked["sale"].append(event_id)
+
+    await asyncio.gather(ordered(), *(poster(w) for w in range(6)))
+
+
+async def test_two_daemons_deliver_everything_once_in_order(
+    tmp_path: Path, pg_url: str, receivers: Any, daemons: Any, http: aiohttp.ClientSession
+) -> None:
+    pair, watches = await start_pair(tmp_path, pg_url, receivers, daemons)
+    acked: dict[str, list[str]] = {"ledger": [], "sale": []}
+    await load(http, pair, acked, 0)
+    assert len(acked["ledger"]) == ORDERED_EVENTS and len(acked["sale"]) == EVENTS - ORDERED_EVENTS
+    every = set(acked["ledger"]) | set(acked["sale"])
+    await watches["all"].wait_for(every, 120)
+    await watches["flaky"].wait_for(every, 120)
+    await watches["ordered"].wait_for(set(acked["ledger"]), 120)
+
+    assert watches["ordered"].accepted == acked["ledger"]  # every one once, in the order accepted
+    for name, watch in watches.items():
+        assert watch.overlaps == [], f"{name}: attempted by both daemons at once: {watch.overlaps[:5]}"
+        assert not [e for e, n in Counter(watch.accepted).items() if n > 1], f"{name}: delivered twice"
+    assert watches["flaky"].fail_first == 150  # it did fail for a while, and got everything after
+    # Both daemons took part: each acknowledged half of the events, and their logs say each
+    # saw the other.
+    for daemon in pair:
+        seen = await daemon.wait_log("daemons_changed", 10)
+        assert seen["live"] == 2
+
+
+async def test_kill_9_of_one_daemon_loses_nothing(
+    tmp_path: Path, pg_url: str, receivers: Any, daemons: Any, http: aiohttp.ClientSession
+) -> None:
+    pair, watches = await start_pair(tmp_path, pg_url, receivers, daemons)
+    victim, survivor = pair
+    acked: dict[str, list[str]] = {"ledger": [], "sale": []}
+    loader = asyncio.create_task(load(http, pair, acked, 0))
+
+    async def enough() -> None:
+        async with watches["all"]._changed:
+            await watches["all"]._changed.wait_for(lambda: len(watches["all"].accepted) >= 400)
+
+    await asyncio.wait_for(enough(), 60)
+    assert victim.process is not None
+    victim_pid = victim.process.pid
+    await victim.kill()
+    # What it had claimed and not finished, read before any lease can have run out.
+    conn = await asyncpg.connect(pg_url)
+    try:
+        in_flight = {
+            (row[0], row[1])
+            for row in await conn.fetch(
+                "SELECT d.event_id, ep.name FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id"
+                " WHERE d.state = 'delivering' AND d.claimed_by LIKE $1",
+                f"%:{victim_pid}:%",
+            )
+        }
+    finally:
+        await conn.close()
+    await loader  # the victim's share of the posts now fails: those got no 202
+    every = set(acked["ledger"]) | set(acked["sale"])
+    await watches["all"].wait_for(every, 120)
+    await watches["flaky"].wait_for(every, 120)
+    await watches["ordered"].wait_for(set(acked["ledger"]), 120)
+
+    names = {"all": "everything", "ordered": "ledger", "flaky": "flaky"}
+    for name, watch in watches.items():
+        assert watch.overlaps == [], f"{name}: attempted by both daemons at once: {watch.overlaps[:5]}"
+        twice = {e for e, n in Counter(watch.accepted).items() if n > 1}
+        allowed = {e for e, endpoint in in_flight if endpoint == names[name]}
+        assert twice <= allowed, f"{name}: delivered twice without being in flight at the kill: {twice - allowed}"
+    # In order, a repeat of the head in flight at the kill aside.
+    ledger = [e for i, e in enumerate(watches["ordered"].accepted) if e not in watches["ordered"].accepted[:i]]
+    assert ledger == acked["ledger"]
+    if in_flight:
+        taken = await survivor.wait_log("deliveries_taken_back", 30)
+        assert taken["deliveries"] >= 1
