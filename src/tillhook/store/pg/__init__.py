@@ -1,0 +1,1 @@
+"""The outbox on PostgreSQL, shared by several daemons."""
