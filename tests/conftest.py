@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
+from tests import pg
 from tests.support import FakeClock, Receiver
+from tillhook.store.pg.connect import PostgresTarget
 
 
 @pytest.fixture
@@ -52,3 +54,18 @@ async def not_http() -> AsyncIterator[int]:
     yield server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for this test (its URL, password included), dropped
+    after it. Fails, saying how to start a cluster, when $TILLHOOK_TEST_POSTGRES is not set."""
+    url = await pg.create_database()
+    yield url
+    await pg.drop_database(url)
+
+
+@pytest.fixture
+def pg_target(pg_url: str) -> PostgresTarget:
+    """The fresh database of `pg_url` as the PostgreSQL adapter is given it."""
+    return PostgresTarget.from_url(pg_url)

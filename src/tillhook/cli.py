@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -22,7 +23,8 @@ from tillhook.cli_admin import (
 )
 from tillhook.cli_admin import run as run_admin
 from tillhook.config import Config, config_path_from, load_config
-from tillhook.errors import ConfigError, TillhookError
+from tillhook.errors import ConfigError, StoreUnavailable, TillhookError
+from tillhook.store.pg.connect import PostgresTarget, connect
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -130,8 +132,23 @@ def _check_config(path: str) -> int:
     except ConfigError as exc:
         _error(exc.message, *exc.errors)
         return EXIT_USAGE
-    print(f"{path}: ok ({len(config.endpoints)} endpoint(s), database {config.storage.path})")
+    target = config.storage.postgres
+    if target is None:
+        print(f"{path}: ok ({len(config.endpoints)} endpoint(s), database {config.storage.path})")
+        return EXIT_OK
+    try:
+        _run(_reach(target))
+    except StoreUnavailable as exc:
+        _error(f"{path} is valid, but its PostgreSQL cannot be used: {exc.message}")
+        return EXIT_RUNTIME
+    print(f"{path}: ok ({len(config.endpoints)} endpoint(s), PostgreSQL {target.display})")
     return EXIT_OK
+
+
+async def _reach(target: PostgresTarget) -> None:
+    """A config naming PostgreSQL is only good if it gets in: log in once, then leave."""
+    conn = await connect(target)
+    await conn.close()
 
 
 def _serve(config: Config) -> int:
@@ -190,10 +207,29 @@ def _backup(config: Config, path: str) -> int:
 
     from tillhook.app import make_store
 
+    if config.storage.postgres is not None:
+        _error(*_pg_dump_advice(config.storage.postgres, path, config.storage.password_file))
+        return EXIT_USAGE
     target = Path(path).absolute()
     events = asyncio.run(make_store(config).backup(target))
     print(f"backed up {config.storage.path} to {target} ({events} events, {target.stat().st_size} bytes)")
     return EXIT_OK
+
+
+def _pg_dump_advice(target: PostgresTarget, path: str, password_file: str | None) -> list[str]:
+    """A PostgreSQL outbox is backed up by PostgreSQL's own tool: the command for it, which
+    never holds the password."""
+    url = "'" + target.dsn.replace("'", "'\"'\"'") + "'"  # always quoted: a URL may hold ? and &
+    command = f"pg_dump --format=custom --file={shlex.quote(path)} {url}"
+    lines = [
+        f"tillhook backup copies a SQLite database; this outbox is in PostgreSQL ({target.display}):"
+        " back it up with pg_dump instead:",
+        command,
+        "pg_dump takes the password from $PGPASSWORD or ~/.pgpass (see `man pg_dump`)",
+    ]
+    if password_file:
+        lines.append(f'with the config\'s password file: PGPASSWORD="$(cat {shlex.quote(password_file)})" {command}')
+    return lines
 
 
 async def _tokens(config: Config, args: argparse.Namespace) -> int:

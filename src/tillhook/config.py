@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     SecretStr,
     StrictBool,
     ValidationError,
@@ -27,7 +28,8 @@ from pydantic import (
 
 from tillhook.endpoint_rules import EndpointSettings, url_policy
 from tillhook.errors import ConfigError
-from tillhook.wording import TOML, field_errors
+from tillhook.store.pg.connect import PostgresTarget
+from tillhook.wording import TOML, field_errors, part_refused
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -50,6 +52,17 @@ def _positive(seconds: float) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+def _lease_bounds(seconds: float) -> float:
+    # Shorter, and a daemon briefly stalled (a long pause, a slow disk) loses deliveries it is
+    # still attempting; longer, and a dead daemon's deliveries wait that long for another.
+    if not 2.0 <= seconds <= 600.0:
+        raise ValueError('must be from "2s" to "10m"')
+    return seconds
+
+
+Lease = Annotated[Duration, AfterValidator(_lease_bounds)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +142,44 @@ class AuthConfig(_Section):
 
 
 class StorageConfig(_Section):
+    """The outbox: a SQLite file at `path`, or PostgreSQL at `url`. The URL is secret (it may
+    hold the password), so it is a SecretStr and no message quotes it."""
+
     path: str = "tillhook.db"
+    url: SecretStr | None = None
+    password_file: str | None = None
+    lease: Lease = 30.0
     retention: Duration = 30 * 86400.0
+    # The password from password_file or $PGPASSWORD, for a URL without one; set by load_config.
+    _password: str | None = PrivateAttr(default=None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                PostgresTarget.from_url(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(
+                    f'{exc} (a PostgreSQL URL looks like "postgresql://tillhook@db.lan:5432/tillhook";'
+                    " a SQLite file is storage.path)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_outbox(self) -> StorageConfig:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise part_refused("url", "cannot go with storage.path: path is a SQLite file, url a PostgreSQL database")
+        if self.url is None and self.password_file is not None:
+            raise part_refused("password_file", "is the password for storage.url, which is not set")
+        return self
+
+    @property
+    def postgres(self) -> PostgresTarget | None:
+        """Where the PostgreSQL outbox is, with its password; None for SQLite."""
+        if self.url is None:
+            return None
+        return PostgresTarget.from_url(self.url.get_secret_value(), default_password=self._password)
 
 
 def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -272,21 +321,21 @@ def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
 
 
 def load_config(path: str | os.PathLike[str] | None, env: dict[str, str] | None = None) -> Config:
-    """The config at `path` (or the embedded defaults), with the database path resolved."""
+    """The config at `path` (or the embedded defaults), with the database path resolved and
+    the PostgreSQL password found."""
     env = dict(os.environ) if env is None else env
     if path is None:
-        config = Config()
-    else:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        config = validate_config(raw, str(path))
-    return _resolve_paths(config, env)
+        return _resolve_paths(Config(), env)
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    config = validate_config(raw, str(path))
+    return _resolve_password(_resolve_paths(config, env), env, str(path))
 
 
 def _resolve_paths(config: Config, env: dict[str, str]) -> Config:
@@ -297,6 +346,37 @@ def _resolve_paths(config: Config, env: dict[str, str]) -> Config:
         db_path = Path(state_dir.split(":")[0]) / db_path
     storage = config.storage.model_copy(update={"path": str(db_path)})
     return config.model_copy(update={"storage": storage})
+
+
+def _resolve_password(config: Config, env: dict[str, str], source: str) -> Config:
+    """The PostgreSQL password when the URL has none: password_file, else $PGPASSWORD."""
+    storage = config.storage
+    target = storage.postgres
+    if target is None or target.password is not None:
+        return config
+    password = _read_password(storage.password_file, source) if storage.password_file else None
+    storage = storage.model_copy()
+    storage._password = password or env.get("PGPASSWORD") or None
+    return config.model_copy(update={"storage": storage})
+
+
+def _read_password(path: str, source: str) -> str:
+    def refused(why: str) -> ConfigError:
+        return ConfigError(f"{source} has 1 error(s)", errors=[f"storage.password_file: {path} {why}"])
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise refused("does not exist") from None
+    except OSError as exc:
+        raise refused(f"cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise refused("is not UTF-8 text") from None
+    # Editors and `echo` end the file with a newline that is no part of the password.
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise refused("is empty")
+    return password
 
 
 def config_path_from(cli_value: str | None, env: dict[str, str] | None = None) -> str | None:

@@ -44,6 +44,8 @@ def assert_defaults(config: Config) -> None:
     assert (config.server.idle_timeout, config.server.header_timeout, config.server.body_timeout) == (30.0, 10.0, 30.0)
     assert config.auth.ingest_token is None and config.auth.admin_token is None
     assert config.storage.retention == 30 * 86400
+    assert (config.storage.url, config.storage.password_file, config.storage.lease) == (None, None, 30.0)
+    assert config.storage.postgres is None  # SQLite
     assert config.delivery.timeout == 15.0
     assert config.delivery.retry_schedule == [5, 300, 1800, 7200, 18000, 36000, 36000]
     assert config.delivery.give_up_after == 72 * 3600
@@ -153,6 +155,105 @@ def test_bad_durations_are_refused(text: object) -> None:
 def test_a_zero_duration_is_refused(section: str, key: str) -> None:
     (error,) = errors_of({section: {key: "0s"}})
     assert error == f"{section}.{key}: must be longer than zero"
+
+
+PG_SECRET = "Pg-s3cret-0123"
+
+
+def load_storage(tmp_path: Path, storage: str, env: dict[str, str] | None = None) -> Config:
+    path = tmp_path / "pg.toml"
+    path.write_text(f"[storage]\n{storage}\n")
+    return load_config(path, env=env or {})
+
+
+def test_a_postgresql_url_makes_a_target_without_the_password(tmp_path: Path) -> None:
+    config = load_storage(tmp_path, f'url = "postgresql://till:{PG_SECRET}@db.lan:5432/outbox"\nlease = "10s"')
+    target = config.storage.postgres
+    assert target is not None
+    assert (target.dsn, target.password) == ("postgresql://till@db.lan:5432/outbox", PG_SECRET)
+    assert config.storage.lease == 10.0
+    for shown in (repr(config), str(config), repr(target), target.display, str(config.model_dump())):
+        assert PG_SECRET not in shown
+    assert "db.lan" not in repr(config)  # the URL is secret as a whole: it may hold the password
+
+
+def test_postgres_scheme_is_accepted_too() -> None:
+    config = validate_config({"storage": {"url": "postgres://till@db.lan/outbox"}}, "t")
+    assert config.storage.postgres is not None and config.storage.postgres.dsn == "postgres://till@db.lan/outbox"
+
+
+@pytest.mark.parametrize(
+    ("storage", "env", "password"),
+    [
+        # The URL's own password comes first, then the file, then $PGPASSWORD.
+        (f'url = "postgresql://till:{PG_SECRET}@h/d"\npassword_file = "FILE"', {"PGPASSWORD": "env"}, PG_SECRET),
+        ('url = "postgresql://till@h/d"\npassword_file = "FILE"', {"PGPASSWORD": "env"}, "from the file"),
+        ('url = "postgresql://till@h/d"', {"PGPASSWORD": "env"}, "env"),
+        ('url = "postgresql://till@h/d"', {"PGPASSWORD": ""}, None),  # left to ~/.pgpass
+        ('url = "postgresql://till@h/d"', {}, None),
+    ],
+)
+def test_where_the_password_comes_from(tmp_path: Path, storage: str, env: dict[str, str], password: str | None) -> None:
+    secret = tmp_path / "pgpassword"
+    secret.write_text("from the file\n")  # the newline `echo` and editors add is no part of it
+    target = load_storage(tmp_path, storage.replace("FILE", str(secret)), env).storage.postgres
+    assert target is not None and target.password == password
+
+
+def test_only_one_trailing_newline_is_taken_off_the_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pgpassword"
+    secret.write_bytes(b" spaced pass \r\n")
+    target = load_storage(tmp_path, f'url = "postgresql://till@h/d"\npassword_file = "{secret}"').storage.postgres
+    assert target is not None and target.password == " spaced pass "
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [(None, "does not exist"), (b"", "is empty"), (b"\n", "is empty"), (b"\xff\xfe", "is not UTF-8 text")],
+)
+def test_an_unusable_password_file_is_named(tmp_path: Path, content: bytes | None, why: str) -> None:
+    secret = tmp_path / "pgpassword"
+    if content is not None:
+        secret.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_storage(tmp_path, f'url = "postgresql://till@h/d"\npassword_file = "{secret}"')
+    assert caught.value.errors == [f"storage.password_file: {secret} {why}"]
+
+
+def test_an_unreadable_password_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_storage(tmp_path, f'url = "postgresql://till@h/d"\npassword_file = "{tmp_path}"')  # a directory
+    (error,) = caught.value.errors
+    assert error.startswith(f"storage.password_file: {tmp_path} cannot be read: ")
+
+
+@pytest.mark.parametrize(
+    ("storage", "named"),
+    [
+        ({"url": f"sqlite:///{PG_SECRET}.db"}, "storage.url: must start with postgresql:// or postgres://"),
+        ({"url": f"{PG_SECRET}"}, "storage.url: must start with postgresql:// or postgres://"),
+        ({"url": f"postgresql://u:{PG_SECRET}@h:0/d"}, "storage.url: has a port that is not a number"),
+        ({"url": f"postgresql://u:{PG_SECRET}/x@h/d"}, "storage.url: has an @ after the host"),
+        ({"url": 5}, "storage.url: must be a string"),
+        (
+            {"url": f"postgresql://u:{PG_SECRET}@h/d", "path": "x.db"},
+            "storage.url: cannot go with storage.path: path is a SQLite file, url a PostgreSQL database",
+        ),
+        ({"password_file": "/etc/pw"}, "storage.password_file: is the password for storage.url, which is not set"),
+        ({"url": "postgresql://h/d", "lease": "1s"}, 'storage.lease: must be from "2s" to "10m"'),
+        ({"url": "postgresql://h/d", "lease": "11m"}, 'storage.lease: must be from "2s" to "10m"'),
+        ({"lease": "30"}, "storage.lease:"),  # a duration needs its unit
+    ],
+)
+def test_bad_storage_keys_are_named_without_the_url(storage: dict[str, Any], named: str) -> None:
+    (error,) = errors_of({"storage": storage})
+    assert error.startswith(named), error
+    assert PG_SECRET not in error
+
+
+@pytest.mark.parametrize(("lease", "seconds"), [("2s", 2.0), ("10m", 600.0), ("90s", 90.0)])
+def test_lease_bounds_are_inclusive(lease: str, seconds: float) -> None:
+    assert validate_config({"storage": {"lease": lease}}, "t").storage.lease == seconds
 
 
 def test_connection_keys_are_read(tmp_path: Path) -> None:
