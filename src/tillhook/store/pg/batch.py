@@ -9,6 +9,7 @@ and one daemon at a time picks its head."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from tillhook.models import ClaimedDelivery, NewEvent
 from tillhook.store.idempotency import Seen
 from tillhook.store.ops import Ingest, IngestRows, Record, ingest_one
 from tillhook.store.pg.connect import Conn
+from tillhook.store.pg.reads import DRIVER_ERRORS
 from tillhook.store.pg.schema import LOCK_SPACE
 from tillhook.store.port import ClaimRequest, Enqueued
 
@@ -123,6 +125,16 @@ def notify_payloads(ids: Sequence[str]) -> list[str]:
     return payloads
 
 
+class CommitUnknown(Exception):
+    """The connection was lost while the transaction committed: it may or may not have. The
+    batch's `results` hold if it did, which one event of it being stored (`event_id`) tells."""
+
+    def __init__(self, results: list[Any], event_id: str | None) -> None:
+        super().__init__("the connection was lost while committing")
+        self.results = results
+        self.event_id = event_id
+
+
 @dataclass(slots=True)
 class PgBatch:
     """Applies batches for one daemon: `daemon_id` is written on what it claims, for `lease_s`."""
@@ -137,7 +149,9 @@ class PgBatch:
         records = [(i, op) for i, op in enumerate(ops) if isinstance(op, Record)]
         claims = [(i, op) for i, op in enumerate(ops) if isinstance(op, ClaimRequest)]
         claims += [(i, op.then_claim) for i, op in records if op.then_claim]
-        async with conn.transaction():
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
             if not ingests:
                 # Outcomes and claims alone: a power cut may lose them (a repeated attempt,
                 # never a lost event), so their commit does not wait for the disk.
@@ -154,6 +168,15 @@ class PgBatch:
             queued = [e for r in replies if isinstance(r, Enqueued) for e in r.queued]
             if queued:
                 await conn.execute(_NOTIFY, DUE_CHANNEL, notify_payloads(queued))
+        except BaseException:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await transaction.rollback()
+            raise
+        try:
+            await transaction.commit()
+        except DRIVER_ERRORS as exc:
+            stored = [a.id for r in replies if isinstance(r, Enqueued) for a in r.accepted if not a.duplicate]
+            raise CommitUnknown(results, stored[0] if stored else None) from exc
         return results
 
     @staticmethod

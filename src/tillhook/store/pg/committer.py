@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from tillhook.errors import StoreUnavailable
+from tillhook.store.pg.batch import CommitUnknown
 from tillhook.store.pg.connect import describe_pg_error
 from tillhook.store.pg.reads import DRIVER_ERRORS
 
@@ -25,6 +26,8 @@ log = structlog.get_logger("tillhook.store")
 Op = TypeVar("Op")
 
 MAX_OPS_PER_TRANSACTION = 512
+# How long a batch whose commit went unanswered waits for PostgreSQL to say whether it was.
+COMMIT_CHECK_S = 15.0
 
 # Two daemons storing the same idempotency key at once (one of them meets the other's row),
 # or taking row locks in another order: the batch is tried once more, and then sees the rows
@@ -113,6 +116,22 @@ class PgGroupCommitter(Generic[Op]):
                 results = await self._apply_batch(conn, ops)
                 error = None
                 break
+            except CommitUnknown as unknown:
+                await self._drop_connection()
+                committed = await self._committed(unknown)
+                if committed is None:
+                    error = StoreUnavailable(
+                        "PostgreSQL went away while these events were being committed: they may be stored or"
+                        " not; send them again with the same Idempotency-Key (a stored one is answered as a"
+                        " duplicate)"
+                    )
+                elif committed:
+                    results, error = unknown.results, None
+                else:
+                    error = StoreUnavailable(
+                        "PostgreSQL went away while committing: nothing of this request was stored; retry"
+                    )
+                break
             except _TRY_AGAIN as exc:
                 error = exc
                 if attempt == 0:
@@ -142,6 +161,23 @@ class PgGroupCommitter(Generic[Op]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _committed(self, unknown: CommitUnknown) -> bool | None:
+        """Whether the transaction the connection was lost in committed after all, asked again
+        on a new connection for as long as PostgreSQL may take to come back (the callers wait
+        rather than hear a 503 that may be untrue); None if it could not be told."""
+        if unknown.event_id is None:
+            return None
+        deadline = asyncio.get_running_loop().time() + COMMIT_CHECK_S
+        while True:
+            try:
+                conn = await self._connection()
+                return bool(await conn.fetchval("SELECT count(*) FROM events WHERE id = $1", unknown.event_id))
+            except (*DRIVER_ERRORS, StoreUnavailable):
+                await self._drop_connection()
+                if asyncio.get_running_loop().time() >= deadline:
+                    return None
+                await asyncio.sleep(0.2)  # PostgreSQL restarting: ask again shortly
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
