@@ -12,8 +12,9 @@ from typing import Any
 from tillhook.errors import Conflict, NotFound
 from tillhook.models import DeliveryState, Endpoint
 from tillhook.store import admin_sql, log_sql
+from tillhook.store.pg.batch import DUE_CHANNEL
 from tillhook.store.pg.connect import Conn
-from tillhook.store.pg.endpoints import DUE_CHANNEL, UNFINISHED, changed_rows, notify
+from tillhook.store.pg.endpoints import UNFINISHED, changed_rows, notify
 from tillhook.store.pg.schema import LOCK_SPACE
 from tillhook.store.port import DeliveryRow, LogFilter, RetriedMatching, Tokens
 
@@ -180,7 +181,8 @@ async def retry_matching(conn: Conn, f: LogFilter, now: float, at_most: int) -> 
     now with a fresh `give_up_after` window, as `retry_delivery` does one; those of a disabled
     or deleted endpoint stay failed (enable it first, or replay)."""
     await _beside_purge(conn)
-    matched = int(await conn.fetchval(*count_failed_query(f)))
+    count, counted = count_failed_query(f)
+    matched = int(await conn.fetchval(count, *counted))
     source, where, params = log_sql.deliveries_where(replace(f, state=DeliveryState.FAILED, before=None))
     rows = await conn.fetch(
         numbered(

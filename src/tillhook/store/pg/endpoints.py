@@ -2,9 +2,9 @@
 file's endpoints (the rows mapped as on SQLite, by store/endpoints_sql.py), each telling the
 other daemons sharing the outbox in its own transaction (NOTIFY is sent at commit, or never).
 
-Locks are taken in one order everywhere: an endpoint's deliveries before the endpoints' rows,
-those in id order, as the attempts' trigger takes them (store/pg/schema.py), so that an admin
-write and a batch of outcomes wait for each other rather than deadlock."""
+Locks are taken in the order a batch of outcomes takes them (store/pg/batch.py): the
+endpoints' rows first, in id order as the attempts' trigger locks them (store/pg/schema.py),
+then their deliveries; so an admin write and a batch wait for each other, never deadlock."""
 
 from __future__ import annotations
 
@@ -25,13 +25,10 @@ from tillhook.store.endpoints_sql import (
     shaping_values,
     to_endpoint,
 )
+from tillhook.store.pg.batch import DUE_CHANNEL, ENDPOINTS_CHANNEL, notify_payloads
 from tillhook.store.pg.connect import Conn
 from tillhook.store.pg.schema import LOCK_SPACE
 from tillhook.store.port import ConfigApplied
-
-# What the other daemons LISTEN for; the payload is an endpoint's id.
-ENDPOINTS_CHANNEL = "tillhook_endpoints"  # it changed: read it again
-DUE_CHANNEL = "tillhook_due"  # it has deliveries due now: claim them
 
 # Daemons starting together with the same config apply it one after the other.
 CONFIG_LOCK = 2
@@ -67,9 +64,11 @@ def changed_rows(status: str) -> int:
 
 
 async def notify(conn: Conn, channel: str, endpoint_ids: Iterable[str]) -> None:
-    ids = sorted(set(endpoint_ids))
+    """Tell the daemons listening on `channel` (ENDPOINTS_CHANNEL: these changed, read them
+    again; DUE_CHANNEL: these have deliveries due now) once the transaction commits."""
+    ids = list(endpoint_ids)
     if ids:
-        await conn.execute("SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id", channel, ids)
+        await conn.execute("SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x", channel, notify_payloads(ids))
 
 
 async def fetch_endpoint(conn: Conn, endpoint_id: str, *, lock: bool = False) -> Endpoint:
@@ -156,7 +155,7 @@ async def update_endpoint(conn: Conn, endpoint_id: str, changes: Mapping[str, An
 async def delete_endpoint(conn: Conn, endpoint_id: str, now: float) -> int:
     """Cancels its unfinished deliveries (kept in the log; one in flight is no daemon's any
     more, so its outcome changes nothing) and frees its name; returns how many it cancelled."""
-    await _editable(conn, endpoint_id)
+    await _editable(conn, endpoint_id, lock=True)
     status = await conn.execute(
         "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, updated_at = $1,"
         " last_error = coalesce(last_error, 'endpoint deleted'), claimed_by = NULL, lease_until = NULL"
@@ -192,7 +191,7 @@ async def release_held(conn: Conn, endpoint_id: str, now: float) -> int:
 async def set_enabled(conn: Conn, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
     """Disabled, its deliveries (new ones too) are held; enabled, they are all due at once.
     An endpoint taken out of the config file is an ordinary one from then on."""
-    await fetch_endpoint(conn, endpoint_id)
+    await fetch_endpoint(conn, endpoint_id, lock=True)
     released = await release_held(conn, endpoint_id, now) if enabled else 0
     await conn.execute(
         "UPDATE endpoints SET enabled = $1, disabled_reason = $2, removed_from_config_at = NULL,"
@@ -240,12 +239,12 @@ async def apply_config(conn: Conn, endpoints: Sequence[Endpoint], now: float) ->
     wanted = {e.name for e in endpoints}
     removed = [name for name, row in existing.items() if row["config_managed"] and name not in wanted]
     back = [e.name for e in endpoints if e.name in existing and existing[e.name]["removed"]]
-    # Their deliveries first, then the endpoints' rows in id order (see the module's docstring).
+    # The endpoints' rows first, in id order, then their deliveries (see the module's docstring).
+    touched = sorted(existing[name]["id"] for name in (*removed, *(e.name for e in endpoints)) if name in existing)
+    await conn.execute("SELECT FROM endpoints WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", touched)
     released = {
         name: await release_held(conn, existing[name]["id"], now) for name in back if existing[name]["enabled_before"]
     }
-    touched = sorted(existing[name]["id"] for name in (*removed, *(e.name for e in endpoints)) if name in existing)
-    await conn.execute("SELECT FROM endpoints WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", touched)
 
     created = []
     for endpoint in endpoints:
