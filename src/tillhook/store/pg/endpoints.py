@@ -42,7 +42,7 @@ _INSERT = (
 
 # What the admin API may change, by Endpoint field: the columns of the same names.
 _EDITABLE = frozenset(
-    (
+    [
         "name",
         "url",
         "events",
@@ -54,7 +54,7 @@ _EDITABLE = frozenset(
         "transform",
         "preset",
         "extra_signature",
-    )
+    ]
 )
 
 
