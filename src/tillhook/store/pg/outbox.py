@@ -16,6 +16,8 @@ import asyncpg
 from tillhook.errors import StoreError, StoreUnavailable
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, NewEvent
 from tillhook.store.ops import Ingest, Record
+from tillhook.store.pg import admin as pg_admin
+from tillhook.store.pg import endpoints as pg_endpoints
 from tillhook.store.pg.batch import PgBatch, WriteOp
 from tillhook.store.pg.committer import PgGroupCommitter
 from tillhook.store.pg.connect import Conn, PostgresTarget, connect, create_pool, describe_pg_error
@@ -122,45 +124,47 @@ class PostgresStore(PgReads):
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(describe_pg_error(exc)) from exc
 
-    # -- tokens and endpoints (store/pg/admin.py) ----------------------------------------
+    # -- tokens and endpoints (store/pg/admin.py, store/pg/endpoints.py) ---------------
 
-    async def tokens(self, ingest: str | None, admin_: str | None, viewer: str | None) -> Tokens:
-        raise NotImplementedError
+    async def tokens(self, ingest: str | None, admin: str | None, viewer: str | None) -> Tokens:
+        return await self._transaction(lambda conn: pg_admin.tokens(conn, ingest, admin, viewer))
 
     async def apply_config_endpoints(self, endpoints: Sequence[Endpoint], now: float) -> ConfigApplied:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_endpoints.apply_config(conn, endpoints, now))
 
     async def check_writable(self) -> None:
-        raise NotImplementedError
+        await self._transaction(pg_admin.check_writable)
 
     async def purge_before(self, cutoff: float, limit: int = 500) -> int:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_admin.purge_batch(conn, cutoff, limit))
 
-    # -- the admin API's writes (store/pg/admin.py) --------------------------------------
+    # -- the admin API's writes (store/pg/admin.py, store/pg/endpoints.py) --------------
 
     async def create_endpoint(self, endpoint: Endpoint, now: float) -> Endpoint:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_endpoints.insert_endpoint(conn, endpoint, now))
 
     async def update_endpoint(self, endpoint_id: str, changes: Mapping[str, Any], now: float) -> Endpoint:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_endpoints.update_endpoint(conn, endpoint_id, changes, now))
 
     async def delete_endpoint(self, endpoint_id: str, now: float) -> int:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_endpoints.delete_endpoint(conn, endpoint_id, now))
 
     async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool, reason: str | None, now: float) -> Endpoint:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_endpoints.set_enabled(conn, endpoint_id, enabled, reason, now))
 
     async def rotate_secret(self, endpoint_id: str, new_secret: str, old_expires_at: float, now: float) -> Endpoint:
-        raise NotImplementedError
+        return await self._transaction(
+            lambda conn: pg_endpoints.rotate_secret(conn, endpoint_id, new_secret, old_expires_at, now)
+        )
 
     async def replay(self, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float) -> int:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_admin.replay(conn, endpoint, since, until, only_failed, now))
 
     async def retry_delivery(self, delivery_id: int, now: float) -> DeliveryRow:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_admin.retry_delivery(conn, delivery_id, now))
 
     async def retry_matching(self, f: LogFilter, now: float, at_most: int) -> RetriedMatching:
-        raise NotImplementedError
+        return await self._transaction(lambda conn: pg_admin.retry_matching(conn, f, now, at_most))
 
     # -- ingest and delivery (store/pg/batch.py) -----------------------------------------
 
