@@ -3,18 +3,15 @@ outbox of its own, opened, and closed again at teardown."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
-from tillhook.store.pg.connect import PostgresTarget
+from tests import pg
+from tillhook.store.pg.connect import PostgresTarget, connect
 from tillhook.store.pg.outbox import PostgresStore
 from tillhook.store.port import Outbox
 from tillhook.store.sqlite import SqliteStore
@@ -41,58 +38,25 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Place]:
     yield Place(new=lambda: SqliteStore(path), from_copy=SqliteStore, spoil=spoil)
 
 
-SERVER_VARIABLE = "TILLHOOK_TEST_POSTGRES"
-
-
-def _database_url(server: str, name: str) -> tuple[str, str | None]:
-    """The URL of database `name` on the server of `server` (a URL), without its password, and
-    the password."""
-    parts = urlsplit(server)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user_part, _, host_part = netloc.rpartition("@")
-        netloc = f"{user_part.partition(':')[0]}@{host_part}"
-    dsn = urlunsplit((parts.scheme, netloc, "/" + name, parts.query, parts.fragment))
-    return dsn, None if parts.password is None else unquote(parts.password)
-
-
 @asynccontextmanager
 async def postgres(tmp_path: Path) -> AsyncIterator[Place]:
-    """A database of its own on the cluster `TILLHOOK_TEST_POSTGRES` names (as a superuser's
-    URL), dropped after the test."""
-    server = os.environ.get(SERVER_VARIABLE)
-    if not server:
-        pytest.fail(
-            f"{SERVER_VARIABLE} is not set: the contract runs on PostgreSQL too. Run `.ci/postgres start`"
-            f" and set {SERVER_VARIABLE} to the superuser URL it prints"
-        )
-    name = "tillhook_test_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn, password = _database_url(server, name)
-
-    def new() -> Outbox:
-        return PostgresStore(PostgresTarget(dsn=dsn, password=password))
+    """A database of its own on the cluster $TILLHOOK_TEST_POSTGRES names (tests/pg.py), dropped
+    after the test; the test fails, saying how to start a cluster, without one."""
+    url = await pg.create_database()
+    target = PostgresTarget.from_url(url)
 
     async def spoil() -> None:
         # Another program's database: a table of tillhook's name, of another shape.
-        conn = await asyncpg.connect(dsn, password=password)
+        conn = await connect(target)
         try:
             await conn.execute("CREATE TABLE meta (key integer PRIMARY KEY, data bytea)")
         finally:
             await conn.close()
 
     try:
-        yield Place(new=new, from_copy=None, spoil=spoil)
+        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil)
     finally:
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await pg.drop_database(url)
 
 
 # Every adapter the contract holds for, by the name its tests are shown under. An adapter that

@@ -9,12 +9,12 @@ from typing import Any
 
 import asyncpg
 
-from tillhook.errors import NoDatabase, NotFound, StoreUnavailable
+from tillhook.errors import NoDatabase, NotFound, StoreError, StoreUnavailable
 from tillhook.models import DeliveryState, Endpoint
 from tillhook.store import endpoints_sql, log_sql
 from tillhook.store.hourly import hours_of_attempts
 from tillhook.store.pg import log_sql as queries
-from tillhook.store.pg.connect import PostgresTarget, connect, describe_pg_error
+from tillhook.store.pg.connect import DRIVER_ERRORS, PostgresTarget, connect, unavailable
 from tillhook.store.port import (
     AttemptRow,
     Backlog,
@@ -28,8 +28,7 @@ from tillhook.store.port import (
 )
 from tillhook.store.readonly import TOKEN_KEYS
 
-# What a lost or refused connection raises: the storage is unavailable, not a bug.
-DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+__all__ = ["DRIVER_ERRORS", "PgReads"]  # DRIVER_ERRORS too: store/pg/outbox.py imports it from here
 
 
 class PgReads:
@@ -51,7 +50,7 @@ class PgReads:
         try:
             return list(await self.pool.fetch(sql, *args))
         except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(describe_pg_error(exc)) from exc
+            raise unavailable(exc, self.target) from exc
 
     async def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """As tuples, which the row mappings shared with SQLite take."""
@@ -68,13 +67,22 @@ class PgReads:
 
     async def read_tokens(self) -> dict[str, str]:
         """On a connection of its own: the daemon need not be running, nor this store open."""
-        conn = await connect(self.target)
+        try:
+            conn = await connect(self.target)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, asyncpg.InvalidCatalogNameError):
+                raise NoDatabase(str(exc)) from None
+            raise
         try:
             rows = await conn.fetch("SELECT key, value FROM meta WHERE key = ANY($1::text[])", list(TOKEN_KEYS))
         except asyncpg.UndefinedTableError:
             raise NoDatabase(f"there is no tillhook outbox in {self.target.display} yet") from None
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise unavailable(exc, self.target) from exc
+        except asyncpg.SyntaxOrAccessError as exc:  # a table meta of another shape: another program's
+            raise StoreError(f"{self.target.display} is not a tillhook outbox: {exc}") from None
         except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(describe_pg_error(exc)) from exc
+            raise unavailable(exc, self.target) from exc
         finally:
             await conn.close()
         return {str(key): str(value) for key, value in rows}
