@@ -87,9 +87,7 @@ async def start_pair(
         {"name": "ledger", "url": urls["ordered"], "secret": SECRET, "ordered": True, "events": ["ledger.*"]},
         {"name": "flaky", "url": urls["flaky"], "secret": SECRET, "max_in_flight": 4},
     ]
-    pair = [
-        await daemons(shared_config(tmp_path, name, pg_url, endpoints)).start() for name in ("first", "second")
-    ]
+    pair = [await daemons(shared_config(tmp_path, name, pg_url, endpoints)).start() for name in ("first", "second")]
     return pair, watches
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg
+from tillhook.store.pg.connect import PostgresTarget, connect
+from tillhook.store.pg.outbox import PostgresStore
 from tillhook.store.port import Outbox
 from tillhook.store.sqlite import SqliteStore
 
@@ -19,24 +22,48 @@ class Place:
     """Where one test's outbox is kept, for one adapter."""
 
     new: Callable[[], Outbox]  # a new adapter on this outbox, not opened yet
-    from_copy: Callable[[Path], Outbox]  # a new adapter on the copy `backup` wrote to this file, not opened
-    spoil: Callable[[], object]  # leave something there that is no outbox, as a wrong path or a wreck would
+    # A new adapter on the copy `backup` wrote to this file, not opened; None where copies are
+    # the database's own tools' to take (`backup` refuses, saying which).
+    from_copy: Callable[[Path], Outbox] | None
+    spoil: Callable[[], Awaitable[object]]  # leave something there that is no outbox, as a wrong path or a wreck would
 
 
 @asynccontextmanager
 async def sqlite(tmp_path: Path) -> AsyncIterator[Place]:
     path = tmp_path / "outbox.db"
-    yield Place(
-        new=lambda: SqliteStore(path),
-        from_copy=SqliteStore,
-        spoil=lambda: path.write_bytes(b"these are not the pages of a database\n" * 200),
-    )
+
+    async def spoil() -> None:
+        path.write_bytes(b"these are not the pages of a database\n" * 200)
+
+    yield Place(new=lambda: SqliteStore(path), from_copy=SqliteStore, spoil=spoil)
+
+
+@asynccontextmanager
+async def postgres(tmp_path: Path) -> AsyncIterator[Place]:
+    """A database of its own on the cluster $TILLHOOK_TEST_POSTGRES names (tests/pg.py), dropped
+    after the test; the test fails, saying how to start a cluster, without one."""
+    url = await pg.create_database()
+    target = PostgresTarget.from_url(url)
+
+    async def spoil() -> None:
+        # Another program's database: a table of tillhook's name, of another shape.
+        conn = await connect(target)
+        try:
+            await conn.execute("CREATE TABLE meta (key integer PRIMARY KEY, data bytea)")
+        finally:
+            await conn.close()
+
+    try:
+        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil)
+    finally:
+        await pg.drop_database(url)
 
 
 # Every adapter the contract holds for, by the name its tests are shown under. An adapter that
 # keeps its outbox elsewhere than in files makes (and drops) a place of its own per test here.
 ADAPTERS: dict[str, Callable[[Path], AbstractAsyncContextManager[Place]]] = {
     "sqlite": sqlite,
+    "postgres": postgres,
 }
 
 

@@ -4,6 +4,7 @@ and kept, its size, a backup taken while it is in use, and writes refused once c
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ async def test_the_writer_runs_until_close(outbox: Outbox) -> None:
 
 
 async def test_what_is_no_outbox_is_refused_at_open_saying_so(place: Place) -> None:
-    place.spoil()
+    await place.spoil()
     outbox = place.new()
     with pytest.raises(StoreError) as refused:
         await outbox.open()
@@ -76,7 +77,9 @@ async def test_the_size_grows_with_what_is_stored(outbox: Outbox) -> None:
     (shop,) = await endpoints(outbox, "shop")
     empty = await outbox.size_bytes()
     assert empty > 0
-    await outbox.enqueue([event(f"msg_{i}", [shop.id], data={"lines": "x" * 4000}) for i in range(200)], batch=True)
+    # Data that does not compress, as a database may compress what it stores.
+    lines = [random.Random(i).randbytes(2000).hex() for i in range(200)]
+    await outbox.enqueue([event(f"msg_{i}", [shop.id], data={"lines": lines[i]}) for i in range(200)], batch=True)
     assert await outbox.size_bytes() >= empty + 200 * 4000
 
 
@@ -89,6 +92,11 @@ async def test_a_backup_is_a_consistent_copy_taken_while_in_use(
     await claim(outbox, {shop.id: 1})
     target = tmp_path / "copy" / "outbox-backup"
     target.parent.mkdir()
+    if place.from_copy is None:  # the database's own tools take copies: the refusal names them
+        with pytest.raises(StoreError) as refused:
+            await place.new().backup(target)
+        assert str(refused.value) and not target.exists()
+        return
     assert await place.new().backup(target) == 3  # needs no open: the daemon holds the outbox
     with pytest.raises(StoreError):
         await place.new().backup(target)  # never over an existing file
