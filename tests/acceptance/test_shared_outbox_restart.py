@@ -127,9 +127,7 @@ async def test_postgres_restarted_under_load(
     receiver = await receivers(secret=SECRET, behaviour=accept)
     endpoints = [{"name": "shop", "url": receiver.url, "secret": SECRET}]
     pair = [
-        await daemons(
-            write_config(tmp_path / f"{name}.toml", endpoints, storage={"url": url, "lease": LEASE})
-        ).start()
+        await daemons(write_config(tmp_path / f"{name}.toml", endpoints, storage={"url": url, "lease": LEASE})).start()
         for name in ("first", "second")
     ]
     tally, stop = Tally(), asyncio.Event()

@@ -26,6 +26,9 @@ class Place:
     # the database's own tools' to take (`backup` refuses, saying which).
     from_copy: Callable[[Path], Outbox] | None
     spoil: Callable[[], Awaitable[object]]  # leave something there that is no outbox, as a wrong path or a wreck would
+    # Shared by several daemons: what one left delivering is another's to take back only once
+    # its lease has run out, never merely because another opened the outbox.
+    shared: bool = False
 
 
 @asynccontextmanager
@@ -54,7 +57,7 @@ async def postgres(tmp_path: Path) -> AsyncIterator[Place]:
             await conn.close()
 
     try:
-        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil)
+        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil, shared=True)
     finally:
         await pg.drop_database(url)
 

@@ -185,14 +185,14 @@ class PostgresStore(PgReads):
         return self._queued(Record(records, now, then_claim))
 
     async def requeue_in_flight(self, now: float) -> int:
-        """This daemon's own claims go back to pending, due now (at a stop). Another daemon's
-        are never touched here, at a start least of all: they are taken back only once their
-        lease runs out (presence.py)."""
+        """This daemon's own claims go back to pending, due now (at a stop), and those of any
+        daemon whose lease ran out before `now`. Another daemon's live claims are never taken,
+        at a start least of all (its lease says it is still at work on them)."""
 
         async def requeue(conn: Conn) -> int:
             status = await conn.execute(
                 "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, updated_at = $1, claimed_by = NULL,"
-                " lease_until = NULL WHERE state = 'delivering' AND claimed_by = $2",
+                " lease_until = NULL WHERE state = 'delivering' AND (claimed_by = $2 OR lease_until < $1)",
                 now,
                 self.presence.daemon_id,
             )

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from tillhook.errors import StoreUnavailable
 from tillhook.store.pg.batch import DUE_CHANNEL, ENDPOINTS_CHANNEL, notify_payloads
 from tillhook.store.pg.connect import Conn, describe_pg_error
 from tillhook.store.pg.reads import DRIVER_ERRORS
@@ -131,7 +132,7 @@ class Presence:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.close(), 5)
             self._listener = None
-        with contextlib.suppress(*DRIVER_ERRORS):
+        with contextlib.suppress(*DRIVER_ERRORS, StoreUnavailable):  # not open, or PostgreSQL away
             async with self._pool().acquire() as conn:
                 await conn.execute("DELETE FROM daemons WHERE id = $1", self.daemon_id)
                 # The others: endpoints to take over now.
