@@ -52,6 +52,8 @@ def write_config(
         raw["auth"] = {"ingest_token": INGEST_TOKEN, "admin_token": ADMIN_TOKEN, "viewer_token": VIEWER_TOKEN}
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
+    if "url" in raw["storage"]:
+        del raw["storage"]["path"]  # a PostgreSQL outbox instead of the SQLite file
     lines = []
     for name, values in raw.items():
         lines.append(f"[{name}]")
