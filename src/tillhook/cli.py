@@ -174,11 +174,11 @@ async def _stored_tokens(config: Config, args: argparse.Namespace) -> tuple[str,
     viewer = auth.viewer_token.get_secret_value() if auth.viewer_token else None
     if ingest and admin and viewer:
         return ingest, admin, viewer
-    path = _absolute(config.storage.path)
     source = config_path_from(getattr(args, "config", None))
-    origin = (
-        f"storage.path of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
-    )
+    shared = config.storage.postgres
+    path = shared.display if shared is not None else _absolute(config.storage.path)
+    key = "storage.url" if shared is not None else "storage.path"
+    origin = f"{key} of {source}" if source else "the built-in default, as no --config or $TILLHOOK_CONFIG was given"
     try:
         stored = await make_store(config).read_tokens()
     except NoDatabase:

@@ -3,6 +3,7 @@ says why it cannot), backup hands over to pg_dump; the password shows nowhere.""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import shutil
 import subprocess
@@ -137,3 +138,25 @@ def test_backup_names_the_password_file_when_the_config_has_one(
     assert code == 2
     assert f"PGPASSWORD=\"$(cat '{secret}')\" pg_dump --format=custom --file=out.dump '{pg_target.dsn}'" in err
     assert "unused" not in err
+
+
+async def test_tokens_are_read_from_the_shared_outbox(
+    tmp_path: Path, pg_url: str, pg_target: PostgresTarget, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tillhook.store.pg.outbox import PostgresStore
+
+    path = write(tmp_path, f'url = "{pg_url}"')
+    # Nothing made there yet: said, naming the key and the database without its password.
+    code, out, err = await asyncio.to_thread(run, capsys, "tokens", "--config", str(path))
+    assert code == 2 and out == ""
+    assert f"there is no tillhook database at {pg_target.display} (storage.url of {path})" in err
+    assert pg_target.password and pg_target.password not in err
+    store = PostgresStore(pg_target)
+    await store.open()
+    try:
+        made = await store.tokens(None, None, None)
+    finally:
+        await store.close()
+    code, out, err = await asyncio.to_thread(run, capsys, "tokens", "--config", str(path))
+    assert (code, err) == (0, "")
+    assert made.ingest in out and made.admin in out and made.viewer in out
