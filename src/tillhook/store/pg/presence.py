@@ -80,6 +80,7 @@ class Presence:
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         self._failing: str | None = None  # why the last beat failed, once logged
+        self._beat_now = asyncio.Event()  # a daemon came or went: look at once, not at the next beat
 
     # -- who serves what -----------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class Presence:
                 self.lease_s,
             )
             await self._beat(conn)
+            await conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)  # the others: one more daemon
         await self._listen()
         self._task = asyncio.create_task(self._run(), name="tillhook-presence")
 
@@ -143,7 +145,9 @@ class Presence:
     async def _run(self) -> None:
         interval = max(0.2, self.lease_s / 3)
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), interval)
+            self._beat_now.clear()
             try:
                 async with self._pool().acquire() as conn:
                     await self._beat(conn)
@@ -225,9 +229,12 @@ class Presence:
     def _heard(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         if channel == ENDPOINTS_CHANNEL:
             self._tell(EndpointsChanged())
+        elif payload:
+            self._tell(Due(frozenset(payload.split(","))))
         else:
-            ids = frozenset(x for x in payload.split(",") if x)
-            self._tell(Due(ids or None))
+            # A daemon started or stopped: who serves what may have changed.
+            self._beat_now.set()
+            self._tell(Due(None))
 
     def _tell(self, news: News) -> None:
         if self.on_news is not None:
