@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Watch:
     def __init__(self, *, fail_first: int = 0) -> None:
         self.fail_first = fail_first  # answer 503 to this many requests, then 200
         self.accepted: list[str] = []
+        self.types: list[str] = []  # of the events accepted, in the same order
         self.overlaps: list[str] = []
         self._open: Counter[str] = Counter()
         self._changed = asyncio.Condition()
@@ -48,10 +50,18 @@ class Watch:
                 return web.Response(status=503, text="down for a while")
             async with self._changed:
                 self.accepted.append(event_id)
+                self.types.append(json.loads(await request.read())["type"])
                 self._changed.notify_all()
             return web.Response(text="ok")
         finally:
             self._open[event_id] -= 1
+
+    async def wait_count(self, n: int, timeout_s: float) -> None:
+        async def until() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.accepted) >= n)
+
+        await asyncio.wait_for(until(), timeout_s)
 
     async def wait_for(self, ids: set[str], timeout_s: float) -> None:
         async def until() -> None:
@@ -83,12 +93,13 @@ async def post(http: aiohttp.ClientSession, daemon: Daemon, event_type: str, n: 
 async def start_pair(
     tmp_path: Path, pg_url: str, receivers: Any, daemons: Any
 ) -> tuple[list[Daemon], dict[str, Watch]]:
-    watches = {"all": Watch(), "ordered": Watch(), "flaky": Watch(fail_first=FLAKY_FAILURES)}
+    watches = {"all": Watch(), "ordered": Watch(), "flaky": Watch(fail_first=FLAKY_FAILURES), "alerts": Watch()}
     urls = {name: (await receivers(secret=SECRET, behaviour=watch)).url for name, watch in watches.items()}
     endpoints = [
         {"name": "everything", "url": urls["all"], "secret": SECRET, "max_in_flight": 8},
         {"name": "ledger", "url": urls["ordered"], "secret": SECRET, "ordered": True, "events": ["ledger.*"]},
         {"name": "flaky", "url": urls["flaky"], "secret": SECRET, "max_in_flight": 4},
+        {"name": "shop-chat", "url": urls["alerts"], "secret": SECRET, "events": ["tillhook.endpoint.*"]},
     ]
     pair = [await daemons(shared_config(tmp_path, name, pg_url, endpoints)).start() for name in ("first", "second")]
     return pair, watches
@@ -129,6 +140,9 @@ async def test_two_daemons_deliver_everything_once_in_order(
     await watches["ordered"].wait_for(set(acked["ledger"]), 120)
 
     assert watches["ordered"].accepted == acked["ledger"]  # every one once, in the order accepted
+    # The flaky endpoint's back-off and recovery, told once each, by the daemon serving it.
+    await watches["alerts"].wait_count(2, 30)
+    assert Counter(watches["alerts"].types) == {"tillhook.endpoint.failing": 1, "tillhook.endpoint.recovered": 1}
     for name, watch in watches.items():
         assert watch.overlaps == [], f"{name}: attempted by both daemons at once: {watch.overlaps[:5]}"
         assert not [e for e, n in Counter(watch.accepted).items() if n > 1], f"{name}: delivered twice"
@@ -148,11 +162,7 @@ async def test_kill_9_of_one_daemon_loses_nothing(
     acked: dict[str, list[str]] = {"ledger": [], "sale": []}
     loader = asyncio.create_task(load(http, pair, acked, 0))
 
-    async def enough() -> None:
-        async with watches["all"]._changed:
-            await watches["all"]._changed.wait_for(lambda: len(watches["all"].accepted) >= 400)
-
-    await asyncio.wait_for(enough(), 60)
+    await watches["all"].wait_count(400, 60)
     assert victim.process is not None
     victim_pid = victim.process.pid
     await victim.kill()
@@ -175,7 +185,7 @@ async def test_kill_9_of_one_daemon_loses_nothing(
     await watches["flaky"].wait_for(every, 120)
     await watches["ordered"].wait_for(set(acked["ledger"]), 120)
 
-    names = {"all": "everything", "ordered": "ledger", "flaky": "flaky"}
+    names = {"all": "everything", "ordered": "ledger", "flaky": "flaky", "alerts": "shop-chat"}
     for name, watch in watches.items():
         assert watch.overlaps == [], f"{name}: attempted by both daemons at once: {watch.overlaps[:5]}"
         twice = {e for e, n in Counter(watch.accepted).items() if n > 1}
