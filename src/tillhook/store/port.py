@@ -1,6 +1,7 @@
 """The outbox port: everything the daemon asks of its storage, as domain verbs over typed
 records. The rest of the code types against `Outbox` and the records here; only the
-composition root (app.py) picks an adapter (SQLite now) and wires its adapter-only parts.
+composition root (app.py) picks an adapter (SQLite, or PostgreSQL shared by several daemons)
+and wires its adapter-only parts (a shared outbox's news and who serves which endpoint).
 
 The contract every adapter keeps, whatever it stores in:
 
@@ -9,7 +10,8 @@ The contract every adapter keeps, whatever it stores in:
   less durably (one lost to a power cut means a repeated attempt, never a lost event).
 - **Claimed once.** A delivery `claim_due` (or an `enqueue` told to start it, or the claim of
   `write_outcomes`) returns is `delivering` and is returned to nobody else until its outcome
-  is written or `requeue_in_flight` puts it back. Nothing is deleted while unfinished.
+  is written or `requeue_in_flight` puts it back. Nothing is deleted while unfinished. Shared
+  by several daemons, this holds across them: a claim is a daemon's for its lease.
 - **Order.** For an endpoint in `ordered`, only its oldest unfinished delivery is ever
   claimed, and only once it is due; otherwise the due ones go oldest due first.
 - **Held, not dropped.** A disabled endpoint's pending deliveries stay pending; enabling it
@@ -280,7 +282,9 @@ class Outbox(Protocol):
         is over (no task has to wake up first)."""
 
     async def requeue_in_flight(self, now: float) -> int:
-        """Deliveries left `delivering` (by a crash or a stop) go back to pending, due now."""
+        """Deliveries left `delivering` (by a crash or a stop) go back to pending, due now. In
+        an outbox shared by several daemons: this daemon's own, and another's only once its
+        lease ran out before `now` (a live daemon's claims are never taken)."""
 
     async def purge_before(self, cutoff: float, limit: int = 500) -> int:
         """Delete one batch of history older than `cutoff` (finished deliveries, and events

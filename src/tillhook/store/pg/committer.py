@@ -102,7 +102,13 @@ class PgGroupCommitter(Generic[Op]):
                     closing = True
                     break
                 batch.append(following)
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # a bug: nobody waits for ever, and the daemon stops loudly
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreUnavailable(f"the writer failed: {exc!r}"))
+                raise
             if closing:
                 return
 
