@@ -130,21 +130,32 @@ class GroupCommitter(Generic[Op]):
             failed = error or RuntimeError("the write was lost")
             if self._describe is not None:
                 failed = self._describe(failed)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failed)
+            fail_all([future for _, future in batch], failed)
             return
         self.transactions += 1
         self.ops_committed += len(batch)
         if self._on_commit is not None:
             self._on_commit(len(batch))
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        settle_each([future for _, future in batch], results)
+
+
+def fail_all(futures: Sequence[asyncio.Future[Any]], error: BaseException) -> None:
+    """Every waiter of a batch that was not written learns why."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
+
+
+def settle_each(futures: Sequence[asyncio.Future[Any]], results: Sequence[Any]) -> None:
+    """Each waiter of a committed batch gets its op's result (an exception instance: that op
+    alone failed)."""
+    for future, result in zip(futures, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _succeed(future: asyncio.Future[None] | None) -> None:

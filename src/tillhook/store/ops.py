@@ -307,24 +307,8 @@ class BatchApplier:
         oldest first."""
         if not claims:
             return []
-        merged: dict[str, int] = {}
-        for _, claim in claims:
-            for endpoint_id, n in claim.quotas.items():
-                merged[endpoint_id] = merged.get(endpoint_id, 0) + n
-        ordered = frozenset().union(*(claim.ordered for _, claim in claims))
-        now = max(claim.now for _, claim in claims)
-        pool: dict[str, list[ClaimedDelivery]] = {}
-        for delivery in self._claim(conn, ClaimRequest(merged, now, ordered)):
-            pool.setdefault(delivery.endpoint_id, []).append(delivery)
-        shared = []
-        for index, claim in claims:
-            mine: list[ClaimedDelivery] = []
-            for endpoint_id, n in claim.quotas.items():
-                available = pool.get(endpoint_id, [])
-                mine += available[:n]
-                del available[:n]
-            shared.append((index, mine))
-        return shared
+        merged = merge_claims([claim for _, claim in claims])
+        return share_claimed(claims, self._claim(conn, merged))
 
     def _claim(self, conn: sqlite3.Connection, op: ClaimRequest) -> list[ClaimedDelivery]:
         wanted = [(endpoint_id, n) for endpoint_id, n in op.quotas.items() if n > 0]
@@ -383,3 +367,32 @@ class BatchApplier:
             )
             for r in sorted(rows, key=lambda row: row[0])
         ]
+
+
+def merge_claims(claims: Sequence[ClaimRequest]) -> ClaimRequest:
+    """A batch's claims as one: the quotas summed per endpoint, at the latest `now`."""
+    merged: dict[str, int] = {}
+    for claim in claims:
+        for endpoint_id, n in claim.quotas.items():
+            merged[endpoint_id] = merged.get(endpoint_id, 0) + n
+    ordered: frozenset[str] = frozenset().union(*(claim.ordered for claim in claims))
+    return ClaimRequest(merged, max(claim.now for claim in claims), ordered)
+
+
+def share_claimed(
+    claims: Sequence[tuple[int, ClaimRequest]], claimed: Sequence[ClaimedDelivery]
+) -> list[tuple[int, list[ClaimedDelivery]]]:
+    """What one merged claim got, shared out to the ops that asked (by index), each up to its
+    quota per endpoint, oldest first."""
+    pool: dict[str, list[ClaimedDelivery]] = {}
+    for delivery in sorted(claimed, key=lambda d: d.id):
+        pool.setdefault(delivery.endpoint_id, []).append(delivery)
+    shared = []
+    for index, claim in claims:
+        mine: list[ClaimedDelivery] = []
+        for endpoint_id, n in claim.quotas.items():
+            available = pool.get(endpoint_id, [])
+            mine += available[:n]
+            del available[:n]
+        shared.append((index, sorted(mine, key=lambda d: d.id)))
+    return shared

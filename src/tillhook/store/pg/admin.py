@@ -4,14 +4,12 @@ store/pg/endpoints.py). Deliveries made due are told to the daemons on DUE_CHANN
 
 from __future__ import annotations
 
-import json
 import secrets
-from dataclasses import replace
-from typing import Any
 
 from tillhook.errors import Conflict, NotFound
-from tillhook.models import DeliveryState, Endpoint
-from tillhook.store import admin_sql, log_sql
+from tillhook.models import Endpoint
+from tillhook.store import log_sql
+from tillhook.store.pg import log_sql as queries
 from tillhook.store.pg.batch import DUE_CHANNEL
 from tillhook.store.pg.connect import Conn
 from tillhook.store.pg.endpoints import UNFINISHED, changed_rows, notify
@@ -24,12 +22,6 @@ from tillhook.store.port import DeliveryRow, LogFilter, RetriedMatching, Tokens
 PURGE_LOCK = 3
 
 _TOKENS = (("ingest_token", "ing_"), ("admin_token", "adm_"), ("viewer_token", "vwr_"))
-
-
-def numbered(sql: str) -> str:
-    """SQLite's "?" placeholders (store/log_sql.py's text holds no other "?") as $1, $2, ..."""
-    first, *rest = sql.split("?")
-    return first + "".join(f"${i}{part}" for i, part in enumerate(rest, start=1))
 
 
 async def tokens(conn: Conn, ingest: str | None, admin: str | None, viewer: str | None) -> Tokens:
@@ -89,33 +81,6 @@ async def _beside_purge(conn: Conn) -> None:
 # -- replays -----------------------------------------------------------------------------
 
 
-def _replay_source(only_failed: bool) -> str:
-    """The events a replay makes deliveries for: `replay` inserts them and `replay_count`
-    counts them, from this one text; $1 the endpoint, [$2, $3) the window, $4 its patterns."""
-    condition = ""
-    if only_failed:
-        condition = (
-            " AND EXISTS (SELECT 1 FROM deliveries f WHERE f.event_id = e.id AND f.endpoint_id = $1"
-            " AND f.state = 'failed')"
-            " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = $1"
-            " AND g.state = 'delivered')"
-        )
-    return (
-        " FROM events e WHERE e.created_at >= $2 AND e.created_at < $3 AND tillhook_subscribes($4, e.type)"
-        " AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = $1"
-        f" AND u.state IN {UNFINISHED}){condition}"
-    )
-
-
-def replay_args(endpoint: Endpoint, since: float, until: float) -> tuple[str, float, float, str]:
-    return endpoint.id, since, until, json.dumps(endpoint.events)
-
-
-def replay_count_query(only_failed: bool) -> str:
-    """With `replay_args`: how many deliveries `replay` would make now."""
-    return "SELECT count(*)" + _replay_source(only_failed)
-
-
 async def replay(conn: Conn, endpoint: Endpoint, since: float, until: float, only_failed: bool, now: float) -> int:
     """New pending deliveries to `endpoint` for the matching events received in [since, until),
     oldest first; events with a delivery still under way there are skipped. Under a filter,
@@ -125,8 +90,8 @@ async def replay(conn: Conn, endpoint: Endpoint, since: float, until: float, onl
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_SPACE, endpoint.id)
     status = await conn.execute(
         "INSERT INTO deliveries (event_id, endpoint_id, state, next_attempt_at, created_at, updated_at, check_filter)"
-        " SELECT e.id, $1, 'pending', $5, $5, $5, $6" + _replay_source(only_failed) + " ORDER BY e.seq",
-        *replay_args(endpoint, since, until),
+        " SELECT e.id, $1, 'pending', $5, $5, $5, $6" + queries.replay_source(only_failed) + " ORDER BY e.seq",
+        *queries.replay_args(endpoint, since, until),
         now,
         endpoint.filter is not None,
     )
@@ -165,15 +130,8 @@ async def retry_delivery(conn: Conn, delivery_id: int, now: float) -> DeliveryRo
         delivery_id,
     )
     await notify(conn, DUE_CHANNEL, [endpoint_id])
-    sql, params = log_sql.delivery_query(delivery_id)
-    (retried,) = await conn.fetch(numbered(sql), *params)
+    (retried,) = await conn.fetch(queries.DELIVERY, delivery_id)
     return log_sql.to_delivery(retried)
-
-
-def count_failed_query(f: LogFilter) -> tuple[str, list[Any]]:
-    """How many failed deliveries `f` matches, by the delivery log's own filter builder."""
-    sql, params = admin_sql.count_failed_query(f)
-    return numbered(sql), params
 
 
 async def retry_matching(conn: Conn, f: LogFilter, now: float, at_most: int) -> RetriedMatching:
@@ -181,20 +139,17 @@ async def retry_matching(conn: Conn, f: LogFilter, now: float, at_most: int) -> 
     now with a fresh `give_up_after` window, as `retry_delivery` does one; those of a disabled
     or deleted endpoint stay failed (enable it first, or replay)."""
     await _beside_purge(conn)
-    count, counted = count_failed_query(f)
+    count, counted = queries.count_failed_query(f)
     matched = int(await conn.fetchval(count, *counted))
-    source, where, params = log_sql.deliveries_where(replace(f, state=DeliveryState.FAILED, before=None))
+    source, where, params = queries.failed_matching_where(f)
+    args = queries.Args(params)  # numbered on after the filter's own
+    at, most = args(now), args(at_most)
     rows = await conn.fetch(
-        numbered(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?, first_attempt_at = NULL,"
-            " claimed_by = NULL, lease_until = NULL WHERE state = 'failed' AND id IN"
-            f" (SELECT d.id{source}{where} AND ep.deleted_at IS NULL AND ep.enabled ORDER BY d.id LIMIT ?"
-            " FOR UPDATE OF d) RETURNING endpoint_id"
-        ),
-        now,
-        now,
-        *params,
-        at_most,
+        f"UPDATE deliveries SET state = 'pending', next_attempt_at = {at}, updated_at = {at}, first_attempt_at = NULL,"
+        " claimed_by = NULL, lease_until = NULL WHERE state = 'failed' AND id IN"
+        f" (SELECT d.id{source}{where} AND ep.deleted_at IS NULL AND ep.enabled ORDER BY d.id LIMIT {most}"
+        " FOR UPDATE OF d) RETURNING endpoint_id",
+        *args.values,
     )
     endpoint_ids = tuple(sorted({row[0] for row in rows}))
     await notify(conn, DUE_CHANNEL, endpoint_ids)

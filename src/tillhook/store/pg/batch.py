@@ -17,7 +17,7 @@ from typing import Any
 from tillhook.errors import InvalidInput
 from tillhook.models import ClaimedDelivery, NewEvent
 from tillhook.store.idempotency import Seen
-from tillhook.store.ops import Ingest, IngestRows, Record, ingest_one
+from tillhook.store.ops import Ingest, IngestRows, Record, ingest_one, merge_claims, share_claimed
 from tillhook.store.pg.connect import Conn
 from tillhook.store.pg.reads import DRIVER_ERRORS
 from tillhook.store.pg.schema import LOCK_SPACE
@@ -279,30 +279,17 @@ class PgBatch:
         oldest first."""
         if not claims:
             return []
-        merged: dict[str, int] = {}
-        for _, claim in claims:
-            for endpoint_id, n in claim.quotas.items():
-                if n > 0:
-                    merged[endpoint_id] = merged.get(endpoint_id, 0) + n
-        ordered = sorted({e for _, claim in claims for e in claim.ordered if e in merged})
-        plain = [e for e in merged if e not in ordered]
-        now = max(claim.now for _, claim in claims)
-        rows = (
-            await conn.fetch(
-                _CLAIM,
-                plain,
-                [merged[e] for e in plain],
-                ordered,
-                now,
-                self.daemon_id,
-                now + self.lease_s,
-            )
-            if merged
-            else []
+        merged = merge_claims([claim for _, claim in claims])
+        wanted = {e: n for e, n in merged.quotas.items() if n > 0}
+        ordered = sorted(e for e in merged.ordered if e in wanted)
+        plain = [e for e in wanted if e not in merged.ordered]
+        if not wanted:
+            return share_claimed(claims, [])
+        rows = await conn.fetch(
+            _CLAIM, plain, [wanted[e] for e in plain], ordered, merged.now, self.daemon_id, merged.now + self.lease_s
         )
-        pool: dict[str, list[ClaimedDelivery]] = {}
-        for r in sorted(rows, key=lambda row: int(row[0])):
-            delivery = ClaimedDelivery(
+        claimed = [
+            ClaimedDelivery(
                 id=int(r[0]),
                 event_id=r[1],
                 endpoint_id=r[2],
@@ -311,16 +298,9 @@ class PgBatch:
                 body=bytes(r[5]),
                 check_filter=bool(r[6]),
             )
-            pool.setdefault(delivery.endpoint_id, []).append(delivery)
-        shared = []
-        for index, claim in claims:
-            mine: list[ClaimedDelivery] = []
-            for endpoint_id, n in claim.quotas.items():
-                available = pool.get(endpoint_id, [])
-                mine += available[:n]
-                del available[:n]
-            shared.append((index, sorted(mine, key=lambda d: d.id)))
-        return shared
+            for r in rows
+        ]
+        return share_claimed(claims, claimed)
 
 
 async def _known_keys(conn: Conn, keys: list[str]) -> dict[str, Seen]:

@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from tillhook.errors import StoreUnavailable
+from tillhook.store.committer import fail_all, settle_each
 from tillhook.store.pg.batch import CommitUnknown
 from tillhook.store.pg.connect import describe_pg_error
 from tillhook.store.pg.reads import DRIVER_ERRORS
@@ -105,9 +106,7 @@ class PgGroupCommitter(Generic[Op]):
             try:
                 await self._commit(batch)
             except BaseException as exc:  # a bug: nobody waits for ever, and the daemon stops loudly
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(StoreUnavailable(f"the writer failed: {exc!r}"))
+                fail_all([future for _, future in batch], StoreUnavailable(f"the writer failed: {exc!r}"))
                 raise
             if closing:
                 return
@@ -150,23 +149,17 @@ class PgGroupCommitter(Generic[Op]):
             except StoreUnavailable as exc:
                 error = exc
             break
+        futures = [future for _, future in batch]
         if error is not None:
-            failed = error if isinstance(error, StoreUnavailable) else StoreUnavailable(describe_pg_error(error))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failed)
+            fail_all(
+                futures, error if isinstance(error, StoreUnavailable) else StoreUnavailable(describe_pg_error(error))
+            )
             return
         self.transactions += 1
         self.ops_committed += len(batch)
         if self.on_commit is not None:
             self.on_commit(len(batch))
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        settle_each(futures, results)
 
     async def _committed(self, unknown: CommitUnknown) -> bool | None:
         """Whether the transaction the connection was lost in committed after all, asked again

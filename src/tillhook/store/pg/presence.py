@@ -103,16 +103,7 @@ class Presence:
     async def start(self) -> None:
         now = self._now()
         async with self._pool().acquire() as conn:
-            await conn.execute(
-                "INSERT INTO daemons (id, host, pid, listen, started_at, seen_at, lease_s)"
-                " VALUES ($1, $2, $3, $4, $5, $5, $6)",
-                self.daemon_id,
-                socket.gethostname(),
-                os.getpid(),
-                self.listen_address,
-                now,
-                self.lease_s,
-            )
+            await self._present(conn, now)
             await self._beat(conn)
             await conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)  # the others: one more daemon
         await self._listen()
@@ -163,22 +154,24 @@ class Presence:
             if self._listener is None or self._listener.is_closed():
                 await self._listen()
 
+    async def _present(self, conn: Conn, now: float) -> None:
+        await conn.execute(
+            "INSERT INTO daemons (id, host, pid, listen, started_at, seen_at, lease_s)"
+            " VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+            self.daemon_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.listen_address,
+            now,
+            self.lease_s,
+        )
+
     async def _beat(self, conn: Conn) -> None:
         now = self._now()
         async with conn.transaction():
             beat = await conn.fetchrow(_BEAT, self.daemon_id, now, self.lease_s, self.listen_address)
             if beat is None or not beat[0]:
-                # Forgotten while away (or never seen): present again.
-                await conn.execute(
-                    "INSERT INTO daemons (id, host, pid, listen, started_at, seen_at, lease_s)"
-                    " VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO NOTHING",
-                    self.daemon_id,
-                    socket.gethostname(),
-                    os.getpid(),
-                    self.listen_address,
-                    now,
-                    self.lease_s,
-                )
+                await self._present(conn, now)  # forgotten while away: present again
             taken = await conn.fetch(_TAKE_BACK, now)
             if taken:
                 endpoints = sorted({r[0] for r in taken})

@@ -8,17 +8,12 @@ from __future__ import annotations
 import asyncpg
 
 from tillhook.errors import SchemaTooNew
-from tillhook.store.schema import DURATION_EDGES_MS
+from tillhook.store.schema import duration_bucket
 
 # The first key of every advisory lock tillhook takes (the second names what is locked), so
 # that its locks never collide with another program's on the same database.
 LOCK_SPACE = 29713
 MIGRATION_LOCK = 1
-
-
-def _duration_bucket(column: str) -> str:
-    steps = " ".join(f"WHEN {column} < {edge:g} THEN {i}" for i, edge in enumerate(DURATION_EDGES_MS))
-    return f"(CASE {steps} ELSE {len(DURATION_EDGES_MS)} END)"
 
 
 MIGRATIONS: tuple[str, ...] = (
@@ -200,7 +195,7 @@ MIGRATIONS: tuple[str, ...] = (
             WHERE tillhook_pattern_matches(p.pattern, event_type)
         )
     $$;
-    """.replace("DURATION_BUCKET", _duration_bucket("a.duration_ms")),
+    """.replace("DURATION_BUCKET", duration_bucket("a.duration_ms")),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
