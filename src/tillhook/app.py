@@ -39,7 +39,7 @@ from tillhook.retention import Retention
 from tillhook.retry import RetryPolicy
 from tillhook.sdnotify import Notifier
 from tillhook.shaping import FanOut
-from tillhook.sharing import SharedNews
+from tillhook.sharing import SharedNews, Sharing
 from tillhook.store import SqliteStore
 from tillhook.store.pg.outbox import PostgresStore
 from tillhook.store.port import ConfigApplied, Outbox
@@ -175,7 +175,7 @@ async def _start(config: Config, clock: Clock, store: Store, run_dispatcher: boo
         fan_out=fan_out,
     )
     dispatcher.transitions = alerts
-    shared = _share(store, registry, dispatcher, gates, alerts)
+    shared, sharing = _share(store, registry, dispatcher, gates, alerts)
     if run_dispatcher:
         dispatcher.start()
     return Services(
@@ -195,22 +195,24 @@ async def _start(config: Config, clock: Clock, store: Store, run_dispatcher: boo
         fan_out=fan_out,
         preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
         shared=shared,
+        sharing=sharing,
     )
 
 
 def _share(
     store: Store, registry: EndpointRegistry, dispatcher: Dispatcher, gates: EndpointGates, alerts: Alerts
-) -> SharedNews | None:
+) -> tuple[SharedNews | None, Sharing | None]:
     """With an outbox shared by several daemons: this one serves the endpoints its presence
-    wins, checks the backlog if it wins that too, and acts on the others' news."""
+    wins, checks the backlog if it wins that too, acts on the others' news, and says which
+    daemon serves what in its status."""
     if not isinstance(store, PostgresStore):
-        return None
+        return None, None
     presence = store.presence
     gates.serves = presence.serves
     alerts.checks_backlog = lambda: presence.serves("tillhook:backlog")
     shared = SharedNews(store, registry, dispatcher, gates)
     presence.on_news = shared.heard
-    return shared
+    return shared, Sharing(presence.daemon_id, presence.server_of)
 
 
 async def serve(config: Config) -> int:

@@ -424,14 +424,23 @@ def _print_status(data: dict[str, Any]) -> None:
         + (f", oldest pending {oldest:.0f}s" if oldest is not None else "")
     )
     print()
+    daemons = data.get("daemons") or []  # an older daemon's status has none
+    if daemons:
+        print("daemons sharing the outbox:")
+        _table(
+            [d | {"live": "yes" if d["live"] else "no", "this": "yes" if d["this"] else None} for d in daemons],
+            ("id", "listen", "started_at", "last_seen_at", "live", "this"),
+        )
+        print()
 
     def why(e: dict[str, Any]) -> str | None:
         if e["state"] == "disabled":
             return f"disabled: {e['disabled_reason'] or 'no reason recorded'}"
+        # Until when is the serving daemon's to say (null on another one).
         if e["state"] == "paused":
-            return f"paused until {e['paused_until']}"
+            return f"paused until {e['paused_until']}" if e["paused_until"] else "paused"
         if e["state"] == "backing_off":
-            return f"backing off, next probe {e['next_probe_at']}"
+            return f"backing off, next probe {e['next_probe_at']}" if e["next_probe_at"] else "backing off"
         return None
 
     rows = [
@@ -442,20 +451,9 @@ def _print_status(data: dict[str, Any]) -> None:
         }
         for e in data["endpoints"]
     ]
-    _table(
-        rows,
-        (
-            "name",
-            "state",
-            "held",
-            "in_flight",
-            "pending",
-            "success_1h",
-            "last_success_at",
-            "why",
-            "last_failure_reason",
-        ),
-    )
+    columns = ("name", "state", "held", "in_flight", "pending", "success_1h", "last_success_at", "why")
+    served = ("served_by",) if daemons else ()
+    _table(rows, (*columns, *served, "last_failure_reason"))
 
 
 def _print_deliveries(data: dict[str, Any]) -> None:

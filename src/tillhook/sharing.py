@@ -1,10 +1,14 @@
-"""What a daemon does with the news of an outbox it shares with others (store/port.py `News`):
-wake the dispatcher for deliveries another daemon made due, and read the endpoints again when
-another daemon changed them, so that every daemon fans events out to the same endpoints."""
+"""An outbox shared with other daemons: which daemon this is and which one serves an endpoint
+(`Sharing`, for the status), and what a daemon does with the others' news (store/port.py
+`News`): wake the dispatcher for deliveries another daemon made due, and read the endpoints
+again when another daemon changed them, so that every daemon fans events out to the same
+endpoints."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -15,6 +19,19 @@ from tillhook.registry import EndpointRegistry
 from tillhook.store.port import Due, News, Outbox
 
 log = structlog.get_logger("tillhook")
+
+
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """This daemon among those sharing the outbox: its id (its row in `Outbox.daemons`), and
+    `served_by(endpoint id)`, the id of the daemon that claims, attempts, backs off and
+    alerts for that endpoint."""
+
+    daemon_id: str
+    served_by: Callable[[str], str]
+
+    def serves(self, endpoint_id: str) -> bool:
+        return self.served_by(endpoint_id) == self.daemon_id
 
 
 class SharedNews:

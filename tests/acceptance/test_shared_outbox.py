@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.acceptance.conftest import Daemon, write_config
+from tests.acceptance.conftest import ADMIN_TOKEN, Daemon, write_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 EVENTS = 2000
@@ -151,6 +151,21 @@ async def test_two_daemons_deliver_everything_once_in_order(
     for daemon in pair:
         seen = await daemon.wait_log("daemons_changed", 10)
         assert seen["live"] == 2
+    # Either daemon's status is the whole outbox's: both daemons, each where it listens, the one
+    # asked marked, and the same daemon serving each endpoint.
+    statuses = []
+    for daemon in pair:
+        async with http.get(f"{daemon.url}/v1/status", headers=daemon.headers(ADMIN_TOKEN)) as response:
+            assert response.status == 200
+            statuses.append(await response.json())
+    for daemon, status in zip(pair, statuses, strict=True):
+        assert daemon.process is not None
+        assert {d["listen"] for d in status["daemons"]} == {d.url.removeprefix("http://") for d in pair}
+        (this,) = [d for d in status["daemons"] if d["this"]]
+        assert (this["listen"], this["pid"]) == (daemon.url.removeprefix("http://"), daemon.process.pid)
+        assert all(d["live"] for d in status["daemons"]) and status["in_flight"] == 0
+    served = [[e["served_by"] for e in status["endpoints"]] for status in statuses]
+    assert served[0] == served[1] and set(served[0]) <= {d["id"] for d in statuses[0]["daemons"]}
 
 
 @pytest.mark.timeout(300)

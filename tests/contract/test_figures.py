@@ -1,9 +1,15 @@
-"""The figures the status page and the dashboard show: deliveries per state, backlogs per
-endpoint, ordered heads, each endpoint's last success and failure, attempts per hour."""
+"""The figures the status page and the dashboard show: deliveries per state, backlogs and
+deliveries in flight per endpoint, ordered heads, each endpoint's last success and failure,
+attempts per hour, and the daemons sharing the outbox."""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+
 from tests.contract.build import NOW, attempt, claim, endpoints, event, finish, settle
+from tests.contract.conftest import Opener, Place
 from tillhook.models import DeliveryState
 from tillhook.store.port import Backlog, EndpointStats, Outbox
 
@@ -57,6 +63,43 @@ async def test_pending_by_endpoint_and_the_oldest_pending(outbox: Outbox) -> Non
     for delivery in rest:
         await finish(outbox, delivery, DeliveryState.DELIVERED)
     assert set(await outbox.pending_by_endpoint()) == {shop.id}
+
+
+async def test_in_flight_by_endpoint_counts_what_is_delivering(outbox: Outbox) -> None:
+    shop, stock, _idle = await endpoints(outbox, "shop", "stock", "idle")
+    assert await outbox.in_flight_by_endpoint() == {}
+    await outbox.enqueue([event(f"msg_{i}", [shop.id, stock.id], at=NOW - 100 + i) for i in range(4)])
+    assert await outbox.in_flight_by_endpoint() == {}  # waiting is not in flight
+    claimed = await claim(outbox, {shop.id: 3, stock.id: 1})
+    # Started at ingest is in flight as much as claimed.
+    started = (await outbox.enqueue([event("msg_now", [stock.id])], start=[[True]])).started
+    assert len(started) == 1
+    assert await outbox.in_flight_by_endpoint() == {shop.id: 3, stock.id: 2}
+    one, two, three = [d for d in claimed if d.endpoint_id == shop.id]
+    await finish(outbox, one, DeliveryState.DELIVERED)
+    await finish(outbox, two, DeliveryState.PENDING, retry_at=NOW + 60)  # to be tried again: waiting
+    await finish(outbox, three, DeliveryState.FAILED)
+    assert await outbox.in_flight_by_endpoint() == {stock.id: 2}
+    assert await outbox.requeue_in_flight(NOW) == 2
+    assert await outbox.in_flight_by_endpoint() == {}
+
+
+async def test_the_daemons_are_those_sharing_the_outbox(outbox: Outbox, opened: Opener, place: Place) -> None:
+    if not place.shared:
+        # Kept by one daemon, shared with nobody.
+        assert await outbox.daemons(time.time()) == []
+        return
+    (me,) = await outbox.daemons(time.time())
+    assert (me.live, me.pid, me.host) == (True, os.getpid(), socket.gethostname())
+    assert me.started_at <= me.seen_at <= time.time()
+    (later,) = await outbox.daemons(me.seen_at + 86400)  # long after its last beat: its lease ran out
+    assert (later.id, later.live) == (me.id, False)
+    other = await opened()
+    first, second = await other.daemons(time.time())  # each adapter sees both, oldest started first
+    assert first.id == me.id and second.id != me.id and second.live and second.started_at >= me.started_at
+    assert [d.id for d in await outbox.daemons(time.time())] == [me.id, second.id]
+    await other.close()  # a daemon that stops leaves
+    assert [d.id for d in await outbox.daemons(time.time())] == [me.id]
 
 
 async def test_ordered_heads_are_the_oldest_unfinished(outbox: Outbox) -> None:

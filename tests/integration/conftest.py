@@ -38,6 +38,8 @@ def make_config(tmp_path: Path, endpoints: list[dict[str, Any]], **sections: dic
         },
         "endpoints": endpoints,
     }
+    if "url" in sections.get("storage", {}):
+        del raw["storage"]["path"]  # a PostgreSQL outbox: the SQLite file cannot go with it
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return validate_config(raw, "test config")

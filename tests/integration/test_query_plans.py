@@ -50,6 +50,8 @@ async def test_the_overview_counts_on_partial_indexes_and_reads_hours_by_key(tmp
     assert "SCAN deliveries USING COVERING INDEX" in counts
     assert "deliveries_due" in counts and "deliveries_in_flight" in counts and "deliveries_unsuccessful" in counts
     assert "SCAN deliveries\u0020|" not in counts + " |" and not counts.endswith("SCAN deliveries")
+    in_flight = plan(db, log_sql.IN_FLIGHT_BY_ENDPOINT)  # the few delivering, never the history
+    assert "SEARCH deliveries USING INDEX deliveries_in_flight (state=?)" in in_flight
     hours = plan(db, log_sql.ATTEMPT_HOURS, (1,))
     assert "SEARCH attempt_hours USING PRIMARY KEY (hour>?)" in hours
     since = plan(db, log_sql.COUNT_BY_STATE_SINCE, (1,))

@@ -272,28 +272,53 @@ class RetryMatchingOut(BaseModel):
     )
 
 
+# With an outbox shared by several daemons, only the daemon serving an endpoint attempts it,
+# so only it knows how its attempts went: another daemon's zeros would read as "no failures".
+_SERVING_DAEMONS = (
+    "; null on a daemon that does not serve the endpoint (an outbox shared by several daemons):"
+    " only the daemon named in served_by attempts it, and its status has this figure"
+)
+
+
 class EndpointStatus(BaseModel):
     id: str
     name: str
-    state: EndpointState
+    state: EndpointState = Field(
+        description="what holds it back first; with an outbox shared by several daemons, paused and"
+        " backing_off are as the daemon answering has seen them: the daemon named in served_by is the"
+        " one attempting the endpoint, and its status has them"
+    )
     disabled_reason: str | None
-    in_flight: int
+    served_by: str | None = Field(
+        description="with an outbox shared by several daemons: the id of the daemon (in daemons) that claims,"
+        " attempts, backs off and alerts for the endpoint; null with one daemon"
+    )
+    in_flight: int = Field(
+        description="deliveries under way: with an outbox shared by several daemons, those any of them"
+        " holds; with one daemon, the slots it has taken (attempts under way, slots kept for a claim)"
+    )
     pending: int
     oldest_pending_age_s: float | None
-    consecutive_failures: int
+    consecutive_failures: int | None = Field(description="attempts failed in a row" + _SERVING_DAEMONS)
     last_success_at: Timestamp | None
     last_failure_at: Timestamp | None
     last_failure_reason: str | None
-    attempts_last_hour: int = Field(description="attempts that ended in the last hour (since start, if later)")
-    success_rate_last_hour: float | None = Field(description="0..1; null without attempts")
+    attempts_last_hour: int | None = Field(
+        description="attempts that ended in the last hour (since start, if later)" + _SERVING_DAEMONS
+    )
+    success_rate_last_hour: float | None = Field(description="0..1; null without attempts" + _SERVING_DAEMONS)
     ordered: bool
     blocked_by: str | None = Field(
         description="ordered endpoints: the event whose failing delivery holds back the ones behind it"
     )
     blocked_reason: str | None = Field(description="why that delivery last failed")
     rate_limit: float | None
-    paused_until: Timestamp | None = Field(description="the receiver asked for a pause (429/503 Retry-After)")
-    next_probe_at: Timestamp | None = Field(description="while backing off: when the next probe delivery may go")
+    paused_until: Timestamp | None = Field(
+        description="the receiver asked for a pause (429/503 Retry-After)" + _SERVING_DAEMONS
+    )
+    next_probe_at: Timestamp | None = Field(
+        description="while backing off: when the next probe delivery may go" + _SERVING_DAEMONS
+    )
     held: int = Field(
         description="pending deliveries held because the endpoint is disabled or out of the config file;"
         " they go out once it is enabled"
@@ -305,6 +330,22 @@ class DatabaseStatus(BaseModel):
     size_bytes: int = Field(description="the database file and its write-ahead log")
 
 
+class DaemonOut(BaseModel):
+    """A daemon sharing the outbox, as its row in the outbox says."""
+
+    id: str
+    host: str
+    pid: int
+    listen: str | None = Field(description="where its API listens; null until it has bound its address")
+    started_at: Timestamp
+    last_seen_at: Timestamp = Field(description="its last heartbeat (it beats every third of its storage.lease)")
+    live: bool = Field(
+        description="seen within its lease: it serves endpoints; one not live stopped beating (stopped"
+        " without leaving, killed, hung or cut off) and what it held in flight goes to the others"
+    )
+    this: bool = Field(description="the daemon that answered")
+
+
 class StatusOut(BaseModel):
     version: str
     started_at: Timestamp
@@ -313,7 +354,14 @@ class StatusOut(BaseModel):
     deliveries: dict[str, int] = Field(description="count by state")
     backlog: int = Field(description="deliveries pending or in flight")
     oldest_pending_age_s: float | None
-    in_flight: int
+    in_flight: int = Field(
+        description="deliveries under way: with an outbox shared by several daemons, those any of them"
+        " holds; with one daemon, the slots it has taken (attempts under way, slots kept for a claim)"
+    )
+    daemons: list[DaemonOut] = Field(
+        description="the daemons sharing the outbox (storage.url), oldest started first, those gone"
+        " without leaving among them; empty with a SQLite outbox, which one daemon keeps to itself"
+    )
     endpoints: list[EndpointStatus]
 
 

@@ -17,7 +17,7 @@ from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
-from tillhook.sharing import SharedNews
+from tillhook.sharing import SharedNews, Sharing
 from tillhook.store.port import Outbox
 
 
@@ -60,6 +60,7 @@ class Services:
     fan_out: FanOut  # the endpoints' filters, as events come in
     preview_sandbox: OnDemand  # previews': a runaway one holds up neither of the others
     shared: SharedNews | None = None  # with an outbox shared by several daemons: their news
+    sharing: Sharing | None = None  # and this daemon among them (None: it keeps the outbox alone)
 
 
 SERVICES = web.AppKey("services", Services)

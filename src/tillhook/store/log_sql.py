@@ -171,6 +171,8 @@ OLDEST_PENDING_OF = (
 PENDING_BY_ENDPOINT = (
     "SELECT endpoint_id, count(*), min(id) FROM deliveries WHERE state = 'pending' GROUP BY endpoint_id"
 )
+# The few in flight, found on their partial index (both adapters' statement).
+IN_FLIGHT_BY_ENDPOINT = "SELECT endpoint_id, count(*) FROM deliveries WHERE state = 'delivering' GROUP BY endpoint_id"
 # One statement, so one snapshot: each unfinished or unsuccessful state counted on its partial
 # index, delivered as the rest of all rows (GROUP BY state read the whole table, ~0.5 s at 1M
 # rows). All rows: count(*) walks the smallest index (~10-25 ms at 1M rows) once; after that

@@ -155,6 +155,20 @@ class EndpointStats:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonRow:
+    """A daemon sharing the outbox, as its row there says. `live`: seen within its lease, so it
+    serves endpoints; one not live stopped renewing it (killed, hung or cut off)."""
+
+    id: str
+    host: str
+    pid: int
+    listen: str | None  # where its API listens, once it has bound it
+    started_at: float
+    seen_at: float  # its last heartbeat
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OrderedHead:
     """The oldest unfinished delivery of an ordered endpoint: what the rest wait behind."""
 
@@ -359,6 +373,14 @@ class Outbox(Protocol):
 
     async def pending_by_endpoint(self) -> dict[str, Backlog]:
         """Per endpoint id, its pending deliveries (endpoints without any are left out)."""
+
+    async def in_flight_by_endpoint(self) -> dict[str, int]:
+        """Per endpoint id, its deliveries `delivering`, whichever daemon holds them (endpoints
+        without any are left out)."""
+
+    async def daemons(self, now: float) -> list[DaemonRow]:
+        """The daemons sharing the outbox, oldest started first, each `live` or not at `now`;
+        none where one daemon keeps the outbox to itself."""
 
     async def oldest_pending(self, endpoint_ids: Sequence[str]) -> tuple[str, float] | None:
         """(endpoint id, created at) of the oldest pending delivery among these endpoints."""

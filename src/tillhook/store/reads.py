@@ -21,6 +21,7 @@ from tillhook.store.log_sql import sql_subscribes
 from tillhook.store.port import (
     AttemptRow,
     Backlog,
+    DaemonRow,
     DeliveryRow,
     EndpointStats,
     EventRow,
@@ -177,6 +178,14 @@ class SqliteReads:
         oldest_ids = [row[2] for row in rows]
         created = await self._created_at(oldest_ids)
         return {row[0]: Backlog(pending=row[1], oldest_created_at=created[row[2]]) for row in rows}
+
+    async def in_flight_by_endpoint(self) -> dict[str, int]:
+        rows = await self._read(log_sql.IN_FLIGHT_BY_ENDPOINT)
+        return {str(endpoint_id): int(n) for endpoint_id, n in rows}
+
+    async def daemons(self, now: float) -> list[DaemonRow]:
+        """None: the file's lock keeps the outbox to one daemon, which shares it with nobody."""
+        return []
 
     async def oldest_pending(self, endpoint_ids: Sequence[str]) -> tuple[str, float] | None:
         """(endpoint id, created at) of the oldest pending delivery among these endpoints."""

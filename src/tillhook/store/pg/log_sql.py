@@ -168,4 +168,7 @@ ORDERED_HEADS = (
     "SELECT * FROM deliveries WHERE endpoint_id = asked.id"
     f" AND state IN {_UNFINISHED} ORDER BY id LIMIT 1) d"
 )
+DAEMONS = (
+    "SELECT id, host, pid, listen, started_at, seen_at, seen_at + lease_s >= $1 FROM daemons ORDER BY started_at, id"
+)
 ATTEMPT_HOURS = "SELECT hour, bucket, delivered, failed FROM attempt_hours WHERE hour >= $1 ORDER BY hour, bucket"

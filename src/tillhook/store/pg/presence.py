@@ -94,9 +94,13 @@ class Presence:
         the backlog check that one daemon does for all)."""
         known = self._owners.get(key)
         if known is None:
-            winner = max(self._live, key=lambda daemon: _weight(daemon, key))
-            known = self._owners[key] = winner == self.daemon_id
+            known = self._owners[key] = self.server_of(key) == self.daemon_id
         return known
+
+    def server_of(self, key: str) -> str:
+        """The id of the live daemon that serves `key`: every daemon names the same one once
+        they have seen the same daemons live."""
+        return max(self._live, key=lambda daemon: _weight(daemon, key))
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from tillhook.store.pg.connect import DRIVER_ERRORS, PostgresTarget, connect, un
 from tillhook.store.port import (
     AttemptRow,
     Backlog,
+    DaemonRow,
     DeliveryRow,
     EndpointStats,
     EventRow,
@@ -161,6 +162,26 @@ class PgReads:
         return {
             endpoint_id: Backlog(pending=int(n), oldest_created_at=float(oldest)) for endpoint_id, n, oldest in rows
         }
+
+    async def in_flight_by_endpoint(self) -> dict[str, int]:
+        """Every daemon's: the deliveries any of them holds claimed."""
+        rows = await self._rows(log_sql.IN_FLIGHT_BY_ENDPOINT)
+        return {str(endpoint_id): int(n) for endpoint_id, n in rows}
+
+    async def daemons(self, now: float) -> list[DaemonRow]:
+        rows = await self._rows(queries.DAEMONS, now)
+        return [
+            DaemonRow(
+                id=str(id_),
+                host=str(host),
+                pid=int(pid),
+                listen=listen,
+                started_at=float(started_at),
+                seen_at=float(seen_at),
+                live=bool(live),
+            )
+            for id_, host, pid, listen, started_at, seen_at, live in rows
+        ]
 
     async def oldest_pending(self, endpoint_ids: Sequence[str]) -> tuple[str, float] | None:
         """(endpoint id, created at) of the oldest pending delivery among these endpoints."""
