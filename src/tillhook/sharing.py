@@ -45,12 +45,21 @@ class SharedNews:
 
     def heard(self, news: News) -> None:
         if isinstance(news, Due):
+            if news.endpoint_ids is None:
+                self._forget_unserved()  # who serves what may have changed
             self._dispatcher.wake(news.endpoint_ids)
             return
         if self._reload is not None and not self._reload.done():
             self._again = True
             return
         self._reload = asyncio.create_task(self._read_endpoints(), name="tillhook-endpoints-reload")
+
+    def _forget_unserved(self) -> None:
+        """The health of endpoints another daemon serves now is that one's to know: kept here,
+        it would show a back-off this daemon no longer follows, and come back stale."""
+        for endpoint in self._registry.all():
+            if not self._gates.serves(endpoint.id):
+                self._gates.forget(endpoint.id)
 
     async def _read_endpoints(self) -> None:
         while True:
