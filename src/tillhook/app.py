@@ -42,7 +42,7 @@ from tillhook.shaping import FanOut
 from tillhook.sharing import SharedNews, Sharing
 from tillhook.store import SqliteStore
 from tillhook.store.pg.outbox import PostgresStore
-from tillhook.store.port import ConfigApplied, Outbox
+from tillhook.store.port import ConfigApplied, EndpointsChanged, Outbox
 from tillhook.store.watch import DatabaseWatch
 from tillhook.targets import AddressPolicy
 
@@ -212,6 +212,7 @@ def _share(
     alerts.checks_backlog = lambda: presence.serves("tillhook:backlog")
     shared = SharedNews(store, registry, dispatcher, gates)
     presence.on_news = shared.heard
+    shared.heard(EndpointsChanged())  # what changed since the registry was read, before anyone listened
     return shared, Sharing(presence.daemon_id, presence.server_of)
 
 

@@ -238,6 +238,8 @@ def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> 
         events.append(event)
     if idempotency_header is not None and not 1 <= len(idempotency_header) <= 255:
         errors.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
+    elif idempotency_header is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in idempotency_header):
+        errors.append({"field": "Idempotency-Key", "message": "must not hold control characters"})
     if errors:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

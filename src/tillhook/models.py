@@ -54,7 +54,17 @@ def format_time(unix_s: float) -> str:
 
 Rfc3339 = Annotated[str, BeforeValidator(_require_str), AfterValidator(_rfc3339_utc)]
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=128)]
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def _printable_key(key: str) -> str:
+    # A key is compared and searched for as text; a control character (NUL above all, which
+    # PostgreSQL cannot store) is a mistake of the POS's, said as such.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise ValueError("must not hold control characters (such as NUL or a line break)")
+    return key
+
+
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_printable_key)]
 
 
 class EventIn(BaseModel):

@@ -20,6 +20,8 @@ from tillhook.store.port import Due, News, Outbox
 
 log = structlog.get_logger("tillhook")
 
+RELOAD_RETRY_S = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Sharing:
@@ -67,8 +69,11 @@ class SharedNews:
             try:
                 endpoints = await self._outbox.list_endpoints()
             except StoreUnavailable as exc:
+                # Until it is read, this daemon fans events out to the endpoints it knew (the
+                # outbox itself holds what is disabled or ordered): read it as soon as it can be.
                 log.error("storage_unavailable", error=exc.message, at="endpoints-reload")
-                return  # the listener's reconnection asks again
+                await asyncio.sleep(RELOAD_RETRY_S)
+                continue
             before = {e.id: e for e in self._registry.all()}
             self._registry.replace_all(endpoints)
             now = {e.id: e for e in endpoints}

@@ -163,3 +163,10 @@ def test_a_password_in_a_driver_text_is_struck_out(shown: str) -> None:
     target = PostgresTarget.from_url("postgresql://till:p%40ss%20word@db.lan/outbox")
     said = describe_pg_error(asyncpg.PostgresError(f"could not use {shown}"), target=target)
     assert said == "PostgreSQL failed: could not use ***"
+
+
+def test_the_client_keys_password_is_kept_for_the_connection_but_never_shown() -> None:
+    target = PostgresTarget.from_url("postgresql://shop:pw@db.lan/tillhook?sslmode=verify-full&sslpassword=k3y")
+    assert "sslpassword=k3y" in target.dsn  # libpq needs it to open the client key
+    assert "k3y" not in target.display and "k3y" not in repr(target)
+    assert target.display == "postgresql://shop@db.lan/tillhook?sslmode=verify-full&sslpassword=***"

@@ -23,18 +23,22 @@ from tillhook.store.pg.reads import DRIVER_ERRORS
 from tillhook.store.pg.schema import LOCK_SPACE
 from tillhook.store.port import ClaimRequest, Enqueued
 
-# Anything the writer queues: a claim on its own is the port's ClaimRequest.
-WriteOp = Ingest | Record | ClaimRequest
-
 DUE_CHANNEL = "tillhook_due"
 ENDPOINTS_CHANNEL = "tillhook_endpoints"
 
-_LOCK_ORDERED = f"""
-SELECT pg_advisory_xact_lock({LOCK_SPACE}, s.k) FROM (
-    SELECT hashtext(id) AS k FROM endpoints WHERE ordered AND id = ANY($1::text[])
-    UNION SELECT hashtext(x) FROM unnest($2::text[]) AS x
-    ORDER BY 1
-) s
+# The first statement of every batch: the transaction's id (asked after, should its commit go
+# unanswered), its durability, and the advisory locks of the ordered endpoints it touches,
+# all taken at once, in one order.
+_BEGIN = f"""
+SELECT txid_current(), set_config('synchronous_commit', $3, true), (
+    SELECT count(*) FROM (
+        SELECT pg_advisory_xact_lock({LOCK_SPACE}, s.k) FROM (
+            SELECT hashtext(id) AS k FROM endpoints WHERE ordered AND id = ANY($1::text[])
+            UNION SELECT hashtext(x) FROM unnest($2::text[]) AS x
+            ORDER BY 1
+        ) s
+    ) l
+)
 """
 
 _KNOWN_KEYS = """
@@ -84,21 +88,30 @@ WHERE d.endpoint_id = v.endpoint_id AND d.state = 'pending' AND d.next_attempt_a
 """
 
 # Up to n due deliveries of each endpoint asked for (skipping rows another daemon is claiming
-# this instant), and the head of each ordered one when it is pending and due: under its
-# advisory lock, taken at the start of the transaction, nobody else reads or moves that head.
+# this instant), and the head of each ordered one when it is pending and due and nothing of
+# that endpoint is in flight: under its advisory lock, taken at the start of the transaction,
+# nobody else reads or moves that head. The endpoints are those the database holds enabled
+# now, by its own word on which are ordered: a daemon that has not yet heard of a change
+# never sends what is held, nor more than one of an ordered endpoint.
 _CLAIM = """
 WITH picked AS (
-    SELECT p.id FROM unnest($1::text[], $2::integer[]) AS w(endpoint_id, n) CROSS JOIN LATERAL (
+    SELECT p.id FROM unnest($1::text[], $2::integer[]) AS w(endpoint_id, n)
+    JOIN endpoints ep ON ep.id = w.endpoint_id AND ep.enabled AND ep.deleted_at IS NULL AND NOT ep.ordered
+    CROSS JOIN LATERAL (
         SELECT d.id FROM deliveries d
         WHERE d.endpoint_id = w.endpoint_id AND d.state = 'pending' AND d.next_attempt_at <= $4
         ORDER BY d.next_attempt_at, d.id LIMIT w.n FOR UPDATE SKIP LOCKED
     ) p
     UNION ALL
-    SELECT h.id FROM unnest($3::text[]) AS o(endpoint_id) CROSS JOIN LATERAL (
+    SELECT h.id FROM unnest($3::text[]) AS o(endpoint_id)
+    JOIN endpoints ep ON ep.id = o.endpoint_id AND ep.enabled AND ep.deleted_at IS NULL
+    CROSS JOIN LATERAL (
         SELECT d.id, d.state, d.next_attempt_at FROM deliveries d
         WHERE d.endpoint_id = o.endpoint_id AND d.state IN ('pending', 'delivering')
         ORDER BY d.id LIMIT 1
-    ) h WHERE h.state = 'pending' AND h.next_attempt_at <= $4
+    ) h WHERE h.state = 'pending' AND h.next_attempt_at <= $4 AND NOT EXISTS (
+        SELECT 1 FROM deliveries x WHERE x.endpoint_id = o.endpoint_id AND x.state = 'delivering'
+    )
 )
 UPDATE deliveries d SET state = 'delivering', updated_at = $4, claimed_by = $5, lease_until = $6
 FROM picked, events e
@@ -107,6 +120,12 @@ RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.first_attempt_at, e.bod
 """
 
 _NOTIFY = "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x"
+
+
+def storable(text: str | None) -> str | None:
+    """Text a receiver sent (its response, an error quoting it) as PostgreSQL can store it: a
+    NUL character, which it refuses in text, shown as the replacement character."""
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def notify_payloads(ids: Sequence[str]) -> list[str]:
@@ -127,12 +146,50 @@ def notify_payloads(ids: Sequence[str]) -> list[str]:
 
 class CommitUnknown(Exception):
     """The connection was lost while the transaction committed: it may or may not have. The
-    batch's `results` hold if it did, which one event of it being stored (`event_id`) tells."""
+    batch's `results` hold if it did, which `txid_status(xid)` tells on another connection;
+    `claimed` are the deliveries it stored or marked `delivering` for this daemon, to be given
+    back if that cannot be told (nobody would run them)."""
 
-    def __init__(self, results: list[Any], event_id: str | None) -> None:
+    def __init__(self, results: list[Any], xid: int, claimed: list[int]) -> None:
         super().__init__("the connection was lost while committing")
         self.results = results
-        self.event_id = event_id
+        self.xid = xid
+        self.claimed = claimed
+
+
+@dataclass(frozen=True, slots=True)
+class GiveBack:
+    """Deliveries this daemon marked `delivering` in a transaction whose fate it could not
+    learn: back to pending, due at `now`, if they are still its own."""
+
+    ids: Sequence[int]
+    now: float
+
+
+_GIVE_BACK = """
+UPDATE deliveries SET state = 'pending', next_attempt_at = $2, updated_at = $2, claimed_by = NULL, lease_until = NULL
+WHERE id = ANY($1::bigint[]) AND state = 'delivering' AND claimed_by = $3
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """This daemon's claims back to pending, due at `now` (at a stop: queued behind the writes
+    whose deliveries a stopping dispatcher would not start), and those of daemons not seen
+    within their lease whose own lease ran out."""
+
+    now: float
+
+
+_REQUEUE = """
+UPDATE deliveries d SET state = 'pending', next_attempt_at = $1, updated_at = $1, claimed_by = NULL, lease_until = NULL
+WHERE d.state = 'delivering' AND (d.claimed_by = $2 OR (d.lease_until < $1 AND NOT EXISTS (
+    SELECT 1 FROM daemons dm WHERE dm.id = d.claimed_by AND dm.seen_at + dm.lease_s >= $1
+)))
+"""
+
+# Anything the writer queues: a claim on its own is the port's ClaimRequest.
+WriteOp = Ingest | Record | ClaimRequest | GiveBack | Requeue
 
 
 @dataclass(slots=True)
@@ -149,14 +206,14 @@ class PgBatch:
         records = [(i, op) for i, op in enumerate(ops) if isinstance(op, Record)]
         claims = [(i, op) for i, op in enumerate(ops) if isinstance(op, ClaimRequest)]
         claims += [(i, op.then_claim) for i, op in records if op.then_claim]
+        give_backs = [(i, op) for i, op in enumerate(ops) if isinstance(op, GiveBack)]
         transaction = conn.transaction()
         await transaction.start()
         try:
-            if not ingests:
-                # Outcomes and claims alone: a power cut may lose them (a repeated attempt,
-                # never a lost event), so their commit does not wait for the disk.
-                await conn.execute("SET LOCAL synchronous_commit = off")
-            await self._lock_ordered(conn, [op for _, op in ingests], [c for _, c in claims])
+            xid = await self._begin(conn, [op for _, op in ingests], [c for _, c in claims])
+            for index, op in give_backs:
+                await conn.execute(_GIVE_BACK, list(op.ids), op.now, self.daemon_id)
+                results[index] = None
             await self._record(conn, [op for _, op in records])
             for index, _ in records:
                 results[index] = []
@@ -165,6 +222,10 @@ class PgBatch:
                 results[index] = reply
             for index, claimed in await self._claim_together(conn, claims):
                 results[index] = claimed
+            # Last: deliveries stored `delivering` above that a stopping daemon will not run.
+            for index, requeue in [(i, op) for i, op in enumerate(ops) if isinstance(op, Requeue)]:
+                status = await conn.execute(_REQUEUE, requeue.now, self.daemon_id)
+                results[index] = int(status.rsplit(" ", 1)[-1])  # "UPDATE n"
             queued = [e for r in replies if isinstance(r, Enqueued) for e in r.queued]
             if queued:
                 await conn.execute(_NOTIFY, DUE_CHANNEL, notify_payloads(queued))
@@ -175,16 +236,21 @@ class PgBatch:
         try:
             await transaction.commit()
         except DRIVER_ERRORS as exc:
-            stored = [a.id for r in replies if isinstance(r, Enqueued) for a in r.accepted if not a.duplicate]
-            raise CommitUnknown(results, stored[0] if stored else None) from exc
+            started = [d.id for r in replies if isinstance(r, Enqueued) for d in r.started]
+            taken = [d.id for index, _ in claims for d in results[index] or []]
+            raise CommitUnknown(results, xid, started + taken) from exc
         return results
 
     @staticmethod
-    async def _lock_ordered(conn: Conn, ingests: list[Ingest], claims: list[ClaimRequest]) -> None:
+    async def _begin(conn: Conn, ingests: list[Ingest], claims: list[ClaimRequest]) -> int:
+        """The transaction's id; its durability (outcomes and claims alone may be lost to a
+        power cut, as a repeated attempt, never a lost event, so their commit does not wait for
+        the disk); and the ordered endpoints' locks."""
         touched = sorted({e for op in ingests for event in op.events for e in event.endpoint_ids})
         ordered = sorted({e for claim in claims for e in claim.ordered if claim.quotas.get(e, 0) > 0})
-        if touched or ordered:
-            await conn.execute(_LOCK_ORDERED, touched, ordered)
+        row = await conn.fetchrow(_BEGIN, touched, ordered, "on" if ingests else "off")
+        assert row is not None
+        return int(row[0])
 
     async def _ingest(self, conn: Conn, ops: list[Ingest]) -> list[Enqueued | InvalidInput]:
         if not ops:
@@ -247,8 +313,8 @@ class PgBatch:
             [r.started_at for r in results],
             [r.duration_ms for r in results],
             [r.status for r in results],
-            [r.error for r in results],
-            [r.response_excerpt for r in results],
+            [storable(r.error) for r in results],
+            [storable(r.response_excerpt) for r in results],
             [rec.outcome for _, rec in records],
             [r.body_sent for r in results],
         )
@@ -260,13 +326,13 @@ class PgBatch:
             [rec.first_attempt_at for _, rec in records],
             [r.started_at for r in results],
             [r.status for r in results],
-            [r.error for r in results],
+            [storable(r.error) for r in results],
             now,
             self.daemon_id,
         )
         disables = [(rec.endpoint_id, rec.disable_endpoint) for _, rec in records if rec.disable_endpoint is not None]
         if disables:
-            await conn.execute(_DISABLE, [d[0] for d in disables], [d[1] for d in disables], now)
+            await conn.execute(_DISABLE, [d[0] for d in disables], [storable(d[1]) for d in disables], now)
             await conn.execute(_NOTIFY, ENDPOINTS_CHANNEL, notify_payloads([d[0] for d in disables]))
         releases = [(rec.endpoint_id, rec.release_backlog_at) for _, rec in records if rec.release_backlog_at]
         if releases:

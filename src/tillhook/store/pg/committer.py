@@ -44,6 +44,7 @@ class PgGroupCommitter(Generic[Op]):
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         apply_batch: Callable[[asyncpg.Connection, Sequence[Op]], Awaitable[list[Any]]],
         on_commit: Callable[[int], None] | None = None,
+        give_back: Callable[[list[int]], Op] | None = None,
     ) -> None:
         """`apply_batch(conn, ops)` runs one transaction and returns a result per op (an
         exception instance fails that op alone); if it raises, nothing of the batch was
@@ -51,6 +52,7 @@ class PgGroupCommitter(Generic[Op]):
         self._connect = connect
         self._apply_batch = apply_batch
         self.on_commit = on_commit
+        self._give_back = give_back  # the op that puts back deliveries of a commit of unknown fate
         self._queue: asyncio.Queue[_Item[Op] | None] = asyncio.Queue()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -123,19 +125,7 @@ class PgGroupCommitter(Generic[Op]):
                 break
             except CommitUnknown as unknown:
                 await self._drop_connection()
-                committed = await self._committed(unknown)
-                if committed is None:
-                    error = StoreUnavailable(
-                        "PostgreSQL went away while these events were being committed: they may be stored or"
-                        " not; send them again with the same Idempotency-Key (a stored one is answered as a"
-                        " duplicate)"
-                    )
-                elif committed:
-                    results, error = unknown.results, None
-                else:
-                    error = StoreUnavailable(
-                        "PostgreSQL went away while committing: nothing of this request was stored; retry"
-                    )
+                results, error = unknown.results, await self._fate(unknown)
                 break
             except _TRY_AGAIN as exc:
                 error = exc
@@ -143,9 +133,16 @@ class PgGroupCommitter(Generic[Op]):
                     continue
             except DRIVER_ERRORS as exc:
                 error = exc
-                if self._conn is None or self._conn.is_closed():
+                lost = self._conn is None or self._conn.is_closed()
+                if lost:
                     log.warning("store_connection_lost", connection="writer", error=describe_pg_error(exc))
-                await self._drop_connection()
+                    await self._drop_connection()
+                elif len(batch) > 1 and isinstance(exc, asyncpg.PostgresError):
+                    # One op the database refuses (a value it cannot hold, say) must not fail
+                    # the others that happened to share its transaction: each on its own.
+                    for item in batch:
+                        await self._commit([item])
+                    return
             except StoreUnavailable as exc:
                 error = exc
             break
@@ -161,22 +158,35 @@ class PgGroupCommitter(Generic[Op]):
             self.on_commit(len(batch))
         settle_each(futures, results)
 
-    async def _committed(self, unknown: CommitUnknown) -> bool | None:
-        """Whether the transaction the connection was lost in committed after all, asked again
-        on a new connection for as long as PostgreSQL may take to come back (the callers wait
-        rather than hear a 503 that may be untrue); None if it could not be told."""
-        if unknown.event_id is None:
-            return None
+    async def _fate(self, unknown: CommitUnknown) -> StoreUnavailable | None:
+        """Whether the transaction the connection was lost in committed after all (None: it
+        did, its results stand), asked on a new connection for as long as PostgreSQL may take
+        to come back: the callers wait rather than hear a 503 that may be untrue."""
         deadline = asyncio.get_running_loop().time() + COMMIT_CHECK_S
         while True:
             try:
                 conn = await self._connection()
-                return bool(await conn.fetchval("SELECT count(*) FROM events WHERE id = $1", unknown.event_id))
+                status = await conn.fetchval("SELECT txid_status($1)", unknown.xid)
             except (*DRIVER_ERRORS, StoreUnavailable):
                 await self._drop_connection()
-                if asyncio.get_running_loop().time() >= deadline:
-                    return None
-                await asyncio.sleep(0.2)  # PostgreSQL restarting: ask again shortly
+                status = "unreachable"
+            if status == "committed":
+                return None
+            if status == "aborted":
+                return StoreUnavailable(
+                    "PostgreSQL went away while committing: nothing of this request was stored; retry"
+                )
+            if status is None or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)  # still committing, or PostgreSQL restarting: ask again shortly
+        if unknown.claimed and self._give_back is not None:
+            # Marked this daemon's in a transaction nobody knows the fate of: if it committed,
+            # nobody would ever run them (their lease is renewed with the daemon's).
+            self._queue.put_nowait((self._give_back(unknown.claimed), asyncio.get_running_loop().create_future()))
+        return StoreUnavailable(
+            "PostgreSQL went away while these events were being committed: they may be stored or not; send them"
+            " again with the same Idempotency-Key (a stored one is answered as a duplicate)"
+        )
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from tillhook.errors import StoreUnavailable
+from tillhook.errors import InvalidInput, StoreUnavailable
 
 # A connection of its own or one lent by the pool: the verbs run on either.
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -71,8 +71,14 @@ class PostgresTarget:
 
     @property
     def display(self) -> str:
-        """The URL as logs and messages show it: never with a password."""
-        return self.dsn
+        """The URL as logs and messages show it: never with a password (the client key's
+        `sslpassword`, which the connection needs in the URL, is shown masked)."""
+        before, qmark, query = self.dsn.partition("?")
+        if "sslpassword" not in query:
+            return self.dsn
+        tail, hash_, fragment = query.partition("#")
+        pairs = [(k, "***" if k == "sslpassword" else v) for k, v in parse_qsl(tail, keep_blank_values=True)]
+        return f"{before}{qmark}{urlencode(pairs, safe='*')}{hash_}{fragment}"
 
     @property
     def where(self) -> str:
@@ -113,8 +119,15 @@ def describe_pg_error(exc: BaseException, *, target: PostgresTarget | None = Non
     return text
 
 
-def unavailable(exc: BaseException, target: PostgresTarget | None = None) -> StoreUnavailable:
-    """The StoreUnavailable to raise for a driver or OS error (`raise unavailable(exc) from exc`)."""
+def unavailable(exc: BaseException, target: PostgresTarget | None = None) -> StoreUnavailable | InvalidInput:
+    """What to raise for a driver or OS error (`raise unavailable(exc) from exc`): the storage
+    unavailable, or, for a value PostgreSQL cannot hold in text (a NUL character), the
+    request's own mistake, said as such."""
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        return InvalidInput(
+            "the request holds a NUL (or other character) that PostgreSQL cannot store in text: take it out",
+            slug="invalid-character",
+        )
     return StoreUnavailable(describe_pg_error(exc, target=target))
 
 

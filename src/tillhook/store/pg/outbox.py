@@ -18,9 +18,9 @@ from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, NewEvent
 from tillhook.store.ops import Ingest, Record
 from tillhook.store.pg import admin as pg_admin
 from tillhook.store.pg import endpoints as pg_endpoints
-from tillhook.store.pg.batch import PgBatch, WriteOp
+from tillhook.store.pg.batch import GiveBack, PgBatch, Requeue, WriteOp
 from tillhook.store.pg.committer import PgGroupCommitter
-from tillhook.store.pg.connect import Conn, PostgresTarget, connect, create_pool, describe_pg_error
+from tillhook.store.pg.connect import Conn, PostgresTarget, connect, create_pool, describe_pg_error, unavailable
 from tillhook.store.pg.presence import Presence
 from tillhook.store.pg.reads import DRIVER_ERRORS, PgReads
 from tillhook.store.pg.schema import migrate
@@ -28,8 +28,12 @@ from tillhook.store.port import ClaimRequest, ConfigApplied, DeliveryRow, Enqueu
 
 T = TypeVar("T")
 
-# Reads and admin writes; the writer and the listener have a connection each of their own.
+# Reads and admin writes; the writer and the presence (its beat and LISTEN) have a
+# connection each of their own.
 POOL_SIZE = 8
+# No statement of the outbox's takes this long on a server that answers: one that does is on a
+# connection gone half-open (a cut network), and fails rather than hang its callers.
+COMMAND_TIMEOUT_S = 30.0
 
 
 class PostgresStore(PgReads):
@@ -40,7 +44,8 @@ class PostgresStore(PgReads):
         super().__init__()
         self.target = target
         self.lease_s = lease_s
-        self.presence = Presence(lambda: self.pool, self._connect_listener, lease_s=lease_s, now=now)
+        self._now = now
+        self.presence = Presence(self._connect_presence, lease_s=lease_s, now=now)
         self._committer: PgGroupCommitter[WriteOp] | None = None
         self.on_commit: Callable[[int], None] | None = None
 
@@ -55,9 +60,16 @@ class PostgresStore(PgReads):
         finally:
             await conn.close()
         try:
-            self._pool = await create_pool(self.target, min_size=1, max_size=POOL_SIZE)
+            self._pool = await create_pool(
+                self.target, min_size=1, max_size=POOL_SIZE, command_timeout=COMMAND_TIMEOUT_S
+            )
             batch = PgBatch(self.presence.daemon_id, self.lease_s)
-            self._committer = PgGroupCommitter(lambda: connect(self.target), batch, self._committed)
+            self._committer = PgGroupCommitter(
+                lambda: connect(self.target, command_timeout=COMMAND_TIMEOUT_S),
+                batch,
+                self._committed,
+                give_back=lambda ids: GiveBack(ids, self._now()),
+            )
             await self._committer.start()
             await self.presence.start()
         except DRIVER_ERRORS as exc:
@@ -72,8 +84,10 @@ class PostgresStore(PgReads):
         if "listen" in facts:
             self.presence.listen_address = str(facts["listen"])
 
-    async def _connect_listener(self) -> asyncpg.Connection:
-        return await connect(self.target)
+    async def _connect_presence(self) -> asyncpg.Connection:
+        # Its statements are small: one that does not answer within a third of the lease
+        # means the connection (or the server) is gone, and the beat connects again.
+        return await connect(self.target, command_timeout=max(1.0, self.lease_s / 3))
 
     def _committed(self, ops: int) -> None:
         if self.on_commit is not None:
@@ -122,7 +136,7 @@ class PostgresStore(PgReads):
             async with self.pool.acquire() as conn, conn.transaction():
                 return await fn(conn)
         except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(describe_pg_error(exc)) from exc
+            raise unavailable(exc, self.target) from exc
 
     # -- tokens and endpoints (store/pg/admin.py, store/pg/endpoints.py) ---------------
 
@@ -186,19 +200,12 @@ class PostgresStore(PgReads):
 
     async def requeue_in_flight(self, now: float) -> int:
         """This daemon's own claims go back to pending, due now (at a stop), and those of any
-        daemon whose lease ran out before `now`. Another daemon's live claims are never taken,
-        at a start least of all (its lease says it is still at work on them)."""
-
-        async def requeue(conn: Conn) -> int:
-            status = await conn.execute(
-                "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, updated_at = $1, claimed_by = NULL,"
-                " lease_until = NULL WHERE state = 'delivering' AND (claimed_by = $2 OR lease_until < $1)",
-                now,
-                self.presence.daemon_id,
-            )
-            return int(status.split()[-1])
-
-        return await self._transaction(requeue)
+        daemon not seen within its lease whose claim ran out before `now`. Another daemon's
+        live claims are never taken, at a start least of all. Through the writer, behind the
+        writes queued before it (their started deliveries, refused by a stopping dispatcher,
+        go back with the rest)."""
+        count: int = await self._queued(Requeue(now))
+        return count
 
     async def backup(self, target: Path) -> int:
         raise StoreError(
