@@ -4,6 +4,7 @@ it leads to, and the claim asked along with it; a retry is due at its time and n
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -212,3 +213,20 @@ async def test_a_closed_outbox_refuses_outcomes_as_unavailable(outbox: Outbox) -
     await outbox.close()
     with pytest.raises(StoreUnavailable):
         await outbox.write_outcomes([attempt(delivery, DeliveryState.DELIVERED)], NOW)
+
+
+async def test_what_a_receiver_answered_is_kept_whatever_bytes_it_held(outbox: Outbox) -> None:
+    """A receiver's answer may hold a NUL (a binary body): its outcome is written all the same,
+    and written alone, never taking other writes of the same transaction down with it."""
+    (a,) = await endpoints(outbox, "a")
+    await outbox.enqueue([event("msg_1", [a.id])])
+    (one,) = await claim(outbox, {a.id: 1})
+    record = attempt(one, DeliveryState.PENDING, status=None, error="bad\x00gateway", retry_at=NOW + 60)
+    record = replace(record, result=replace(record.result, response_excerpt="PNG\x00\x01"))
+    beside = outbox.enqueue([event("msg_2", [a.id])])
+    assert await outbox.write_outcomes([record], NOW + 1) == []
+    assert (await beside).accepted[0].id == "msg_2"
+    (kept,) = await outbox.attempts_of_delivery(one.id)
+    assert kept.response_excerpt is not None and kept.error is not None
+    assert kept.response_excerpt.startswith("PNG") and len(kept.response_excerpt) == 5
+    assert kept.error.startswith("bad") and kept.error.endswith("gateway")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tests.contract.build import endpoint, event
+from tests.support import FakeClock
 from tillhook.store.pg.connect import PostgresTarget
 from tillhook.store.pg.outbox import PostgresStore
 from tillhook.store.port import ClaimRequest, Due, EndpointsChanged, News
@@ -117,3 +118,75 @@ async def test_news_of_endpoints_and_due_deliveries_reach_the_other_daemon(open_
     await heard.until(lambda: any(isinstance(n, Due) and n.endpoint_ids == {"ep_03"} for n in heard.news))
     await a.create_endpoint(endpoint("fresh"), time.time())
     await heard.until(lambda: any(isinstance(n, EndpointsChanged) for n in heard.news))
+
+
+async def test_a_daemon_that_cannot_renew_stops_serving_and_a_live_ones_work_is_never_taken(
+    pg_target: PostgresTarget,
+) -> None:
+    clock = FakeClock()
+    stores = [PostgresStore(pg_target, lease_s=30.0, now=clock.now, monotonic=clock.monotonic) for _ in range(2)]
+    a, b = stores
+    try:
+        for store in stores:
+            await store.open()
+            assert store.presence.task is not None
+            store.presence.task.cancel()  # beats stepped by the test from here
+        await a.presence.beat_once()
+        await b.presence.beat_once()
+        await add_endpoints(a)
+        await a.enqueue([event("msg_1", ["ep_00"], at=clock.now())])
+        (claimed,) = await a.claim_due(ClaimRequest({"ep_00": 1}, clock.now()))
+        # Its lease on the delivery runs out, but a beats: alive, so its work stays its own,
+        # even for b, which has been beating for far longer than a lease.
+        clock.advance(40)
+        await a.presence.beat_once()
+        async with a.pool.acquire() as conn:
+            await conn.execute("UPDATE deliveries SET lease_until = $1", clock.now() - 1)
+        clock.advance(40)
+        await a.presence.beat_once()
+        async with a.pool.acquire() as conn:
+            await conn.execute("UPDATE deliveries SET lease_until = $1", clock.now() - 1)
+        await b.presence.beat_once()
+        assert (await a.get_delivery(claimed.id)).state.value == "delivering"
+        assert all(a.presence.serves(e) or b.presence.serves(e) for e in ENDPOINTS)
+        # a falls silent: two thirds of a lease without a renewal and it serves nothing more,
+        # before anyone may take its work.
+        clock.advance(21)
+        assert not any(a.presence.serves(e) for e in ENDPOINTS)
+        clock.advance(10)
+        await b.presence.beat_once()  # a not seen within its lease: dead to b
+        assert (await b.get_delivery(claimed.id)).state.value == "pending"
+        assert all(b.presence.serves(e) for e in ENDPOINTS)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_daemon_takes_nothing_back_before_it_has_beaten_for_a_lease(pg_target: PostgresTarget) -> None:
+    """As after PostgreSQL was away for longer than a lease, when every lease looks run out to
+    the first daemon back: a daemon starting (or coming back: its beats failed) first gives the
+    others a lease's time to renew their own."""
+    clock = FakeClock()
+    stores = [PostgresStore(pg_target, lease_s=30.0, now=clock.now, monotonic=clock.monotonic) for _ in range(2)]
+    a, b = stores
+    try:
+        await a.open()
+        assert a.presence.task is not None
+        a.presence.task.cancel()
+        await add_endpoints(a)
+        await a.enqueue([event("msg_1", ["ep_00"], at=clock.now())])
+        (claimed,) = await a.claim_due(ClaimRequest({"ep_00": 1}, clock.now()))
+        clock.advance(60)  # a silent for two leases
+        await b.open()
+        assert b.presence.task is not None
+        b.presence.task.cancel()
+        await b.presence.beat_once()
+        assert (await b.get_delivery(claimed.id)).state.value == "delivering"  # not at b's start
+        await a.presence.beat_once()  # a back, renewing its claim
+        clock.advance(31)
+        await a.presence.beat_once()
+        await b.presence.beat_once()
+        assert (await b.get_delivery(claimed.id)).state.value == "delivering"  # a's: a is alive
+    finally:
+        for store in stores:
+            await store.close()

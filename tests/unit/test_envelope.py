@@ -220,11 +220,19 @@ def test_the_summary_is_cut_after_five_errors() -> None:
         (body(event(id="pos-2")), "pos-1", ["id"]),  # the body and the header disagree
         (body(event()), "", ["Idempotency-Key"]),
         (body(event()), "k" * 256, ["Idempotency-Key"]),
+        (body(event()), "pos\x001", ["Idempotency-Key"]),  # a NUL: no store can search for it
     ],
 )
 def test_idempotency_header_mistakes(raw: bytes, key: str, fields: list[str]) -> None:
     error = refused(raw, key)
     assert error.status == 422 and [e["field"] for e in (error.errors or [])] == fields
+
+
+@pytest.mark.parametrize("key", ["pos\x001", "line\nbreak", "del\x7f"])
+def test_a_key_with_a_control_character_is_refused_naming_it(key: str) -> None:
+    error = refused(body(event(id=key)))
+    assert error.status == 422 and [e["field"] for e in (error.errors or [])] == ["id"]
+    assert "control characters" in error.message
 
 
 def test_the_idempotency_header_is_refused_on_a_batch() -> None:

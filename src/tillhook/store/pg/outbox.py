@@ -40,12 +40,19 @@ class PostgresStore(PgReads):
     """The outbox in a PostgreSQL database. Beyond the port, for the composition root:
     `presence` (which endpoints this daemon serves, the other daemons' news) and `on_commit`."""
 
-    def __init__(self, target: PostgresTarget, *, lease_s: float = 30.0, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        target: PostgresTarget,
+        *,
+        lease_s: float = 30.0,
+        now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.target = target
         self.lease_s = lease_s
         self._now = now
-        self.presence = Presence(self._connect_presence, lease_s=lease_s, now=now)
+        self.presence = Presence(self._connect_presence, lease_s=lease_s, now=now, monotonic=monotonic)
         self._committer: PgGroupCommitter[WriteOp] | None = None
         self.on_commit: Callable[[int], None] | None = None
 
