@@ -1,7 +1,7 @@
 """tillhook's benchmarks: the real daemon, as a subprocess, against a ceiling measured in the
 same run.
 
-    .venv/bin/python bench/run.py [--runs N] [--quick] [--readme PATH] [--keep]
+    .venv/bin/python bench/run.py [--runs N] [--quick] [--readme PATH] [--keep] [--postgres URL]
 
 Figures (each the median of N runs, with the spread min-max):
   1. ingest, one event per request, 50 clients: accepted events/s vs a bare aiohttp server
@@ -23,11 +23,16 @@ Figures (each the median of N runs, with the spread min-max):
   8. the dashboard: each page's p50/p95 render time, signed in, over a database of 1,000,000
      deliveries received over the last 24 h (bench/dashboard.py), against 100 ms;
   9. figure 3 with a filter, a transform or a chat preset on every endpoint: deliveries/s
-     and CPU per delivery against plain deliveries in the same run (bench/shaping.py).
+     and CPU per delivery against plain deliveries in the same run (bench/shaping.py);
+ 10. the outbox shared on PostgreSQL: figure 1's ingest and a delivery burst to 8 endpoints,
+     one daemon on PostgreSQL against one on SQLite and two daemons on one PostgreSQL outbox
+     against one, with each process's CPU and PostgreSQL's commits (bench/shared.py), on a
+     cluster of its own (.ci/postgres) unless --postgres URL names one.
 
 --only takes a comma-separated subset of: single, batch, delivery, latency, backlog,
-isolation, idle, dashboard, shaping. `--only dashboard`, `--only shaping` (or both) update
-only their own sections of bench/README.md and their entries in results.json.
+isolation, idle, dashboard, shaping, shared. `--only dashboard`, `--only shaping`,
+`--only shared` (or several of them) update only their own sections of bench/README.md and
+their entries in results.json.
 
 Load generators and receivers are separate processes (bench/worker.py). A full run writes
 the table into bench/README.md; --quick is a smoke check that only prints it (unless
@@ -60,6 +65,7 @@ from typing import Any
 
 import dashboard  # figure 8, beside this file (the script's directory is on sys.path)
 import shaping  # figure 9
+import shared  # figure 10
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = str(BENCH_DIR / "worker.py")
@@ -252,11 +258,15 @@ class Daemon:
         delivery: dict[str, Any] | None = None,
         server: dict[str, Any] | None = None,
         start_timeout_s: float = 30.0,
+        storage: dict[str, Any] | None = None,
     ) -> None:
+        """`storage`: the [storage] keys instead of a SQLite file in `workdir` (a PostgreSQL url)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config_path = workdir / "tillhook.toml"
-        self.config_path.write_text(self._toml(workdir / "tillhook.db", endpoints or [], delivery or {}, server or {}))
+        self.config_path.write_text(
+            self._toml(storage or {"path": str(workdir / "tillhook.db")}, endpoints or [], delivery or {}, server or {})
+        )
         self.lines: list[str] = []
         self.problems: list[str] = []  # log lines at warning level or above, and unparsable ones
         self.counts: dict[str, int] = {}
@@ -287,7 +297,10 @@ class Daemon:
         self.exit_code: int | None = None
 
     @staticmethod
-    def _toml(db: Path, endpoints: list[dict[str, Any]], delivery: dict[str, Any], server: dict[str, Any]) -> str:
+    def _toml(
+        storage: dict[str, Any], endpoints: list[dict[str, Any]], delivery: dict[str, Any], server: dict[str, Any]
+    ) -> str:
+        storage_keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in storage.items())
         text = """
 [server]
 listen = "127.0.0.1:0"
@@ -300,8 +313,7 @@ ingest_token = "{INGEST_TOKEN}"
 admin_token = "{ADMIN_TOKEN}"
 
 [storage]
-path = "{db}"
-
+{storage_keys}
 [delivery]
 allow_http = true
 allow_networks = ["127.0.0.0/8"]
@@ -924,6 +936,13 @@ class Bench:
                 "processes": len(tree),
             }
         return out
+
+    # 10 -------------------------------------------------------------------------------------
+    def shared_outbox(self, run: int, receiver: Receiver, cluster: shared.Cluster) -> dict[str, Any]:
+        kit = shared.Kit(daemon=Daemon, run_worker=run_worker, cpu_seconds=cpu_seconds, token=INGEST_TOKEN)
+        result = shared.Figure(self, kit, cluster).run_once(run, receiver)
+        result["loadavg"] = _loadavg()
+        return result
 
     def isolation(self, run: int, receiver: Receiver) -> dict[str, Any]:
         started = time.monotonic()
@@ -1587,14 +1606,39 @@ script): [FINDINGS.md](FINDINGS.md).
 # -- main ------------------------------------------------------------------------------------
 
 
-FIGURES = ("single", "batch", "delivery", "latency", "backlog", "isolation", "idle", "dashboard", "shaping")
+FIGURES = (
+    "single",
+    "batch",
+    "delivery",
+    "latency",
+    "backlog",
+    "isolation",
+    "idle",
+    "dashboard",
+    "shaping",
+    "shared",
+)
 # Figures with a README section and a results.json entry of their own: run alone, they
 # update only those.
-OWN_SECTIONS = {"dashboard": dashboard, "shaping": shaping}
+OWN_SECTIONS = {"dashboard": dashboard, "shaping": shaping, "shared": shared}
 
 
-def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, only: set[str]) -> None:
+def _run_later_figures(
+    bench: Bench, run: int, runs: int, receiver: Receiver, only: set[str], cluster: shared.Cluster | None
+) -> None:
     raw = bench.raw
+    if "shared" in only:
+        assert cluster is not None
+        say(f"[run {run + 1}/{runs}] one outbox shared on PostgreSQL: ingest and delivery, 1 and 2 daemons")
+        started = time.monotonic()
+        raw.setdefault("shared", []).append(bench.shared_outbox(run, receiver, cluster))
+        r = raw["shared"][-1]
+        for kind in ("ingest", "delivery"):
+            say(
+                f"    {kind}: "
+                + ", ".join(f"{shared.LABELS[s]} {fmt_rate(r[kind][s]['value'])}" for s in shared.SETUPS)
+            )
+        say(f"    ({time.monotonic() - started:.0f} s)")
     if "backlog" in only:
         say(f"[run {run + 1}/{runs}] backlog of 1,000,000 pending deliveries")
         raw.setdefault("backlog", []).append(bench.backlog(run, receiver, bare_reference="delivery" not in only))
@@ -1627,6 +1671,8 @@ def _run_later_figures(bench: Bench, run: int, runs: int, receiver: Receiver, on
 def _section_rows(key: str, runs: list[dict[str, Any]]) -> list[dict[str, str]]:
     if key == "dashboard":
         return dashboard.rows(runs, fmt_ms, span, med)
+    if key == "shared":
+        return shared.rows(runs, fmt_rate, span, med)
     return shaping.rows(runs, fmt_rate, span, med)
 
 
@@ -1638,13 +1684,16 @@ def _write_section(key: str, readme: Path, info: dict[str, str], command: str, r
         f" SQLite {info['sqlite']}, load average at start {info['loadavg_at_start']};"
         f" {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}"
     )
-    details_lines = dashboard.details(runs, fmt_ms) if key == "dashboard" else shaping.details(runs)
-    text = module.section(table(_section_rows(key, runs)), details_lines, command, when)
+    if key == "shared":
+        text = shared.section(table(_section_rows(key, runs)), shared.details(runs), command, when, runs)
+    else:
+        details_lines = dashboard.details(runs, fmt_ms) if key == "dashboard" else shaping.details(runs)
+        text = module.section(table(_section_rows(key, runs)), details_lines, command, when)
     readme.write_text(module.splice(readme.read_text() if readme.exists() else "", text))
 
 
 def _write_sections_only(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any], bench: Bench) -> None:
-    """Figures 8 and 9 alone: their sections of the README and their entries in results.json;
+    """Figures 8, 9 and 10 alone: their sections of the README and their entries in results.json;
     the other figures' results stay as their last full run left them."""
     keys = [k for k in OWN_SECTIONS if raw.get(k)]
     for key in keys:
@@ -1665,30 +1714,49 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--readme", help="write the report here (default: bench/README.md on a full run)")
+    parser.add_argument("--only", help="comma-separated subset: " + ",".join(FIGURES))
     parser.add_argument(
-        "--only", help="comma-separated subset: single,batch,delivery,latency,backlog,isolation,idle,dashboard,shaping"
+        "--postgres",
+        metavar="URL",
+        help="figure 10 on this PostgreSQL cluster (a superuser URL; a database is made per daemon set)"
+        " instead of one of its own started by .ci/postgres",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     only = set(args.only.split(",")) if args.only else set(FIGURES)
+    if only - set(FIGURES):
+        parser.error(f"--only: no figure named {', '.join(sorted(only - set(FIGURES)))}; figures: {', '.join(FIGURES)}")
     readme = Path(args.readme) if args.readme else (None if args.quick else BENCH_DIR / "README.md")
     tmp = Path(tempfile.mkdtemp(prefix="tillhook-bench-"))
-    command = ".venv/bin/python bench/run.py" + "".join(
-        f" {a}" for a in sys.argv[1:] if not a.startswith("--readme") and a != args.readme
-    )
+    # The command as the README shows it: no --readme (a trial's path), no cluster URL (it may hold a password).
+    shown = []
+    for a in sys.argv[1:]:
+        if a.startswith("--readme") or a == args.readme:
+            continue
+        shown.append("--postgres URL" if a.startswith("--postgres") else "" if a == args.postgres else a)
+    command = ".venv/bin/python bench/run.py" + "".join(f" {a}" for a in shown if a)
     say(f"tillhook bench: {runs} run(s){' (quick)' if args.quick else ''}, temp dir {tmp}")
     info = machine()
     started = time.monotonic()
     bench = Bench(runs, args.quick, tmp)
     raw = bench.raw
     receiver: Receiver | None = None
+    cluster: shared.Cluster | None = None
 
     def stop_all(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_all)
     try:
+        if "shared" in only:
+            if args.postgres:
+                cluster = shared.Cluster(args.postgres, None)
+            else:
+                say("starting a PostgreSQL cluster of this run's own (.ci/postgres start)")
+                cluster = shared.Cluster.start(tmp)
+            cpu_from = "read from /proc" if cluster.postmaster else "not readable here"
+            say(f"    PostgreSQL {cluster.version}; its CPU {cpu_from}")
         if only - {"single", "batch"}:
             receiver = Receiver()
         for run in range(runs):
@@ -1718,9 +1786,9 @@ def main() -> int:
                     f"    idle p50 {fmt_ms(r['daemon_idle']['p50'])} p99 {fmt_ms(r['daemon_idle']['p99'])};"
                     f" 200/s p50 {fmt_ms(r['daemon_steady']['p50'])} p99 {fmt_ms(r['daemon_steady']['p99'])}"
                 )
-            if only & {"backlog", "isolation", "dashboard", "shaping"}:
+            if only & {"backlog", "isolation", "dashboard", "shaping", "shared"}:
                 assert receiver is not None
-                _run_later_figures(bench, run, runs, receiver, only)
+                _run_later_figures(bench, run, runs, receiver, only, cluster)
         if "idle" in only:
             assert receiver is not None
             say(f"[{runs} side by side] idle footprint")
@@ -1736,6 +1804,10 @@ def main() -> int:
         if receiver is not None:
             receiver.stop()
         _cleanup()
+        if cluster is not None:
+            problem = cluster.stop()
+            if problem:
+                bench.harness(problem)
         if args.keep:
             say(f"kept {tmp}")
         else:

@@ -142,6 +142,7 @@ class _Tally:
         self.duplicates = 0
         self.first: float | None = None
         self.last: float | None = None
+        self.last_by_path: dict[str, float] = {}
         self.latencies_ms: dict[str, list[float]] = {}
         self.missing_signature = 0
         self.arrivals: list[float] = []
@@ -171,7 +172,7 @@ def receiver(args: dict[str, Any]) -> None:
         tally.by_path[path] = tally.by_path.get(path, 0) + 1
         if tally.first is None:
             tally.first = arrived
-        tally.last = arrived
+        tally.last = tally.last_by_path[path] = arrived
         tally.arrivals.append(arrived)
         # Deliveries are told apart by webhook-id; direct posts (the latency floor) by x-bench-id.
         key = (path, request.headers.get("webhook-id") or request.headers.get("x-bench-id") or "")
@@ -194,6 +195,7 @@ def receiver(args: dict[str, Any]) -> None:
             "by_path": tally.by_path,
             "first": tally.first,
             "last": tally.last,
+            "last_by_path": tally.last_by_path,
             "missing_signature": tally.missing_signature,
             # when 25, 50, 75 and 100 % of the arrivals so far had come: shows a rate that drifts
             "quartiles": [tally.arrivals[max(0, int(len(tally.arrivals) * q) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
@@ -224,7 +226,9 @@ def receiver(args: dict[str, Any]) -> None:
 
 
 async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
-    url: str = args["url"]
+    # `urls`: the clients take them in turn (client k posts to urls[k % n]), splitting the load evenly.
+    urls: list[str] = list(args.get("urls") or [args["url"]])
+    cpu0 = time.process_time()
     concurrency = int(args["concurrency"])
     batch = int(args.get("batch", 0))  # 0: one event per request (an object); n: arrays of n
     warmup, duration = float(args["warmup"]), float(args["duration"])
@@ -235,6 +239,7 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
     t_measure, t_end = start + warmup, start + warmup + duration
     state = {"issued": 0}
     measured = {"requests": 0, "events": 0}
+    events_by_url = dict.fromkeys(urls, 0)
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
     latencies: list[float] = []
@@ -249,7 +254,7 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
             + "]"
         ).encode()
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(session: aiohttp.ClientSession, url: str) -> None:
         while state["issued"] < max_requests:
             sent = time.perf_counter()
             if sent >= t_end:
@@ -272,11 +277,13 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
                 latencies.append((done - sent) * 1000.0)
                 if status == 202:
                     measured["events"] += batch or 1
+                    events_by_url[url] += batch or 1
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.wait_for(asyncio.gather(*(worker(session) for _ in range(concurrency))), warmup + duration + 60)
+        clients = (worker(session, urls[k % len(urls)]) for k in range(concurrency))
+        await asyncio.wait_for(asyncio.gather(*clients), warmup + duration + 60)
     return {
         "events_per_s": measured["events"] / duration,
         "requests_per_s": measured["requests"] / duration,
@@ -286,6 +293,8 @@ async def _loadgen(args: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "request_ms_p50": percentile(latencies, 50),
         "request_ms_p99": percentile(latencies, 99),
+        "events_per_s_by_url": {u: n / duration for u, n in events_by_url.items()},
+        "cpu_s": time.process_time() - cpu0,
     }
 
 
@@ -295,8 +304,10 @@ def loadgen(args: dict[str, Any]) -> None:
 
 async def _post_burst(args: dict[str, Any]) -> dict[str, Any]:
     """Post `events` events in batches of `batch`, `concurrency` requests at a time, as fast
-    as possible; report when the first request left and the last reply came back."""
-    url, batch, events = args["url"], int(args["batch"]), int(args["events"])
+    as possible; report when the first request left and the last reply came back. With
+    `urls`, request k goes to urls[k % n] (the load split evenly)."""
+    urls: list[str] = list(args.get("urls") or [args["url"]])
+    batch, events = int(args["batch"]), int(args["events"])
     headers = {"Authorization": f"Bearer {args['token']}", "Content-Type": "application/json"}
     bodies = [
         (
@@ -308,15 +319,15 @@ async def _post_burst(args: dict[str, Any]) -> dict[str, Any]:
         ).encode()
         for start in range(0, events, batch)
     ]
-    queue = list(reversed(bodies))
+    queue = list(reversed(list(enumerate(bodies))))
     statuses: dict[str, int] = {}
     accepted = 0
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal accepted
         while queue:
-            payload = queue.pop()
-            async with session.post(url, data=payload, headers=headers) as response:
+            k, payload = queue.pop()
+            async with session.post(urls[k % len(urls)], data=payload, headers=headers) as response:
                 reply = await response.json(content_type=None)
                 statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
                 if response.status == 202:
