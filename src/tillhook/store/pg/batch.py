@@ -62,9 +62,10 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::
 """
 
 _INSERT_ATTEMPTS = """
-INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome, body_sent)
+INSERT INTO attempts (delivery_id, started_at, duration_ms, status, error, response_excerpt, outcome, body_sent,
+    endpoint_id)
 SELECT * FROM unnest($1::bigint[], $2::float8[], $3::float8[], $4::integer[], $5::text[], $6::text[], $7::text[],
-    $8::bytea[])
+    $8::bytea[], $9::text[])
 """
 
 _WRITE_OUTCOMES = """
@@ -114,10 +115,13 @@ WITH picked AS (
     )
 )
 UPDATE deliveries d SET state = 'delivering', updated_at = $4, claimed_by = $5, lease_until = $6
-FROM picked, events e
-WHERE d.id = picked.id AND d.state = 'pending' AND e.id = d.event_id
+FROM events e
+WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND d.state = 'pending' AND e.id = d.event_id
 RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.first_attempt_at, e.body, d.check_filter
 """
+# (d.id = ANY(ARRAY(...)): the few rows picked are fetched by their key, whatever the planner
+# thinks of the table's size; a join with `picked` turned into a scan of every pending row
+# once the table had been analysed.)
 
 _NOTIFY = "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x"
 
@@ -317,6 +321,7 @@ class PgBatch:
             [storable(r.response_excerpt) for r in results],
             [rec.outcome for _, rec in records],
             [r.body_sent for r in results],
+            [rec.endpoint_id for _, rec in records],
         )
         await conn.execute(
             _WRITE_OUTCOMES,

@@ -89,6 +89,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE attempts (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         delivery_id bigint NOT NULL,
+        endpoint_id text NOT NULL,             -- its delivery's: the trigger below needs no join
         started_at double precision NOT NULL,
         duration_ms double precision NOT NULL,
         status integer,
@@ -128,15 +129,15 @@ MIGRATIONS: tuple[str, ...] = (
             last_failure_reason = CASE WHEN s.failure_at IS NULL THEN ep.last_failure_reason
                 ELSE s.failure_reason END
         FROM (
-            SELECT d.endpoint_id,
+            SELECT a.endpoint_id,
                 max(a.started_at) FILTER (WHERE a.outcome = 'delivered') AS success_at,
                 max(a.started_at) FILTER (WHERE a.outcome <> 'delivered') AS failure_at,
                 (array_agg(coalesce(a.error, 'HTTP ' || a.status) ORDER BY a.started_at DESC)
                     FILTER (WHERE a.outcome <> 'delivered'))[1] AS failure_reason
-            FROM new_attempts a JOIN deliveries d ON d.id = a.delivery_id
+            FROM new_attempts a
             WHERE a.outcome <> 'filtered_out'
-            GROUP BY d.endpoint_id
-            ORDER BY d.endpoint_id
+            GROUP BY a.endpoint_id
+            ORDER BY a.endpoint_id
         ) s
         WHERE ep.id = s.endpoint_id;
         INSERT INTO attempt_hours AS h (hour, bucket, delivered, failed)
