@@ -206,9 +206,12 @@ async def test_kill_9_of_one_daemon_loses_nothing(
         twice = {e for e, n in Counter(watch.accepted).items() if n > 1}
         allowed = {e for e, endpoint in in_flight if endpoint == names[name]}
         assert twice <= allowed, f"{name}: delivered twice without being in flight at the kill: {twice - allowed}"
-    # In order, a repeat of the head in flight at the kill aside.
+    # In order, a repeat of the head in flight at the kill aside. (An event the victim stored
+    # but was killed before acknowledging is delivered too, in its place: no promise was made
+    # for it, so it is left out of the comparison.)
+    promised = set(acked["ledger"])
     ledger = [e for i, e in enumerate(watches["ordered"].accepted) if e not in watches["ordered"].accepted[:i]]
-    assert ledger == acked["ledger"]
+    assert [e for e in ledger if e in promised] == acked["ledger"]
     # The survivor saw the victim go once its lease ran out, and serves every endpoint since.
     assert any(e.get("event") == "daemons_changed" and e.get("live") == 1 for e in survivor.log), survivor.log_text()
     if in_flight:
