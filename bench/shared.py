@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 import dashboard  # beside this file; the README's sections are spliced the same way
-from tillhook.store.pg.presence import _weight  # the daemons' own rendezvous hash
+from tillhook.store.pg.presence import rendezvous_weight  # the daemons' own rendezvous hash
 
 BENCH_DIR = Path(__file__).resolve().parent
 CI_POSTGRES = BENCH_DIR.parent / ".ci" / "postgres"
@@ -328,7 +328,7 @@ class Figure:
         served: list[list[str]] = [[] for _ in daemons]
         live = sorted(ids.values())
         for endpoint_id, name in endpoints:
-            winner = max(live, key=lambda daemon_id: _weight(daemon_id, str(endpoint_id)))
+            winner = max(live, key=lambda daemon_id: rendezvous_weight(daemon_id, str(endpoint_id)))
             for k, daemon in enumerate(daemons):
                 if ids.get(daemon.pid) == winner:
                     served[k].append(str(name))

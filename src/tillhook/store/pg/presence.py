@@ -44,7 +44,7 @@ def new_daemon_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def _weight(daemon_id: str, key: str) -> bytes:
+def rendezvous_weight(daemon_id: str, key: str) -> bytes:
     return hashlib.blake2b(f"{daemon_id}\0{key}".encode(), digest_size=8).digest()
 
 
@@ -120,7 +120,7 @@ class Presence:
     def server_of(self, key: str) -> str:
         """The id of the live daemon that serves `key`: every daemon names the same one once
         they have seen the same daemons live."""
-        return max(self._live, key=lambda daemon: _weight(daemon, key))
+        return max(self._live, key=lambda daemon: rendezvous_weight(daemon, key))
 
     # -- lifecycle -----------------------------------------------------------------------
 
