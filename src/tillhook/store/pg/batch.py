@@ -109,19 +109,19 @@ WITH picked AS (
     CROSS JOIN LATERAL (
         SELECT d.id, d.state, d.next_attempt_at FROM deliveries d
         WHERE d.endpoint_id = o.endpoint_id AND d.state IN ('pending', 'delivering')
-        ORDER BY d.id LIMIT 1
+        ORDER BY d.id LIMIT 1 FOR UPDATE
     ) h WHERE h.state = 'pending' AND h.next_attempt_at <= $4 AND NOT EXISTS (
         SELECT 1 FROM deliveries x WHERE x.endpoint_id = o.endpoint_id AND x.state = 'delivering'
     )
 )
 UPDATE deliveries d SET state = 'delivering', updated_at = $4, claimed_by = $5, lease_until = $6
 FROM events e
-WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND d.state = 'pending' AND e.id = d.event_id
+WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND e.id = d.event_id
 RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.first_attempt_at, e.body, d.check_filter
 """
-# (d.id = ANY(ARRAY(...)): the few rows picked are fetched by their key, whatever the planner
-# thinks of the table's size; a join with `picked` turned into a scan of every pending row
-# once the table had been analysed.)
+# The rows picked are locked as they are picked (and read again as they are then: pending),
+# so the update fetches them by their key alone: a join with `picked`, or a test of their
+# state here, had the planner scan every pending row's index entry for a few rows.
 
 _NOTIFY = "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x"
 
