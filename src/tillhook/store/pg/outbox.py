@@ -34,6 +34,11 @@ POOL_SIZE = 8
 # No statement of the outbox's takes this long on a server that answers: one that does is on a
 # connection gone half-open (a cut network), and fails rather than hang its callers.
 COMMAND_TIMEOUT_S = 30.0
+# The writer's statements each have an index to go by, and a plan made while a table was
+# small (a new outbox's: a scan of the whole table, cheapest then) would be kept by the
+# connection's statement cache until the table is next analysed, costing more with every row
+# meanwhile. With scans priced out, its plans follow the indexes whatever the table's size.
+WRITER_SESSION = {"enable_seqscan": "off"}
 
 
 class PostgresStore(PgReads):
@@ -72,7 +77,7 @@ class PostgresStore(PgReads):
             )
             batch = PgBatch(self.presence.daemon_id, self.lease_s)
             self._committer = PgGroupCommitter(
-                lambda: connect(self.target, command_timeout=COMMAND_TIMEOUT_S),
+                lambda: connect(self.target, command_timeout=COMMAND_TIMEOUT_S, server_settings=WRITER_SESSION),
                 batch,
                 self._committed,
                 give_back=lambda ids: GiveBack(ids, self._now()),
