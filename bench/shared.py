@@ -597,75 +597,55 @@ What each figure measures:
   over `pg_stat_wal.wal_sync` for the set's whole life; *commits*: `pg_stat_database`
   `xact_commit` (reads count too) per event or delivery.
 
-What limits each (this run's medians; the statement times are from a one-off probe of set
-(b) with `pg_stat_statements` and `auto_explain`, not part of the figure):
+What limits each (medians of the run above):
 
-- **Ingest, SQLite**: the daemon's event loop (0.78 of a core, 532 µs an event) and the load
-  generator (0.57 core) on 2 cores, as in figure 1; the commit's fsync runs in aiosqlite's
-  thread while the loop serves the next requests.
-- **Ingest, PostgreSQL, 1 daemon** (×0.71 SQLite): neither CPU nor the disk. The daemon
-  spends the same 532 µs an event as on SQLite but is busy only 0.60 of a core, PostgreSQL
-  0.25 core, the machine 1.3 of its 2 cores. The limit is the one writer connection: one
-  transaction at a time, each four round trips (BEGIN, the idempotency-key look-up, one
-  INSERT of the batch, COMMIT with its WAL flush), each resumed by the daemon's event loop
-  between HTTP requests. About 57 commits a second of 21 events (20.6 per WAL flush): a
-  17 ms cycle, and 50 clients / ~40 ms a request = 1.2k events/s. Of each cycle about 4 ms
-  is PostgreSQL running the idempotency-key look-up as a sequential scan of `events`: its
-  plan was made on the empty table (asyncpg keeps the prepared statement, autoanalyze has
-  not run yet), so it costs more as the table grows (6 ms at 2,000 events, 11 ms at 5,500)
-  until PostgreSQL analyses the table and plans it again.
-- **Ingest, 2 daemons** (×1.10 one): two writer pipelines side by side, each with 25
-  clients and half the batch (8.8 events a WAL flush, 0.12 commits an event against 0.05),
-  so PostgreSQL's CPU per event rises from 224 to 309 µs; the machine is at 1.43 cores. With
-  no endpoints, ingest shares nothing between the daemons but the unique indexes, and
-  nothing is lost to coordination.
-- **Delivery, SQLite**: the daemon's core (0.92 of a core, 742 µs a delivery), as in figure 3.
-- **Delivery, PostgreSQL, 1 daemon** (×0.58 SQLite): the writer connection again, with
-  PostgreSQL's time inside its transactions. The daemon's CPU per delivery is as on SQLite
-  (686 µs) but it is busy 0.49 of a core; PostgreSQL takes as much again (688 µs a delivery,
-  0.51 core, nearly all in the writer's backend); the machine is at 1.19 cores. Outcomes and
-  the next claims go in one transaction (about 52 a second, 15 deliveries each: 0.07 commits
-  a delivery); they do not wait for the disk (`synchronous_commit = off`: 128 deliveries a
-  WAL flush). Of each ~19 ms cycle about 6 ms is the trigger on `attempts` (an endpoint's
-  last success and failure): its join of the new attempts with `deliveries` is a sequential
-  scan of all deliveries (planned while the table was small: 5.6 ms at 20,000 rows, and
-  growing with it); the claim takes about 1 ms, the outcome update 0.5 ms. Once the table is
-  analysed the trigger uses the primary key, but then the claim's UPDATE joins its picked
-  rows with a sequential scan of the pending ones (a misestimate of the rows its LIMITs
-  pick): about 14 ms a claim at 40,000 rows in the probe. The PostgreSQL figures are thus
-  those of these plans on a young outbox, not PostgreSQL's floor.
-- **Delivery, 2 daemons** (×1.15 one): two writer pipelines, each on its own endpoints. The
-  whole outbox's rate is set by the daemon with more endpoints: splits 5/3 gave ×1.15 and
-  ×1.20 of the one daemon's rate in the same run, 7/1 gave ×1.01 (its 7 endpoints'
-  17,500 deliveries at 627/s, like one daemon alone). The machine is at 1.59 cores
-  (daemons 0.67, PostgreSQL 0.69, receiver 0.23); per delivery the daemons spend 768 µs and
-  PostgreSQL 779 µs against 686 and 688 with one daemon (claims of two daemons, the wake-ups
-  for deliveries the other daemon took in: 0.14 commits a delivery against 0.07). Nothing
-  is lost to coordination: each run's ratio was at least 1.01.
+- **Ingest, SQLite**: the daemon's event loop (0.83 of a core, about 510 µs an event) and the
+  load generator (0.6 of a core) on 2 cores, as in figure 1.
+- **Ingest, PostgreSQL, 1 daemon** (×0.88 SQLite): the same daemon work per event (about
+  510 µs) and the same load generator; PostgreSQL adds 0.1 of a core. Group commit holds
+  about 20 events a commit. What is left of the gap is the writer's round trips (BEGIN, the
+  first statement with the transaction id and the ordered endpoints' locks, the
+  idempotency-key look-up, the inserts, COMMIT), each resumed by the daemon's busy event loop.
+  The writer's plans keep to the indexes (scans priced out): on a young outbox the key
+  look-up had been planned as a scan of every event (5 ms at 5,000 events, against 0.5 ms now).
+- **Ingest, 2 daemons** (×0.91 one): the machine's 2 cores. Two daemons (0.85 of a core
+  together), the load generator (0.54) and PostgreSQL (0.18) use 1.56 cores, and each
+  daemon's commits hold half as many events (8.5 a WAL flush against 20). With no endpoints,
+  ingest shares nothing between the daemons but the unique indexes: what the second daemon
+  costs is its own event loop on a machine without a core to spare, not coordination.
+- **Delivery, SQLite**: the daemon's core (0.92 of a core, about 750 µs a delivery), as in
+  figure 3.
+- **Delivery, PostgreSQL, 1 daemon** (×0.59 SQLite): the writer connection's transactions.
+  The daemon is busy only half of a core, at the same CPU per delivery as on SQLite.
+  PostgreSQL spends about 670 µs a delivery, nearly all in the writer's backend: each outcome
+  transaction (about 14 deliveries: 0.07 commits a delivery, `synchronous_commit = off`)
+  writes the attempts (whose statement trigger keeps the endpoints' last success and the
+  hourly figures), updates the deliveries and claims the next ones, in six round trips. A
+  dispatcher slot waits for that cycle before its next delivery.
+- **Delivery, 2 daemons** (×1.51 one): two writer connections side by side, each on its own
+  endpoints. The outbox's rate is set by the daemon with more endpoints (the details give
+  each run's split): a 4/4 split nearly doubles one daemon, a 7/1 split is one daemon's
+  pace. Per delivery PostgreSQL spends less than with one daemon, since the machine now runs
+  both writers at once (1.71 cores in all).
 
 How it would scale with more cores:
 
-- A daemon is one Python process with one event loop: it uses one core at most, and its CPU
-  per event or delivery is the same on either outbox (about 530–590 µs an ingested event,
-  690–770 µs a delivery), so a daemon with a core of its own tops out near 1.8k events/s
-  (one per request) or 1.4k deliveries/s. On PostgreSQL today it stays below that: its
-  single writer pipeline is bound by round trips and the plans above (0.5–0.6 core busy).
-- PostgreSQL runs a process per connection: each daemon writes through its own writer
-  backend and reads through its own pool, so PostgreSQL's work spreads over the cores as
-  daemons are added. Two daemons write the same rows only in `attempt_hours` (one row per
-  hour and duration bucket, updated by every outcome transaction) and in the events' unique
-  indexes; endpoints' rows are written only by the daemon that serves them. While ingesting, WAL
-  flushes came 55–65 a second per daemon, far below this disk's ~4,000 fsyncs a second
-  (PERFORMANCE-NOTES.md), and PostgreSQL flushes concurrent commits together.
-- On this machine the two daemons, PostgreSQL and the client or receiver already used 1.4–1.6
-  of the 2 cores: a third daemon would find nothing left. With more cores, each daemon
-  needs about one core for itself and 0.3 (ingest) to 0.7 (delivery) of a core of PostgreSQL
-  at today's plans, so throughput should grow nearly in proportion to the daemons, about
-  1.3k events/s (one per request, 25+ clients each) or 750 deliveries/s per daemon, times how
-  evenly the endpoints split (many endpoints per daemon even it out; with few, the busiest
-  daemon's share sets the pace), until the shared rows above or PostgreSQL's cores bind. The
-  statements that scan a whole table per transaction grow with the outbox rather than with
-  the cores, and come first.
+- A daemon is one Python process with one event loop: one core at most, with the same CPU per
+  event or delivery on either outbox (about 510–670 µs an ingested event, 700–790 µs a
+  delivery). With a core each, every daemon adds about 1.5k events/s (one per request) or,
+  at today's writer, about 700 deliveries/s.
+- PostgreSQL runs a process per connection, so its work spreads over the cores as daemons are
+  added. Two daemons write the same rows only in `attempt_hours` (one row per hour and
+  duration step) and in the events' unique indexes; an endpoint's rows are written only by
+  the daemon that serves it. WAL flushes came 50–80 a second per daemon, far below this
+  disk's ~4,000 fsyncs a second (PERFORMANCE-NOTES.md), and PostgreSQL flushes concurrent
+  commits together.
+- So throughput should grow nearly in proportion to the daemons, times how evenly the
+  endpoints split (many endpoints per daemon even it out; with few, the busiest daemon's
+  share sets the pace), until PostgreSQL's cores bind. On this machine the two daemons,
+  PostgreSQL and the client used 1.6–1.7 of 2 cores: a third daemon would find nothing left.
+- For one daemon, the next step is fewer round trips per transaction: the outcomes and the
+  claim as one server-side function call would take the writer from six round trips to three.
 """
 
 MARK_START, MARK_END = "<!-- shared figure -->", "<!-- /shared figure -->"
