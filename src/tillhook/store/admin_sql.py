@@ -189,12 +189,7 @@ def retry_delivery(conn: sqlite3.Connection, delivery_id: int, now: float) -> No
     if not rows:
         raise NotFound(f"there is no delivery {delivery_id}")
     state, deleted_at, enabled = rows[0]
-    if state == "delivering":
-        raise Conflict(f"delivery {delivery_id} has an attempt in flight right now; wait for its outcome")
-    if deleted_at is not None or enabled is None:
-        raise Conflict(f"the endpoint of delivery {delivery_id} was deleted; replay the event to another endpoint")
-    if not enabled:
-        raise Conflict(f"the endpoint of delivery {delivery_id} is disabled; enable it first")
+    check_retryable(delivery_id, state, deleted_at, enabled)
     conn.execute(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
         " first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END WHERE id = ?",
@@ -244,3 +239,14 @@ def retry_matching(conn: sqlite3.Connection, f: LogFilter, now: float, at_most: 
             [now, now, *chunk],
         )
     return RetriedMatching(matched, len(picked), tuple(sorted({endpoint_id for _, endpoint_id in picked})))
+
+
+def check_retryable(delivery_id: int, state: str, deleted_at: float | None, enabled: object) -> None:
+    """Conflict, saying why, unless a manual retry may make the delivery due now (both
+    adapters' rule): nothing in flight, and its endpoint there and enabled."""
+    if state == "delivering":
+        raise Conflict(f"delivery {delivery_id} has an attempt in flight right now; wait for its outcome")
+    if deleted_at is not None or enabled is None:
+        raise Conflict(f"the endpoint of delivery {delivery_id} was deleted; replay the event to another endpoint")
+    if not enabled:
+        raise Conflict(f"the endpoint of delivery {delivery_id} is disabled; enable it first")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import secrets
 
-from tillhook.errors import Conflict, NotFound
+from tillhook.errors import NotFound
 from tillhook.models import Endpoint
 from tillhook.store import log_sql
+from tillhook.store.admin_sql import check_retryable
 from tillhook.store.pg import log_sql as queries
 from tillhook.store.pg.batch import DUE_CHANNEL
 from tillhook.store.pg.connect import Conn
@@ -116,12 +117,7 @@ async def retry_delivery(conn: Conn, delivery_id: int, now: float) -> DeliveryRo
     if row is None:
         raise NotFound(f"there is no delivery {delivery_id}")
     state, deleted_at, enabled, endpoint_id = row
-    if state == "delivering":
-        raise Conflict(f"delivery {delivery_id} has an attempt in flight right now; wait for its outcome")
-    if deleted_at is not None or enabled is None:
-        raise Conflict(f"the endpoint of delivery {delivery_id} was deleted; replay the event to another endpoint")
-    if not enabled:
-        raise Conflict(f"the endpoint of delivery {delivery_id} is disabled; enable it first")
+    check_retryable(delivery_id, state, deleted_at, enabled)
     await conn.execute(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, updated_at = $1,"
         " first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END,"
