@@ -164,3 +164,32 @@ async def test_the_overview_shows_every_daemon_and_who_serves_each_endpoint_esca
     headers, _ = _signed_in(holder, "viewer")
     _, own, _ = await _page(holder, "GET", "/?part=live", headers)
     assert f'<dd data-field="served_by">{holder_id} (this one)</dd>' in own.split('data-endpoint="shop"', 1)[1]
+
+
+async def test_an_endpoint_changed_through_one_daemon_is_known_to_the_other(
+    shared: tuple[Harness, Harness, Receiver], receivers: Any
+) -> None:
+    """Created, disabled and deleted through one daemon's API, the endpoint is taken up, held
+    and let go by the other (its news, then its registry read again): events ingested there fan
+    out to it, and nothing is sent while it is disabled."""
+    one, other, _ = shared
+    fresh = await receivers()
+    code, made = await api(one, "POST", "/v1/endpoints", {"name": "fresh", "url": fresh.url, "events": ["fresh.*"]})
+    assert code == 201, made
+    await until(lambda: other.services.registry.get(made["id"]) is not None)
+    await post_to(other, "fresh", 2)  # ingested by the daemon that did not create it
+    await fresh.wait_count(2)
+
+    assert (await api(one, "POST", f"/v1/endpoints/{made['id']}/disable"))[0] == 200
+
+    def disabled_there() -> bool:
+        seen = other.services.registry.get(made["id"])
+        return seen is not None and not seen.enabled
+
+    await until(disabled_there)
+    await post_to(other, "fresh", 1)
+    held = await status(other)
+    assert endpoint(held, "fresh")["held"] == 1 and len(fresh.received) == 2  # held, not sent
+
+    assert (await api(one, "DELETE", f"/v1/endpoints/{made['id']}"))[0] in (200, 204)
+    await until(lambda: other.services.registry.get(made["id"]) is None)
