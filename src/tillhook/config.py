@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from tillhook.catalogue import MAX_TYPES, EventTypeSpec, duplicate_names
 from tillhook.endpoint_rules import EndpointSettings, url_policy
 from tillhook.errors import ConfigError
 from tillhook.store.pg.connect import PostgresTarget
@@ -233,11 +234,13 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     alerts: AlertsConfig = AlertsConfig()
     endpoints: list[EndpointConfig] = []
+    event_types: list[EventTypeSpec] = Field(default=[], max_length=MAX_TYPES)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
         problems = _cross_problems(
             [e.model_dump() for e in self.endpoints],
+            [{"name": t.name} for t in self.event_types],
             listen=self.server.listen,
             has_tokens=bool(self.auth.ingest_token and self.auth.admin_token and self.auth.viewer_token),
         )
@@ -246,9 +249,9 @@ class Config(_Section):
         return self
 
 
-def _cross_problems(endpoints: list[Any], listen: object, has_tokens: bool) -> list[str]:
+def _cross_problems(endpoints: list[Any], event_types: list[Any], listen: object, has_tokens: bool) -> list[str]:
     """Checks that span keys; written over plain values so they also run when fields fail."""
-    problems = []
+    problems = duplicate_names(event_types)
     seen: set[str] = set()
     for index, endpoint in enumerate(endpoints):
         if not isinstance(endpoint, dict):
@@ -312,9 +315,11 @@ def _raw_cross_problems(raw: dict[str, Any]) -> list[str]:
         return value if isinstance(value, dict) else {}
 
     endpoints = raw.get("endpoints", [])
+    event_types = raw.get("event_types", [])
     auth = section("auth")
     return _cross_problems(
         endpoints if isinstance(endpoints, list) else [],
+        event_types if isinstance(event_types, list) else [],
         listen=section("server").get("listen", ServerConfig().listen),
         has_tokens=bool(auth.get("ingest_token") and auth.get("admin_token") and auth.get("viewer_token")),
     )

@@ -216,6 +216,34 @@ MIGRATIONS: tuple[str, ...] = (
                 delivered = delivered + excluded.delivered, failed = failed + excluded.failed;
     END;
     """.replace("NEW_DURATION_BUCKET", duration_bucket("NEW.duration_ms")),
+    # 10: an endpoint's description and category (how the shop groups its endpoints); an
+    # event whose data broke its catalogue type's schema, where that type is not strict,
+    # keeps what broke (a JSON array of {path, message}; NULL: it matched, or its type has no
+    # schema); and every type ever accepted, counted by the database as events are written,
+    # so that listing what the POS really sends never reads the events themselves (counts
+    # outlive the events' retention).
+    """
+    ALTER TABLE endpoints ADD COLUMN description TEXT;
+    ALTER TABLE endpoints ADD COLUMN category TEXT;
+    ALTER TABLE events ADD COLUMN schema_errors TEXT;
+    CREATE TABLE event_types_seen (
+        type TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        mismatched INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO event_types_seen (type, count, mismatched, first_seen, last_seen)
+        SELECT type, count(*), 0, min(created_at), max(created_at) FROM events GROUP BY type;
+    CREATE TRIGGER events_count_type AFTER INSERT ON events BEGIN
+        INSERT INTO event_types_seen (type, count, mismatched, first_seen, last_seen)
+            VALUES (NEW.type, 1, NEW.schema_errors IS NOT NULL, NEW.created_at, NEW.created_at)
+            ON CONFLICT (type) DO UPDATE SET
+                count = count + 1,
+                mismatched = mismatched + excluded.mismatched,
+                last_seen = max(last_seen, excluded.last_seen);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

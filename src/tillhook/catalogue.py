@@ -1,0 +1,142 @@
+"""The event-type catalogue: the `[[event_types]]` the shop (or its POS vendor) describes, each
+with what it means, a JSON Schema for its `data`, an example and whether the schema is
+enforced. Types not in the catalogue are still accepted.
+
+Schemas are checked with `jsonschema` (python-jsonschema, Draft 2020-12): it reports every
+error of a document with its path, not only the first, and checks a schema itself against the
+meta-schema, so a mistake in the config is named when it loads. One validator is built per
+type at load, so ingest only walks the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError as SchemaValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from tillhook import rules
+from tillhook.models import EventType, field_path
+from tillhook.wording import part_refused
+
+MAX_DESCRIPTION_CHARS = 1000
+MAX_TYPES = 1000
+# More, and a POS posting one very wrong event would get a reply of thousands of lines.
+MAX_ERRORS = 50
+
+_Validator = jsonschema.Draft202012Validator
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaProblem:
+    """One way `data` breaks its type's schema: where (`data.items[0].price`, under the
+    event's own path in a batch) and what the schema asked."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+def _problem(error: SchemaValidationError, prefix: str) -> SchemaProblem:
+    path: list[str | int] = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        # A missing field is named by its own path, as pydantic names one.
+        missing = next((p for p in error.validator_value if error.message == f"{p!r} is a required property"), None)
+        if isinstance(missing, str):
+            return SchemaProblem(field_path([*path, missing], prefix), "is required")
+    # jsonschema's words quote the value, which may be long: cut, they still say what is wrong.
+    text = error.message
+    return SchemaProblem(field_path(path, prefix), text if len(text) <= 200 else text[:199] + "…")
+
+
+def problems(validator: Any, data: object, prefix: str = "data") -> list[SchemaProblem]:
+    """Every way `data` breaks the schema, in the order of their paths, at most MAX_ERRORS."""
+    found = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        found.append(_problem(error, prefix))
+        if len(found) == MAX_ERRORS:
+            break
+    return found
+
+
+class EventTypeSpec(BaseModel):
+    """An `[[event_types]]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: EventType
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
+    # `schema` would shadow a BaseModel attribute; the file and the API still say "schema".
+    data_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    example: dict[str, Any] | None = None
+    strict: StrictBool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_own(cls, name: str) -> str:
+        if name.split(".", 1)[0].casefold() == rules.OWN_PREFIX:
+            raise ValueError("types beginning with tillhook. are tillhook's own; the POS cannot send them")
+        return name
+
+    @field_validator("data_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            try:
+                _Validator.check_schema(schema)
+            except jsonschema.SchemaError as error:
+                where = field_path(list(error.absolute_path), "schema") if error.absolute_path else "schema"
+                raise ValueError(f"is not a valid JSON Schema (Draft 2020-12): {where}: {error.message}") from None
+        return schema
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EventTypeSpec:
+        if self.strict and self.data_schema is None:
+            raise part_refused("strict", "needs a schema to enforce")
+        if self.example is not None and self.data_schema is not None:
+            broken = problems(_Validator(self.data_schema), self.example, prefix="example")
+            if broken:
+                said = "; ".join(f"{p.field}: {p.message}" for p in broken[:5])
+                raise part_refused("example", f"does not match the type's own schema: {said}")
+        return self
+
+
+def duplicate_names(types: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`event_types[i].name: ... is used by another event type`, over plain values, so the
+    check also runs when fields fail."""
+    found, seen = [], set()
+    for index, spec in enumerate(types):
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        if isinstance(name, str) and name in seen:
+            found.append(f"event_types[{index}].name: {name!r} is described by another event type")
+        if isinstance(name, str):
+            seen.add(name)
+    return found
+
+
+class Catalogue:
+    """The catalogue as ingest and the admin API use it: looked up by exact type name."""
+
+    def __init__(self, specs: Iterable[EventTypeSpec] = ()) -> None:
+        self.specs: dict[str, EventTypeSpec] = {spec.name: spec for spec in specs}
+        self._validators = {
+            spec.name: _Validator(spec.data_schema) for spec in self.specs.values() if spec.data_schema is not None
+        }
+
+    def __contains__(self, event_type: str) -> bool:
+        return event_type in self.specs
+
+    def get(self, event_type: str) -> EventTypeSpec | None:
+        return self.specs.get(event_type)
+
+    def check(self, event_type: str, data: object, prefix: str = "data") -> tuple[bool, list[SchemaProblem]]:
+        """(strict, problems): how `data` breaks its type's schema (none when it matches, or
+        the type has no schema), and whether those problems refuse the event."""
+        validator = self._validators.get(event_type)
+        if validator is None:
+            return False, []
+        return self.specs[event_type].strict, problems(validator, data, prefix)
