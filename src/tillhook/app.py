@@ -25,6 +25,7 @@ from tillhook.api.openapi import get_openapi
 from tillhook.api.problems import problems_middleware
 from tillhook.api.routes import add_routes
 from tillhook.api.state import SERVICES, OnDemand, Services, Tokens
+from tillhook.catalogue import Catalogue
 from tillhook.clock import Clock, SystemClock
 from tillhook.config import Config, EndpointConfig
 from tillhook.delivery import Deliverer, make_session
@@ -194,6 +195,7 @@ async def _start(config: Config, clock: Clock, store: Store, run_dispatcher: boo
         alerts=alerts,
         fan_out=fan_out,
         preview_sandbox=OnDemand(lambda: Sandbox(name="preview")),
+        catalogue=Catalogue(config.event_types),
         shared=shared,
         sharing=sharing,
     )

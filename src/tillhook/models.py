@@ -161,6 +161,11 @@ class NewEvent:
     # Whether the POS gave the timestamp in the body (or it is the time of receipt): part of
     # what makes a repeat of an idempotency key the same event.
     timestamp_given: bool = False
+    # How its data broke its non-strict catalogue type's schema ({field, message} each), as
+    # JSON; None: it matched, or its type has no schema.
+    schema_errors: str | None = None
+    # A test the admin sent (the ping, a catalogue example): not counted as a type the POS sends.
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from tillhook.alerts import Alerts
+from tillhook.catalogue import Catalogue
 from tillhook.clock import Clock
 from tillhook.config import Config
 from tillhook.dispatcher import Dispatcher
@@ -59,6 +60,7 @@ class Services:
     alerts: Alerts
     fan_out: FanOut  # the endpoints' filters, as events come in
     preview_sandbox: OnDemand  # previews': a runaway one holds up neither of the others
+    catalogue: Catalogue = field(default_factory=Catalogue)  # the config's [[event_types]]
     shared: SharedNews | None = None  # with an outbox shared by several daemons: their news
     sharing: Sharing | None = None  # and this daemon among them (None: it keeps the outbox alone)
 

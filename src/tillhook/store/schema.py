@@ -221,11 +221,13 @@ MIGRATIONS: tuple[str, ...] = (
     # keeps what broke (a JSON array of {path, message}; NULL: it matched, or its type has no
     # schema); and every type ever accepted, counted by the database as events are written,
     # so that listing what the POS really sends never reads the events themselves (counts
-    # outlive the events' retention).
+    # outlive the events' retention). Tests the admin sends (the ping, a type's example) are
+    # marked and not counted.
     """
     ALTER TABLE endpoints ADD COLUMN description TEXT;
     ALTER TABLE endpoints ADD COLUMN category TEXT;
     ALTER TABLE events ADD COLUMN schema_errors TEXT;
+    ALTER TABLE events ADD COLUMN test INTEGER;
     CREATE TABLE event_types_seen (
         type TEXT PRIMARY KEY,
         count INTEGER NOT NULL,
@@ -234,8 +236,9 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen REAL NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO event_types_seen (type, count, mismatched, first_seen, last_seen)
-        SELECT type, count(*), 0, min(created_at), max(created_at) FROM events GROUP BY type;
-    CREATE TRIGGER events_count_type AFTER INSERT ON events BEGIN
+        SELECT type, count(*), 0, min(created_at), max(created_at) FROM events
+        WHERE type != 'tillhook.ping' GROUP BY type;
+    CREATE TRIGGER events_count_type AFTER INSERT ON events WHEN NEW.test IS NOT 1 BEGIN
         INSERT INTO event_types_seen (type, count, mismatched, first_seen, last_seen)
             VALUES (NEW.type, 1, NEW.schema_errors IS NOT NULL, NEW.created_at, NEW.created_at)
             ON CONFLICT (type) DO UPDATE SET

@@ -198,7 +198,8 @@ MIGRATIONS: tuple[str, ...] = (
     $$;
     """.replace("DURATION_BUCKET", duration_bucket("a.duration_ms")),
     # 2: as SQLite's 10: endpoints' description and category, a non-strict event's schema
-    # errors, and every type ever accepted, counted once per statement. The counts are kept
+    # errors, whether an event is an admin's test, and every type ever accepted but tests,
+    # counted once per statement. The counts are kept
     # per writing backend and summed when read: one row per type would be locked by every
     # daemon's ingest until its commit, and two daemons taking the same type would wait on
     # each other's WAL flush.
@@ -206,6 +207,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE endpoints ADD COLUMN description text;
     ALTER TABLE endpoints ADD COLUMN category text;
     ALTER TABLE events ADD COLUMN schema_errors text;
+    ALTER TABLE events ADD COLUMN test boolean;
     CREATE TABLE event_types_seen (
         type text NOT NULL,
         writer integer NOT NULL,               -- pg_backend_pid() of the writing connection
@@ -216,13 +218,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (type, writer)
     );
     INSERT INTO event_types_seen (type, writer, count, mismatched, first_seen, last_seen)
-        SELECT type, 0, count(*), 0, min(created_at), max(created_at) FROM events GROUP BY type;
+        SELECT type, 0, count(*), 0, min(created_at), max(created_at) FROM events
+        WHERE type <> 'tillhook.ping' GROUP BY type;
     CREATE FUNCTION tillhook_events_written() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO event_types_seen AS s (type, writer, count, mismatched, first_seen, last_seen)
             SELECT e.type, pg_backend_pid(), count(*), count(*) FILTER (WHERE e.schema_errors IS NOT NULL),
                 min(e.created_at), max(e.created_at)
-            FROM new_events e GROUP BY e.type ORDER BY e.type
+            FROM new_events e WHERE e.test IS NOT TRUE GROUP BY e.type ORDER BY e.type
             ON CONFLICT (type, writer) DO UPDATE SET
                 count = s.count + excluded.count,
                 mismatched = s.mismatched + excluded.mismatched,
