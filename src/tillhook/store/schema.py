@@ -244,6 +244,7 @@ MIGRATIONS: tuple[str, ...] = (
             ON CONFLICT (type) DO UPDATE SET
                 count = count + 1,
                 mismatched = mismatched + excluded.mismatched,
+                first_seen = min(first_seen, excluded.first_seen),
                 last_seen = max(last_seen, excluded.last_seen);
     END;
     """,
