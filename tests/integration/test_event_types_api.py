@@ -3,20 +3,27 @@ sends, against the real app on loopback with a real SQLite file."""
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, make_config
+from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Harness, make_config
 from tests.support import FakeClock
+from tillhook.api.dashboard.guard import SESSIONS
 from tillhook.catalogue import EventTypeSpec
 from tillhook.models import format_time
 
 SALE_SCHEMA = {
     "type": "object",
     "required": ["amount"],
-    "properties": {"amount": {"type": "number"}, "customer_id": {"type": "string"}},
+    "properties": {
+        "amount": {"type": "number"},
+        "customer_id": {"type": "string", "description": "<script>alert('the loyalty id')</script>"},
+    },
 }
 CATALOGUE = [
     {
@@ -164,3 +171,42 @@ async def test_without_a_catalogue_the_list_is_what_was_received(tmp_path, make_
         ("a.first", 1, False),
         ("b.second", 1, False),
     ]
+
+
+async def page(h: Harness, path: str, role: str | None = "viewer") -> tuple[int, str]:
+    headers = {"Cookie": f"tillhook_session={h.app[SESSIONS].create(role).id}"} if role else {}
+    async with h.session.get(h.server.make_url(path), headers=headers, allow_redirects=False) as r:
+        return r.status, await r.text()
+
+
+async def test_the_pages_show_every_type_and_one_with_its_schema_escaped(shop) -> None:
+    await send(shop, "stock.counted", {"sku": "A1"})
+    code, html = await page(shop, "/ui/event-types")
+    assert code == 200
+    rows = re.findall(r'<tr data-event-type="([^"]+)" data-catalogued="(yes|no)">', html)
+    assert rows == [("refund.issued", "yes"), ("sale.completed", "yes"), ("stock.counted", "no")]
+    assert "Money went back to a customer &lt;b&gt;&amp;&lt;/b&gt;" in html and "<b>&</b>" not in html
+    assert 'href="/ui/event-types"' in html and 'aria-current="page">Event types' in html
+
+    code, html = await page(shop, "/ui/event-types/sale.completed")
+    assert code == 200
+    schema = re.search(r'<pre data-field="schema">(.*?)</pre>', html, re.S)
+    assert schema is not None and "<script>" not in html
+    assert json.loads(unescape(schema.group(1))) == SALE_SCHEMA
+    assert schema.group(1).startswith("{\n  &#34;type&#34;: &#34;object&#34;,\n")  # pretty, and escaped
+    assert "&lt;script&gt;alert(&#39;the loyalty id&#39;)&lt;/script&gt;" in schema.group(1)
+    example = re.search(r'<pre data-field="example">(.*?)</pre>', html, re.S)
+    assert example is not None and json.loads(unescape(example.group(1))) == CATALOGUE[0]["example"]
+
+    code, html = await page(shop, "/ui/event-types/stock.counted")
+    assert code == 200 and 'data-field="schema">None in the catalogue.' in html
+    assert '<a href="/ui/events?type=stock.counted">' in html
+
+    code, html = await page(shop, "/ui/event-types/order.shipped")
+    assert code == 404 and "no event type &#39;order.shipped&#39;" in html
+
+
+async def test_the_pages_need_a_session(shop) -> None:
+    for path in ("/ui/event-types", "/ui/event-types/sale.completed"):
+        code, _ = await page(shop, path, role=None)
+        assert code == 303
