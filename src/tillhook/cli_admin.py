@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from tillhook.cli_preview import PreviewUsage, add_preview, run_preview
+from tillhook.cli_types import add_types, run_types
 from tillhook.config import Config, parse_listen
 from tillhook.errors import TillhookError
 
@@ -126,6 +127,7 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     admin(events.add_parser("show", help="one event, its payload and its deliveries")).add_argument(
         "event", metavar="EVENT_ID"
     )
+    add_types(events, admin)
 
 
 def _log_filters(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -333,6 +335,8 @@ async def _log(call: Client, args: argparse.Namespace) -> int:
         return _show(args, await call("GET", "/v1/events", query=query), _print_events)
     if command == "events show":
         return _show(args, await call("GET", f"/v1/events/{_quote(args.event)}"), _print_event)
+    if command == "events types":
+        return await run_types(call, args, _table)
     raise AssertionError(f"unhandled command {command}")
 
 

@@ -84,6 +84,7 @@ def build_openapi() -> dict[str, Any]:
 
 
 _OPERATION_ID_CHARS = re.compile(r"[{}]")
+_PATH_PARAMETER = re.compile(r"{(\w+)}")
 
 
 def _operation_id(route: Route) -> str:
@@ -99,9 +100,10 @@ def _operation(route: Route, refs: Any, components: dict[str, Any]) -> dict[str,
     }
     if route.public:
         operation["security"] = []
-    parameters = []
-    if "{id}" in route.path:
-        parameters.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAMETER.findall(route.path)
+    ]
     if route.query is not None:
         schema = route.query.model_json_schema(ref_template=_REF)
         components.update(schema.pop("$defs", {}))

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
-from tillhook.api import endpoints, log, metrics, preview, status
+from tillhook.api import endpoints, event_types, log, metrics, preview, status
+from tillhook.api.event_type_schemas import EventTypeDetail, EventTypeList
 from tillhook.api.health import get_healthz
 from tillhook.api.ingest import post_events
 from tillhook.api.schemas import (
@@ -240,6 +241,26 @@ ROUTES: tuple[Route, ...] = (
         "log",
         200,
         EventDetail,
+        errors=_ONE,
+    ),
+    Route(
+        "GET",
+        "/v1/event-types",
+        event_types.list_event_types,
+        "Every event type in the catalogue ([[event_types]]) or ever received, by name, with how many came and when",
+        "event-types",
+        200,
+        EventTypeList,
+    ),
+    Route(
+        "GET",
+        "/v1/event-types/{name}",
+        event_types.get_event_type,
+        "One event type, with the catalogue's schema and example; 404 when neither the catalogue nor the"
+        " events received know it",
+        "event-types",
+        200,
+        EventTypeDetail,
         errors=_ONE,
     ),
     Route(

@@ -191,6 +191,18 @@ class HourOfAttempts:
 
 
 @dataclass(frozen=True, slots=True)
+class SeenType:
+    """An event type the outbox has stored, as the database counted it while writing events:
+    the counts outlive the events' retention. An admin's tests are not counted."""
+
+    type: str
+    count: int  # events of this type stored
+    mismatched: int  # of them, stored although their data broke their (non-strict) type's schema
+    first_seen: float  # unix s: when the first of them was received
+    last_seen: float  # and the latest
+
+
+@dataclass(frozen=True, slots=True)
 class RetriedMatching:
     matched: int  # failed deliveries the filter matched
     retried: int  # of them, made due now (at most the limit asked for)
@@ -393,3 +405,7 @@ class Outbox(Protocol):
 
     async def attempts_by_hour(self, now: float, hours: int = 24) -> list[HourOfAttempts]:
         """The last `hours` hours of attempts, oldest first, the current hour last."""
+
+    async def event_types_seen(self) -> list[SeenType]:
+        """Every type of event stored (an admin's tests aside), by name (code point order),
+        with its counts; nothing of the events themselves is read."""

@@ -28,6 +28,7 @@ from tillhook.store.port import (
     HourOfAttempts,
     LogFilter,
     OrderedHead,
+    SeenType,
     StoredEvent,
 )
 from tillhook.store.sql_util import in_chunks
@@ -45,6 +46,10 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
     if "I/O" in text or "disk I/O" in text:
         return "the disk holding the database reported an I/O error; retry, and check the disk"
     return f"the database failed: {text}"
+
+
+# One row per type, kept by a trigger on events (schema.py, migration 10).
+_EVENT_TYPES_SEEN = "SELECT type, count, mismatched, first_seen, last_seen FROM event_types_seen ORDER BY type"
 
 
 class SqliteReads:
@@ -213,6 +218,10 @@ class SqliteReads:
             endpoint_id: EndpointStats(last_success_at=success, last_failure_at=failure, last_failure_reason=reason)
             for endpoint_id, success, failure, reason in rows
         }
+
+    async def event_types_seen(self) -> list[SeenType]:
+        rows = await self._read(_EVENT_TYPES_SEEN)
+        return [SeenType(str(t), int(n), int(bad), float(first), float(last)) for t, n, bad, first, last in rows]
 
     async def _created_at(self, delivery_ids: Sequence[int]) -> dict[int, float]:
         found: dict[int, float] = {}

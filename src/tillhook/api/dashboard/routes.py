@@ -11,6 +11,7 @@ from tillhook.api.dashboard.guard import SESSIONS
 from tillhook.api.dashboard.log_pages import add_log_pages
 from tillhook.api.dashboard.render import TEMPLATES, environment
 from tillhook.api.dashboard.sessions import Sessions
+from tillhook.api.dashboard.type_pages import add_type_pages
 from tillhook.clock import Clock
 
 STATIC = Path(__file__).with_name("static")
@@ -25,6 +26,7 @@ def add_dashboard(app: web.Application, clock: Clock) -> None:
     app.router.add_post("/ui/signin", pages.sign_in)
     app.router.add_post("/ui/signout", pages.sign_out)
     add_log_pages(app)
+    add_type_pages(app)
     _add_endpoint_pages(app)
     app.router.add_static("/ui/static/", STATIC, append_version=True)
 

@@ -25,11 +25,20 @@ from tillhook.store.port import (
     HourOfAttempts,
     LogFilter,
     OrderedHead,
+    SeenType,
     StoredEvent,
 )
 from tillhook.store.readonly import TOKEN_KEYS
 
 __all__ = ["DRIVER_ERRORS", "PgReads"]  # DRIVER_ERRORS too: store/pg/outbox.py imports it from here
+
+
+# One row per (type, writing backend), kept by a trigger on events (schema.py, migration 2):
+# summed here. COLLATE "C": by code point, as SQLite orders them, whatever the database's locale.
+_EVENT_TYPES_SEEN = """
+SELECT type, sum(count), sum(mismatched), min(first_seen), max(last_seen) FROM event_types_seen
+GROUP BY type ORDER BY type COLLATE "C"
+"""
 
 
 class PgReads:
@@ -199,3 +208,7 @@ class PgReads:
             endpoint_id: EndpointStats(last_success_at=success, last_failure_at=failure, last_failure_reason=reason)
             for endpoint_id, success, failure, reason in rows
         }
+
+    async def event_types_seen(self) -> list[SeenType]:
+        rows = await self._rows(_EVENT_TYPES_SEEN)
+        return [SeenType(str(t), int(n), int(bad), float(first), float(last)) for t, n, bad, first, last in rows]
