@@ -7,6 +7,7 @@ seeded fails the test instead of being left out."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ SHOP_URL_USER, SHOP_URL_PASSWORD, SHOP_URL_TOKEN = "shop-user-5d1e", "pw-shop-7f
 SHOP_HEADERS = {"x-api-key": "key-shop-6a2f90c3", "x-till-token": "hv-shop-4e0a7b15"}
 DOWN_URL_KEY, DOWN_BEARER = "qk-down-28f6b3d9", "hdr-down-3c7d18e5"
 DOWN_HEADERS = {"authorization": f"Bearer {DOWN_BEARER}"}
+GARBLED_USER, GARBLED_PASSWORD, GARBLED_SIG = "garbled-user-1d9c", "pw-garbled-5b7e02fa", "sg-garbled-c3a8e611"
 
 
 @dataclass
@@ -65,10 +67,13 @@ def leaked(secrets: list[str], text: str, headers: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture
-async def seeded(tmp_path: Path, receivers: Any, make_harness: Any, clock: Any, closed_port: int) -> Seeded:
+async def seeded(
+    tmp_path: Path, receivers: Any, make_harness: Any, clock: Any, closed_port: int, not_http: int
+) -> Seeded:
     """Two endpoints holding every kind of credential: "shop" (user info and a token in its
     url, two headers, an extra signature, a rotated secret still in its grace), delivered to,
-    and "down" (a key in its url, an authorization header) whose attempt failed."""
+    "down" (a key in its url, an authorization header) whose attempt failed, and "garbled",
+    whose attempt failed with an error that quotes its url, credentials and all."""
     receiver = await receivers()
     host = receiver.url.split("//", 1)[1].split("/", 1)[0]
     config = make_config(tmp_path, []).model_copy(
@@ -96,6 +101,7 @@ async def seeded(tmp_path: Path, receivers: Any, make_harness: Any, clock: Any, 
             "url": f"http://127.0.0.1:{closed_port}/x?key={DOWN_URL_KEY}",
             "headers": DOWN_HEADERS,
         },
+        "garbled": {"url": f"http://{GARBLED_USER}:{GARBLED_PASSWORD}@127.0.0.1:{not_http}/x?sig={GARBLED_SIG}"},
     }
     endpoints, secrets = {}, []
     for name, spec in specs.items():
@@ -111,15 +117,18 @@ async def seeded(tmp_path: Path, receivers: Any, make_harness: Any, clock: Any, 
     secrets.append(json.loads(text)["secret"])
     code, text, _ = await call(h, "POST", "/v1/events", token=INGEST_TOKEN, body={"type": SEEDED_TYPE, "data": {}})
     assert code == 202, text
-    assert await h.step() == 2
+    assert await h.step() == 3
     await h.services.alerts.wait_idle()
     code, text, _ = await call(h, "GET", "/v1/deliveries", token=ADMIN_TOKEN)
     deliveries = json.loads(text)["data"]
-    assert sorted(d["state"] for d in deliveries) == ["delivered", "pending"], deliveries
+    assert sorted(d["state"] for d in deliveries) == ["delivered", "pending", "pending"], deliveries
     down = next(d for d in deliveries if d["endpoint_id"] == endpoints["down"])
-    assert "cannot connect" in (down["last_error"] or ""), down  # an error that names the url's host
+    assert "cannot connect" in (down["last_error"] or ""), down
+    garbled = next(d for d in deliveries if d["endpoint_id"] == endpoints["garbled"])
+    assert f"sig={MASK}" in (garbled["last_error"] or ""), garbled  # the driver quotes the url, masked
     secrets += [SHOP_URL_USER, SHOP_URL_PASSWORD, SHOP_URL_TOKEN, *SHOP_HEADERS.values(), DOWN_URL_KEY, DOWN_BEARER]
-    secrets += [ADMIN_TOKEN, INGEST_TOKEN, VIEWER_TOKEN]
+    basic = base64.b64encode(f"{GARBLED_USER}:{GARBLED_PASSWORD}".encode()).decode()
+    secrets += [GARBLED_USER, GARBLED_PASSWORD, GARBLED_SIG, basic, ADMIN_TOKEN, INGEST_TOKEN, VIEWER_TOKEN]
     return Seeded(h, endpoints, secrets, deliveries[0]["event_id"], [d["id"] for d in deliveries])
 
 
