@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tillhook.api.dashboard.guard import is_dashboard
+from tillhook.api.dashboard.guard import is_dashboard, route_pattern
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import ROLE, SERVICES
 
@@ -70,14 +70,6 @@ def _role(request: web.Request) -> str:
     return role
 
 
-def _pattern(request: web.Request) -> str:
-    # The route's pattern, so a rule names "/v1/endpoints/{id}/secret" once for every id; an
-    # unknown path is its own pattern (and then a 404 for whoever may reach it).
-    resource = request.match_info.route.resource
-    canonical = resource.canonical if resource is not None else None
-    return canonical or request.path
-
-
 __all__ = ["ROLE", "allowed", "auth_middleware", "viewer_may_call"]
 
 
@@ -87,7 +79,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         response: web.StreamResponse = await handler(request)
         return response
     role = _role(request)
-    refused = allowed(role, request.method, _pattern(request))
+    refused = allowed(role, request.method, route_pattern(request))
     if refused is not None:
         raise HttpProblem(403, "forbidden", refused)
     request[ROLE] = role

@@ -55,7 +55,9 @@ def same_origin(request: web.Request) -> bool:
     return parts.netloc == request.host and parts.scheme in ("http", "https")
 
 
-def _pattern(request: web.Request) -> str:
+def route_pattern(request: web.Request) -> str:
+    """The route's pattern, so a rule names "/v1/endpoints/{id}/secret" once for every id; an
+    unknown path is its own pattern (and then a 404 for whoever may reach it)."""
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else None
     return canonical or request.path
@@ -85,7 +87,7 @@ async def dashboard_guard(request: web.Request, handler: Any) -> web.StreamRespo
             given = form.get("csrf")
             if not session.csrf_matches(given if isinstance(given, str) else None):
                 return refused(403, "refused: the form's token does not match this session; reload the page")
-            if session.role != "admin" and _pattern(request) not in VIEWER_POSTS:
+            if session.role != "admin" and route_pattern(request) not in VIEWER_POSTS:
                 return refused(403, "refused: signed in with the viewer token, which may only read")
         request[SESSION] = session
     response = await handler(request)
