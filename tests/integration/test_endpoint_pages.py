@@ -91,11 +91,14 @@ async def test_the_secret_is_shown_only_when_asked_for_and_never_to_a_viewer(pag
     assert status == 200 and secret[1] in page and response.headers["Cache-Control"] == "no-store"
 
     viewer, viewer_csrf = _signed_in(h, "viewer")
-    for path in ("/ui/endpoints", "/ui/endpoints/shop"):
+    for path, reads in (("/ui/endpoints", []), ("/ui/endpoints/shop", ["preview"])):
         status, page, _ = await _page(h, "GET", path, viewer)
-        assert status == 200 and secret[1] not in page
-        assert re.findall(r'data-action="([^"]+)"', page) == ["sign-out"], path  # no change buttons
-        assert "<form" not in page.replace('action="/ui/signout"', "").split("</header>", 1)[1]
+        assert status == 200 and secret[1] not in page and "data-readonly" in page
+        assert re.findall(r'data-action="([^"]+)"', page) == ["sign-out", *reads], path  # no change buttons
+        forms = re.findall(r'<form method="post" action="([^"]+)"', page)
+        assert forms == ["/ui/signout", *(f"/ui/endpoints/shop/{r}#preview-result" for r in reads)], path
+    status, page, _ = await _page(h, "GET", "/ui/endpoints/shop/edit", viewer)  # it holds the values as they are
+    assert status == 403 and "may only read" in page and 'name="url"' not in page
     status, _, _ = await _page(h, "POST", "/ui/endpoints/shop/secret", viewer, {"csrf": viewer_csrf})
     assert status == 403
 

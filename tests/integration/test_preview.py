@@ -218,9 +218,9 @@ async def test_bad_bodies_unknown_ids_and_the_wrong_tokens(shop):
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
     ) as r:
         assert r.status == 400
-    for token in (VIEWER_TOKEN, INGEST_TOKEN):
-        code, problem = await preview(h, "shop", {"event": SALE}, token=token)
-        assert code == 403 and "admin token" in problem["detail"]
+    code, problem = await preview(h, "shop", {"event": SALE}, token=INGEST_TOKEN)
+    assert code == 403 and "admin token" in problem["detail"]
+    assert (await preview(h, "shop", {"event": SALE}, token=VIEWER_TOKEN))[0] == 200  # it changes nothing
     assert counts(path) == {"events": 1, "deliveries": 1, "attempts": 0}
 
 

@@ -29,6 +29,7 @@ INGEST_ONLY = "the ingest token may only POST /v1/events; use the admin token he
         ("viewer", "GET", "/metrics", None),
         ("viewer", "HEAD", "/v1/status", None),
         ("viewer", "GET", "/nope", None),  # then a 404, as for the admin token
+        ("viewer", "POST", "/v1/endpoints/{id}/preview", None),  # stores and sends nothing
         # ...but never a secret, and changes nothing.
         ("viewer", "GET", "/v1/endpoints/{id}/secret", NO_SECRETS),
         ("viewer", "POST", "/v1/endpoints", READ_ONLY),
@@ -56,4 +57,5 @@ def test_allowed(role: str, method: str, pattern: str, refusal: str | None) -> N
 def test_the_viewer_may_read_every_route_but_the_secret_and_change_none() -> None:
     readable = {(r.method, r.path) for r in ROUTES if not r.public and allowed("viewer", r.method, r.path) is None}
     gets = {(r.method, r.path) for r in ROUTES if not r.public and r.method == "GET"}
-    assert readable == gets - {("GET", "/v1/endpoints/{id}/secret")}
+    previews = {("POST", "/v1/endpoints/{id}/preview")}
+    assert readable == gets - {("GET", "/v1/endpoints/{id}/secret")} | previews

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tillhook.api.dashboard.guard import is_dashboard
+from tillhook.api.dashboard.guard import is_dashboard, route_pattern
 from tillhook.api.problems import HttpProblem
 from tillhook.api.state import ROLE, SERVICES
 
@@ -16,6 +16,9 @@ PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})  # the document holds ro
 INGEST_ROUTES = frozenset({("POST", "/v1/events")})
 SECRET_ROUTES = frozenset({("GET", "/v1/endpoints/{id}/secret")})
 READ_METHODS = frozenset({"GET", "HEAD"})
+# POSTs that store, send and change nothing, and show only what a viewer may see (a preview
+# masks the url's credentials and the headers' values, and signs nothing).
+READS_BY_POST = frozenset({("POST", "/v1/endpoints/{id}/preview")})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tillhook"'}
 
 
@@ -25,7 +28,7 @@ def allowed(role: str, method: str, path_pattern: str) -> str | None:
     if role == "admin":
         return None
     if role == "viewer":
-        if method not in READ_METHODS:
+        if method not in READ_METHODS and (method, path_pattern) not in READS_BY_POST:
             return "the viewer token may only read; use the admin token to change anything"
         if ("GET", path_pattern) in SECRET_ROUTES:
             return "the viewer token may not read secrets; use the admin token"
@@ -35,6 +38,11 @@ def allowed(role: str, method: str, path_pattern: str) -> str | None:
             return None
         return "the ingest token may only POST /v1/events; use the admin token here"
     return f"no route is open to the role {role!r}"
+
+
+def viewer_may_call(method: str, path_pattern: str) -> bool:
+    """What /openapi.json says of each operation (`x-tillhook-viewer`)."""
+    return allowed("viewer", method, path_pattern) is None
 
 
 def _unauthorized(detail: str) -> HttpProblem:
@@ -62,15 +70,7 @@ def _role(request: web.Request) -> str:
     return role
 
 
-def _pattern(request: web.Request) -> str:
-    # The route's pattern, so a rule names "/v1/endpoints/{id}/secret" once for every id; an
-    # unknown path is its own pattern (and then a 404 for whoever may reach it).
-    resource = request.match_info.route.resource
-    canonical = resource.canonical if resource is not None else None
-    return canonical or request.path
-
-
-__all__ = ["ROLE", "allowed", "auth_middleware"]
+__all__ = ["ROLE", "allowed", "auth_middleware", "viewer_may_call"]
 
 
 @web.middleware
@@ -79,7 +79,7 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         response: web.StreamResponse = await handler(request)
         return response
     role = _role(request)
-    refused = allowed(role, request.method, _pattern(request))
+    refused = allowed(role, request.method, route_pattern(request))
     if refused is not None:
         raise HttpProblem(403, "forbidden", refused)
     request[ROLE] = role

@@ -11,10 +11,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from tillhook import __version__
+from tillhook.api.auth import viewer_may_call
 from tillhook.api.routes import ROUTES, Route
 from tillhook.models import Problem
 
 _REF = "#/components/schemas/{model}"
+# On every operation: whether the viewer token may call it (reads, and a preview, which changes
+# nothing); the admin token may call every operation, the ingest token only POST /v1/events.
+VIEWER = "x-tillhook-viewer"
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
@@ -40,6 +44,7 @@ def build_openapi() -> dict[str, Any]:
             "tags": ["operations"],
             "operationId": "get_openapi",
             "security": [],
+            VIEWER: True,
             "responses": {
                 "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
             },
@@ -51,6 +56,7 @@ def build_openapi() -> dict[str, Any]:
             "tags": ["dashboard"],
             "operationId": "get_dashboard",
             "security": [],
+            VIEWER: True,
             "responses": {
                 "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
                 "303": {"description": "Not signed in: to the sign-in page"},
@@ -75,8 +81,10 @@ def build_openapi() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "the admin token (everything); the viewer token (every GET route but"
-                    " GET /v1/endpoints/{id}/secret: it reads, never a secret, and changes nothing); or for"
-                    " POST /v1/events the ingest token (`tillhook tokens` prints all three)",
+                    " GET /v1/endpoints/{id}/secret, and POST /v1/endpoints/{id}/preview, which stores and"
+                    " sends nothing: it reads, never a secret, and changes nothing; each operation's"
+                    f" `{VIEWER}` says whether the viewer token may call it); or for POST /v1/events the"
+                    " ingest token (`tillhook tokens` prints all three)",
                 }
             },
         },
@@ -97,6 +105,7 @@ def _operation(route: Route, refs: Any, components: dict[str, Any]) -> dict[str,
         "summary": route.summary,
         "tags": [route.tag],
         "operationId": _operation_id(route),
+        VIEWER: viewer_may_call(route.method, route.path),
     }
     if route.public:
         operation["security"] = []

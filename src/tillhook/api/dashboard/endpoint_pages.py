@@ -26,6 +26,7 @@ from tillhook.models import Endpoint
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FILE_OWNS = "url, events, headers, limits and ordered"
+VIEWER_READS = "signed in with the viewer token, which may only read: sign in with the admin token to edit"
 
 
 def page_of(endpoint: Endpoint) -> str:
@@ -132,6 +133,9 @@ async def _detail(
 @in_words
 async def edit_page(request: web.Request) -> web.Response:
     _, endpoint = _endpoint(request)
+    if request[SESSION].role != "admin":
+        # The form holds the url and the headers' values as they are, to be edited.
+        return render(request, "message.html", status=403, title="Not shown", message=VIEWER_READS)
     return _edit_form(request, endpoint, forms.values_of(endpoint), {})
 
 

@@ -15,6 +15,9 @@ PREFIX = "/ui/"
 SIGN_IN = "/ui/signin"
 SIGN_OUT = "/ui/signout"
 PUBLIC = frozenset({SIGN_IN})
+# The posts a viewer session may make: they change nothing in the outbox (the API's rule for
+# the viewer token, api/auth.py, lets the same preview through).
+VIEWER_POSTS = frozenset({SIGN_OUT, "/ui/endpoints/{name}/preview"})
 SESSIONS = web.AppKey("dashboard_sessions", Sessions)
 SESSION = web.RequestKey("dashboard_session", Session)
 
@@ -52,6 +55,14 @@ def same_origin(request: web.Request) -> bool:
     return parts.netloc == request.host and parts.scheme in ("http", "https")
 
 
+def route_pattern(request: web.Request) -> str:
+    """The route's pattern, so a rule names "/v1/endpoints/{id}/secret" once for every id; an
+    unknown path is its own pattern (and then a 404 for whoever may reach it)."""
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else None
+    return canonical or request.path
+
+
 def refused(status: int, text: str) -> web.Response:
     response = web.Response(status=status, text=text, content_type="text/plain")
     response.headers.update(SECURITY_HEADERS)
@@ -76,7 +87,7 @@ async def dashboard_guard(request: web.Request, handler: Any) -> web.StreamRespo
             given = form.get("csrf")
             if not session.csrf_matches(given if isinstance(given, str) else None):
                 return refused(403, "refused: the form's token does not match this session; reload the page")
-            if session.role != "admin" and request.path != SIGN_OUT:
+            if session.role != "admin" and route_pattern(request) not in VIEWER_POSTS:
                 return refused(403, "refused: signed in with the viewer token, which may only read")
         request[SESSION] = session
     response = await handler(request)

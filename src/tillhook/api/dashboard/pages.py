@@ -33,7 +33,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     session = request.app[SESSIONS].create(role)
     response = web.HTTPSeeOther("/")
     response.set_cookie(COOKIE, session.id, httponly=True, samesite="Strict", path="/", secure=request.secure)
-    return response
+    raise response  # aiohttp deprecates returning an HTTPException
 
 
 def _role_of(request: web.Request, given: str) -> str | None:
@@ -54,7 +54,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     request.app[SESSIONS].drop(request[SESSION].id)
     response = web.HTTPSeeOther(SIGN_IN)
     response.del_cookie(COOKIE, path="/")
-    return response
+    raise response
 
 
 async def overview(request: web.Request) -> web.Response:
