@@ -75,7 +75,10 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
     endpoints = commands.add_parser("endpoints", help="list and manage endpoints").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    admin(endpoints.add_parser("list", help="list endpoints"))
+    listing = admin(endpoints.add_parser("list", help="list endpoints"))
+    listing.add_argument(
+        "--category", metavar="NAME", help='only the endpoints in this category, exactly as written; "" for none'
+    )
     add = admin(endpoints.add_parser("add", help="create an endpoint (prints its secret once)"))
     add.add_argument("name")
     add.add_argument("url_arg", metavar="URL", nargs="?", help="where to deliver (or --url)")
@@ -177,6 +180,18 @@ def _endpoint_options(parser: argparse.ArgumentParser) -> None:
         help="a built-in transform into a chat message: slack, discord, teams or google-chat",
     )
     parser.add_argument(
+        "--description",
+        metavar="TEXT|none",
+        type=_or_null(str, "none", "a line of text"),
+        help="what the endpoint is for, in one line (at most 500 characters)",
+    )
+    parser.add_argument(
+        "--category",
+        metavar="NAME|none",
+        type=_or_null(str, "none", "a category"),
+        help='what the dashboard groups it under, like "Loyalty"',
+    )
+    parser.add_argument(
         "--extra-signature",
         metavar="HEADER|off",
         type=_or_null(str, "off", "a header name"),
@@ -197,6 +212,8 @@ def _endpoint_fields(args: argparse.Namespace) -> dict[str, Any]:
         "filter",
         "transform",
         "preset",
+        "description",
+        "category",
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -282,7 +299,7 @@ async def _endpoints(call: Client, args: argparse.Namespace) -> int:
     if action == "list":
         return _show(
             args,
-            await call("GET", "/v1/endpoints"),
+            await call("GET", "/v1/endpoints", query={"category": args.category}),
             lambda d: _table([_endpoint_row(e) for e in d["data"]], _ENDPOINT_COLUMNS),
         )
     if action == "add":
@@ -358,7 +375,19 @@ def _show(args: argparse.Namespace, data: Any, human: Callable[[Any], None]) -> 
     return EXIT_OK
 
 
-_ENDPOINT_COLUMNS = ("id", "name", "state", "url", "events", "filter", "body", "extra_signature")
+_ENDPOINT_COLUMNS = (
+    "id",
+    "name",
+    "category",
+    "state",
+    "url",
+    "events",
+    "filter",
+    "body",
+    "extra_signature",
+    "description",
+)
+_DESCRIPTION_CHARS = 40  # in the table; `endpoints show` prints it whole
 _DELIVERY_COLUMNS = (
     "id",
     "state",
@@ -377,11 +406,17 @@ def _endpoint_row(endpoint: dict[str, Any]) -> dict[str, Any]:
     preset = endpoint.get("preset")
     body = "transform" if endpoint.get("transform") else f"preset:{preset}" if preset else "event"
     signature = endpoint.get("extra_signature")
+    description = endpoint.get("description") or ""
     return endpoint | {
-        "filter": (source[:39] + "…" if len(source) > 40 else source) or None,
+        "filter": _cut(source, 40) or None,
+        "description": _cut(description, _DESCRIPTION_CHARS) or None,
         "body": body,
         "extra_signature": signature["header"] if signature else None,
     }
+
+
+def _cut(text: str, chars: int) -> str:
+    return text[: chars - 1] + "…" if len(text) > chars else text
 
 
 def _cell(value: Any) -> str:

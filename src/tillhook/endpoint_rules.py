@@ -39,6 +39,11 @@ TRANSFORM_DOC = "CEL over the event: its result, as JSON, is the body sent inste
 PRESET_DOC = "a built-in transform into a chat message: slack, discord, teams or google-chat"
 EXTRA_SIGNATURE_DOC = "also sign the body as `sha256=<hex>` in this header, for receivers built that way"
 SECRET_DOC = "whsec_ + base64; generated when absent"
+DESCRIPTION_DOC = "what the endpoint is for, in one line (at most 500 characters), shown beside its name"
+CATEGORY_DOC = (
+    "what the dashboard groups it under and GET /v1/endpoints?category= selects, compared exactly:"
+    " 1 to 64 letters, digits, spaces, _ . or -"
+)
 
 
 def url_policy(allow_http: bool, allow_networks: Sequence[Network]) -> dict[str, Any]:
@@ -83,6 +88,17 @@ Headers = Annotated[dict[str, str], MaxLen(MAX_HEADERS), AfterValidator(_headers
 Filter = Annotated[str, AfterValidator(_filter)]
 Transform = Annotated[str, AfterValidator(_transform)]
 Preset = Annotated[str, AfterValidator(rules.check_preset)]
+# Checked by a function, so every mistake is said in the same words; the document still shows the rule.
+Description = Annotated[
+    str,
+    AfterValidator(rules.check_description),
+    Field(json_schema_extra={"minLength": 1, "maxLength": rules.MAX_DESCRIPTION_CHARS}),
+]
+Category = Annotated[
+    str,
+    AfterValidator(rules.check_category),
+    Field(json_schema_extra={"pattern": rules.CATEGORY_PATTERN, "maxLength": rules.MAX_CATEGORY_CHARS}),
+]
 SignatureHeader = Annotated[
     str, StringConstraints(max_length=MAX_HEADER_NAME_CHARS), AfterValidator(rules.check_signature_header)
 ]
@@ -128,6 +144,10 @@ class EndpointSettings(BaseModel):
     transform: Transform | None = Field(default=None, description=TRANSFORM_DOC)
     preset: Preset | None = Field(default=None, description=PRESET_DOC, examples=["slack"])
     extra_signature: ExtraSignature | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
+    description: Description | None = Field(
+        default=None, description=DESCRIPTION_DOC, examples=["Loyalty points for the app"]
+    )
+    category: Category | None = Field(default=None, description=CATEGORY_DOC, examples=["Loyalty"])
 
     def record(
         self, secrets: tuple[SigningSecret, ...], *, enabled: bool = True, config_managed: bool = False
@@ -150,4 +170,6 @@ class EndpointSettings(BaseModel):
             transform=self.transform,
             preset=self.preset,
             extra_signature=SignatureRecord(signature.header, signature.scheme) if signature else None,
+            description=self.description,
+            category=self.category,
         )

@@ -142,6 +142,8 @@ class Endpoint:
     transform: str | None = None  # CEL: the event -> the body sent instead of the event
     preset: str | None = None  # a built-in transform for a chat service
     extra_signature: ExtraSignature | None = None
+    description: str | None = None  # for people: what it is for
+    category: str | None = None  # what the dashboard groups it under, compared exactly
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,12 @@ from tillhook.targets import AddressPolicy, Network, target_refusal
 
 SECRET_PREFIX = "whsec_"
 ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_CATEGORY_CHARS = 64
+MAX_DESCRIPTION_CHARS = 500
+# Spaces inside only: categories are compared exactly, and "Kitchen " would be a second one.
+CATEGORY_PATTERN = r"^[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?$"
+_CATEGORY = re.compile(CATEGORY_PATTERN.removesuffix("$") + r"\Z")  # see _SEGMENT on \Z
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # \Z, not $: in Python's re, $ also matches before a final newline.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -179,3 +185,24 @@ def check_extra_signature(header: str, scheme: str, headers: Mapping[str, str]) 
     check_signature_apart(header, headers)
     if scheme not in SIGNATURE_SCHEMES:
         raise ValueError(f"scheme {scheme!r} is not known; the one scheme is sha256-hex")
+
+
+def check_category(category: str) -> str:
+    """A name endpoints are grouped under, compared exactly (case and all)."""
+    if not _CATEGORY.match(category):
+        raise ValueError(
+            f"must be 1 to {MAX_CATEGORY_CHARS} letters, digits, spaces, _ . or -, not starting or ending"
+            " with a space, like Loyalty or kitchen-displays"
+        )
+    return category
+
+
+def check_description(description: str) -> str:
+    """A line of text a person reads beside the endpoint's name."""
+    if not description.strip():
+        raise ValueError("must not be empty; leave it out (or null) for none")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise ValueError(f"must have at most {MAX_DESCRIPTION_CHARS} characters")
+    if _ANY_CONTROL.search(description):
+        raise ValueError("must not hold control characters (such as a line break or a tab): one line of text")
+    return description

@@ -25,6 +25,8 @@ async def test_a_created_endpoint_gets_an_id_and_keeps_every_field(outbox: Outbo
         filter="event.data.total > 10",
         transform="{'text': event.type}",
         extra_signature=ExtraSignature("X-Signature"),
+        description="Orders for the web shop: stock and paid orders",
+        category="Web shop",
     )
     created = await outbox.create_endpoint(asked, NOW)
     assert created.id and created.id != asked.id
@@ -60,6 +62,32 @@ async def test_update_changes_the_fields_named(outbox: Outbox) -> None:
     assert (changed.secrets, changed.ordered, changed.enabled) == (shop.secrets, False, True)
     assert await outbox.list_endpoints() == [changed]
     assert await outbox.update_endpoint(shop.id, {}, NOW) == changed
+
+
+async def test_description_and_category_are_set_changed_and_cleared(outbox: Outbox) -> None:
+    (shop,) = await endpoints(outbox, "shop")
+    assert (shop.description, shop.category) == (None, None)
+    labelled = await outbox.update_endpoint(shop.id, {"description": "Points for the app", "category": "Loyalty"}, NOW)
+    assert (labelled.description, labelled.category) == ("Points for the app", "Loyalty")
+    recategorised = await outbox.update_endpoint(shop.id, {"category": "loyalty"}, NOW + 1)
+    # Compared exactly: a change of case is a change of category, and the description stays.
+    assert (recategorised.description, recategorised.category) == ("Points for the app", "loyalty")
+    cleared = await outbox.update_endpoint(shop.id, {"description": None, "category": None}, NOW + 2)
+    assert (cleared.description, cleared.category) == (None, None)
+    assert await outbox.list_endpoints() == [cleared]
+
+
+async def test_the_config_file_sets_changes_and_clears_description_and_category(outbox: Outbox) -> None:
+    await outbox.apply_config_endpoints(
+        [endpoint("shop", description="The web shop", category="Shop"), endpoint("till")], NOW
+    )
+    listed = {e.name: e for e in await outbox.list_endpoints()}
+    assert (listed["shop"].description, listed["shop"].category) == ("The web shop", "Shop")
+    assert (listed["till"].description, listed["till"].category) == (None, None)
+    await outbox.apply_config_endpoints([endpoint("shop"), endpoint("till", category="Tills")], NOW + 1)
+    again = {e.name: e for e in await outbox.list_endpoints()}
+    assert (again["shop"].id, again["shop"].description, again["shop"].category) == (listed["shop"].id, None, None)
+    assert (again["till"].description, again["till"].category) == (None, "Tills")
 
 
 async def test_a_rotated_secret_signs_beside_the_old_one_until_it_expires(outbox: Outbox) -> None:

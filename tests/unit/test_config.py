@@ -445,6 +445,14 @@ def test_cross_key_problems_are_reported_with_field_errors() -> None:
         ({"alerts": {"backlog_age": "15"}}, "alerts.backlog_age:"),  # a duration needs its unit
         ({"alerts": {"backlog_age": "0s"}}, "alerts.backlog_age:"),
         ({"endpoints": [{"name": "x", "url": "https://x.example", "events": ["a.**.b"]}]}, "endpoints[0].events:"),
+        (
+            {"endpoints": [{"name": "x", "url": "https://x.example", "category": "Loyalty/App"}]},
+            "endpoints[0].category: must be 1 to 64 letters",
+        ),
+        (
+            {"endpoints": [{"name": "x", "url": "https://x.example", "description": "two\nlines"}]},
+            "endpoints[0].description: must not hold control characters",
+        ),
     ],
 )
 def test_single_mistakes(raw: dict[str, Any], named: str) -> None:

@@ -14,6 +14,8 @@ from tillhook.rules import (
     ENDPOINT_NAME_PATTERN,
     RESERVED_HEADERS,
     SECRET_PREFIX,
+    check_category,
+    check_description,
     check_headers,
     check_patterns,
     check_secret,
@@ -440,3 +442,39 @@ def test_endpoint_names(name: str, ok: bool) -> None:
         accepted = True
     assert accepted is ok
     assert ENDPOINT_NAME_PATTERN.startswith("^") and ENDPOINT_NAME_PATTERN.endswith("$")
+
+
+@pytest.mark.parametrize("category", ["Loyalty", "kitchen-displays", "a", "Web shop 2", "v1.2_x", "x" * 64])
+def test_good_categories(category: str) -> None:
+    assert check_category(category) == category
+
+
+@pytest.mark.parametrize(
+    "category",
+    ["", " ", " Loyalty", "Loyalty ", "x" * 65, "Loyalty/App", "Küche", "a\tb", "two\nlines", "Loyalty\n"],
+)
+def test_bad_categories_say_what_a_category_is(category: str) -> None:
+    with pytest.raises(ValueError, match="must be 1 to 64 letters, digits, spaces"):
+        check_category(category)
+
+
+@pytest.mark.parametrize("description", ["Points for the app", "x" * 500, "Ümlauts, € and emoji 🧾 are text"])
+def test_good_descriptions(description: str) -> None:
+    assert check_description(description) == description
+
+
+@pytest.mark.parametrize(
+    ("description", "said"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        ("x" * 501, "at most 500 characters"),
+        ("two\nlines", "control characters"),
+        ("tab\there", "control characters"),
+        ("nul\x00", "control characters"),
+        ("c1\x85", "control characters"),
+    ],
+)
+def test_bad_descriptions(description: str, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        check_description(description)

@@ -18,11 +18,12 @@ from tillhook.api.endpoint_verbs import (
     update,
     validation_context,
 )
-from tillhook.api.parsing import body_model, find_endpoint
+from tillhook.api.parsing import body_model, find_endpoint, query_model
 from tillhook.api.schemas import (
     EndpointIn,
     EndpointOut,
     EndpointPatch,
+    EndpointQuery,
     EndpointState,
     EndpointWithSecret,
     ReplayIn,
@@ -72,6 +73,8 @@ def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True)
             if endpoint.extra_signature
             else None
         ),
+        description=endpoint.description,
+        category=endpoint.category,
         config_managed=endpoint.config_managed,
         previous_secret_expires_at=format_time(max(live)) if live else None,
     )
@@ -87,7 +90,9 @@ def _with_secret(services: Services, endpoint: Endpoint) -> EndpointWithSecret:
 async def list_endpoints(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     reveal = request.get(ROLE) != "viewer"
-    items = [endpoint_out(services, e, reveal=reveal).model_dump(mode="json") for e in services.registry.all()]
+    query = query_model(request, EndpointQuery)
+    chosen = [e for e in services.registry.all() if query.category is None or (e.category or "") == query.category]
+    items = [endpoint_out(services, e, reveal=reveal).model_dump(mode="json") for e in chosen]
     return web.json_response({"data": items, "next_cursor": None})
 
 

@@ -7,11 +7,16 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
 
+from tillhook import rules
 from tillhook.endpoint_rules import (
+    CATEGORY_DOC,
+    DESCRIPTION_DOC,
     EXTRA_SIGNATURE_DOC,
     FILTER_DOC,
     PRESET_DOC,
     TRANSFORM_DOC,
+    Category,
+    Description,
     EndpointName,
     EndpointSettings,
     EndpointUrl,
@@ -62,6 +67,8 @@ class EndpointPatch(_In):
     transform: Transform | None = Field(default=None, description=TRANSFORM_DOC + "; null removes it")
     preset: Preset | None = Field(default=None, description=PRESET_DOC + "; null removes it")
     extra_signature: ExtraSignature | None = Field(default=None, description=EXTRA_SIGNATURE_DOC + "; null removes it")
+    description: Description | None = Field(default=None, description=DESCRIPTION_DOC + "; null removes it")
+    category: Category | None = Field(default=None, description=CATEGORY_DOC + "; null removes it")
 
     @field_validator(*_NOT_NULL)
     @classmethod
@@ -88,10 +95,26 @@ class EndpointOut(BaseModel):
     transform: str | None = Field(default=None, description=TRANSFORM_DOC)
     preset: str | None = Field(default=None, description=PRESET_DOC)
     extra_signature: ExtraSignatureSpec | None = Field(default=None, description=EXTRA_SIGNATURE_DOC)
+    description: str | None = Field(default=None, description=DESCRIPTION_DOC)
+    category: str | None = Field(default=None, description=CATEGORY_DOC)
     config_managed: bool = Field(description="from the config file: edit it there, not here")
     previous_secret_expires_at: Timestamp | None = Field(
         description="while a rotated-out secret still signs beside the current one"
     )
+
+
+class EndpointQuery(_In):
+    category: str | None = Field(
+        default=None,
+        description="only the endpoints in this category, compared exactly (case too); empty: those without one",
+        examples=["Loyalty"],
+    )
+
+    @field_validator("category")
+    @classmethod
+    def _a_category(cls, value: str | None) -> str | None:
+        # One that no endpoint could have is a mistake to name, not an empty list.
+        return rules.check_category(value) if value else value
 
 
 class EndpointWithSecret(EndpointOut):

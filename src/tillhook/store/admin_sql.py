@@ -30,7 +30,7 @@ def insert_endpoint(conn: sqlite3.Connection, endpoint: Endpoint, now: float) ->
     endpoint_id = endpoints_sql.new_endpoint_id()
     conn.execute(
         f"INSERT INTO endpoints ({endpoints_sql.COLUMNS}, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             endpoint_id,
             endpoint.name,
@@ -62,6 +62,8 @@ _COLUMN_OF = {
     "transform": "transform",
     "preset": "preset",
     "extra_signature": "extra_signature",
+    "description": "description",
+    "category": "category",
 }
 
 

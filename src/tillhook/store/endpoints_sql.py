@@ -14,10 +14,11 @@ from tillhook.store.port import ConfigApplied
 
 COLUMNS = (
     "id, name, url, events, secrets, max_in_flight, rate_limit, ordered, headers, enabled,"
-    " disabled_reason, config_managed, removed_from_config_at, filter, transform, preset, extra_signature"
+    " disabled_reason, config_managed, removed_from_config_at, filter, transform, preset, extra_signature,"
+    " description, category"
 )
 # What the config file and the API set alike, in this order, as columns and values.
-SHAPING = ("filter", "transform", "preset", "extra_signature")
+SHAPING = ("filter", "transform", "preset", "extra_signature", "description", "category")
 
 
 def new_endpoint_id() -> str:
@@ -43,6 +44,8 @@ def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
         transform,
         preset,
         extra_signature,
+        description,
+        category,
     ) = row
     return Endpoint(
         id=str(id_),
@@ -62,16 +65,21 @@ def to_endpoint(row: sqlite3.Row | tuple[Any, ...]) -> Endpoint:
         transform=str(transform) if transform is not None else None,
         preset=str(preset) if preset is not None else None,
         extra_signature=ExtraSignature(**json.loads(str(extra_signature))) if extra_signature is not None else None,
+        description=str(description) if description is not None else None,
+        category=str(category) if category is not None else None,
     )
 
 
-def shaping_values(endpoint: Endpoint) -> tuple[str | None, str | None, str | None, str | None]:
+def shaping_values(endpoint: Endpoint) -> tuple[str | None, ...]:
+    """The values of SHAPING's columns."""
     signature = endpoint.extra_signature
     return (
         endpoint.filter,
         endpoint.transform,
         endpoint.preset,
         json.dumps({"header": signature.header, "scheme": signature.scheme}) if signature else None,
+        endpoint.description,
+        endpoint.category,
     )
 
 
@@ -114,7 +122,7 @@ def _insert(conn: sqlite3.Connection, endpoint: Endpoint, now: float) -> None:
     chosen = endpoint.secrets or (SigningSecret(rules.new_secret()),)
     conn.execute(
         f"INSERT INTO endpoints ({COLUMNS}, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, NULL, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, NULL, 1, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new_endpoint_id(),
             endpoint.name,
@@ -138,7 +146,7 @@ def _update(conn: sqlite3.Connection, endpoint: Endpoint, stored_secrets: str, n
     conn.execute(
         "UPDATE endpoints SET url = ?, events = ?, max_in_flight = ?, rate_limit = ?, ordered = ?,"
         " headers = ?, secrets = ?, filter = ?, transform = ?, preset = ?, extra_signature = ?,"
-        " config_managed = 1, updated_at = ? WHERE name = ?",
+        " description = ?, category = ?, config_managed = 1, updated_at = ? WHERE name = ?",
         (
             endpoint.url,
             json.dumps(list(endpoint.events)),

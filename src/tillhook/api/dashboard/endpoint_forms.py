@@ -29,6 +29,8 @@ EDITED = (
     "transform",
     "preset",
     "extra_signature",
+    "description",
+    "category",
 )
 PREVIEW_SAMPLE = '{"type": "transaction.completed", "data": {"amount": 55.39}}'
 
@@ -72,6 +74,8 @@ def _settings(form: Form) -> dict[str, Any]:
         "transform": _optional(form, "transform"),
         "preset": _optional(form, "preset"),
         "extra_signature": {"header": header} if (header := text(form, "extra_signature")) else None,
+        "description": _optional(form, "description"),
+        "category": _optional(form, "category"),
     }
 
 
@@ -133,6 +137,8 @@ def values_of(endpoint: Endpoint) -> dict[str, str]:
         "transform": endpoint.transform or "",
         "preset": endpoint.preset or "",
         "extra_signature": endpoint.extra_signature.header if endpoint.extra_signature else "",
+        "description": endpoint.description or "",
+        "category": endpoint.category or "",
     }
 
 

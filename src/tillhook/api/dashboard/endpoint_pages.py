@@ -62,6 +62,24 @@ async def _statuses(services: Services) -> dict[str, EndpointStatus]:
     return {e.id: e for e in (await status_report(services)).endpoints}
 
 
+Row = tuple[Endpoint, EndpointStatus]
+
+
+def by_category(rows: list[Row]) -> list[tuple[str | None, list[Row]]]:
+    """The list's groups: one per category, sorted as a person reads them (then exactly, so
+    `Loyalty` and `loyalty`, two categories, keep one order), those without one last."""
+    groups: dict[str | None, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row[0].category, []).append(row)
+    named = sorted((c for c in groups if c is not None), key=lambda c: (c.casefold(), c))
+    return [(c, groups[c]) for c in named] + ([(None, groups[None])] if None in groups else [])
+
+
+def categories(services: Services) -> list[str]:
+    """Those in use, for the forms to offer."""
+    return sorted({e.category for e in services.registry.all() if e.category}, key=lambda c: (c.casefold(), c))
+
+
 @in_words
 async def list_page(request: web.Request) -> web.Response:
     return await _list(request)
@@ -74,7 +92,15 @@ async def _list(request: web.Request, *, status: int = 200, **form: Any) -> web.
     template = "endpoints_live.html" if request.query.get("part") == "live" else "endpoints.html"
     form.setdefault("values", {"events": "*"})
     form.setdefault("errors", {})
-    return render(request, template, status=status, rows=rows, notice=request.query.get("notice"), **form)
+    return render(
+        request,
+        template,
+        status=status,
+        groups=by_category(rows),
+        categories=categories(services),
+        notice=request.query.get("notice"),
+        **form,
+    )
 
 
 @in_words
@@ -156,6 +182,7 @@ def _edit_form(
         page=page_of(endpoint),
         values=values,
         errors=errors,
+        categories=categories(request.app[SERVICES]),
     )
 
 

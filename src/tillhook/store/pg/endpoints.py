@@ -37,7 +37,7 @@ UNFINISHED = "('pending', 'delivering')"
 
 _INSERT = (
     f"INSERT INTO endpoints ({COLUMNS}, created_at, updated_at) VALUES"
-    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, NULL, $12, $13, $14, $15, $16, $16)"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, NULL, $12, $13, $14, $15, $16, $17, $18, $18)"
 )
 
 # What the admin API may change, by Endpoint field: the columns of the same names.
@@ -54,6 +54,8 @@ _EDITABLE = frozenset(
         "transform",
         "preset",
         "extra_signature",
+        "description",
+        "category",
     ]
 )
 
@@ -286,7 +288,7 @@ async def _update(conn: Conn, endpoint: Endpoint, endpoint_id: str, stored_secre
     await conn.execute(
         "UPDATE endpoints SET url = $1, events = $2, max_in_flight = $3, rate_limit = $4, ordered = $5,"
         " headers = $6, secrets = $7, filter = $8, transform = $9, preset = $10, extra_signature = $11,"
-        " config_managed = true, updated_at = $12 WHERE id = $13",
+        " description = $12, category = $13, config_managed = true, updated_at = $14 WHERE id = $15",
         endpoint.url,
         json.dumps(list(endpoint.events)),
         endpoint.max_in_flight,
