@@ -91,10 +91,16 @@ def add_commands(commands: Any, with_config: Callable[[argparse.ArgumentParser],
         ("remove", "delete an endpoint (cancels its pending deliveries)"),
         ("enable", "enable an endpoint"),
         ("disable", "disable an endpoint (pending deliveries wait)"),
-        ("test", "deliver a tillhook.ping event to it"),
         ("secret", "print its current secret and any still in grace, for the receiver"),
     ):
         admin(endpoints.add_parser(action, help=text)).add_argument("endpoint", metavar="ID|NAME")
+    test = admin(
+        endpoints.add_parser("test", help="deliver a test event to it: a tillhook.ping, or a catalogue type's example")
+    )
+    test.add_argument("endpoint", metavar="ID|NAME")
+    test.add_argument(
+        "--type", dest="event_type", metavar="TYPE", help="send this [[event_types]] type's example instead of a ping"
+    )
     update = admin(endpoints.add_parser("update", help="change an endpoint"))
     update.add_argument("endpoint", metavar="ID|NAME")
     update.add_argument("--name", help="rename it")
@@ -309,7 +315,10 @@ async def _endpoints(call: Client, args: argparse.Namespace) -> int:
         if not fields:
             raise UsageError("nothing to change: give at least one option, like --url or --events")
         return _show(args, await call("PATCH", ep, fields), _print_record)
-    if action in ("show", "enable", "disable", "test"):
+    if action == "test":
+        body = {"event_type": args.event_type} if args.event_type else None
+        return _show(args, await call("POST", f"{ep}/test", body), _print_record)
+    if action in ("show", "enable", "disable"):
         method, path = ("GET", ep) if action == "show" else ("POST", f"{ep}/{action}")
         return _show(args, await call(method, path), _print_record)
     if action == "secret":

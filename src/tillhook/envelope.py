@@ -275,3 +275,20 @@ def to_new_events(events: list[EventIn], now_s: float, subscribers: Callable[[st
             )
         )
     return built
+
+
+def to_test_event(event_type: str, data: dict[str, Any], now_s: float, endpoint_id: str) -> NewEvent:
+    """An admin's test for one endpoint (the ping, or a catalogue type's example), no
+    subscription or filter consulted. Its envelope says `"test": true`, so a receiver can
+    tell it from what the POS sends."""
+    message_id = new_message_id(now_s)
+    body = _dumps({"id": message_id, "type": event_type, "timestamp": format_time(now_s), "data": data, "test": True})
+    return NewEvent(
+        id=message_id,
+        type=event_type,
+        idempotency_key=None,
+        body=body,
+        created_at=now_s,
+        endpoint_ids=(endpoint_id,),
+        test=True,
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tillhook.envelope import new_message_id, parse_body, to_new_events
+from tillhook.envelope import new_message_id, parse_body, to_new_events, to_test_event
 from tillhook.errors import InvalidInput
 from tillhook.models import MAX_BATCH, MAX_JSON_DEPTH, EventIn, format_time
 
@@ -430,3 +430,19 @@ def test_an_integer_of_4300_digits_is_kept_and_one_more_is_422_not_malformed() -
     error = refused(b'{"type": "a", "data": {"n": -%s}}' % (b"7" * (limit + 1)))
     assert (error.status, error.slug) == (422, "invalid-event")
     assert f"integers of more than {limit} digits are not accepted" in error.message
+
+
+def test_a_test_event_goes_to_one_endpoint_marked_test_in_its_envelope_and_its_record() -> None:
+    made = to_test_event("sale.completed", {"total": 9.5}, NOW, "ep_1")
+    assert ID_RE.fullmatch(made.id) and made.type == "sale.completed"
+    assert made.endpoint_ids == ("ep_1",) and made.test is True and made.idempotency_key is None
+    assert made.body == (
+        b'{"id":"'
+        + made.id.encode()
+        + b'","type":"sale.completed","timestamp":"'
+        + format_time(NOW).encode()
+        + b'","data":{"total":9.5},"test":true}'
+    )
+    # What the POS sends never says so.
+    (sale,) = to_new_events([EventIn(type="sale.completed", data={})], NOW, lambda _type: ("ep_1",))
+    assert "test" not in json.loads(sale.body) and sale.test is False

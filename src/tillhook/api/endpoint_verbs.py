@@ -20,9 +20,9 @@ from tillhook.api.schemas import (
 from tillhook.api.state import Services
 from tillhook.config import parse_duration
 from tillhook.endpoint_rules import ExtraSignatureSpec, url_policy
-from tillhook.envelope import to_new_events
-from tillhook.errors import Conflict
-from tillhook.models import Endpoint, EventIn, SigningSecret, format_time
+from tillhook.envelope import to_test_event
+from tillhook.errors import Conflict, InvalidInput
+from tillhook.models import Endpoint, SigningSecret, format_time
 from tillhook.store.port import LogFilter
 
 
@@ -158,15 +158,44 @@ def grace_seconds(value: str) -> float:
     return grace_s
 
 
-async def send_test(services: Services, endpoint: Endpoint) -> PingOut:
+PING_TYPE = "tillhook.ping"
+
+
+def test_data(services: Services, endpoint: Endpoint, event_type: str | None) -> dict[str, Any]:
+    """The data a test of `event_type` sends: its catalogue example; without a type, the ping's."""
+    if event_type is None:
+        return {"endpoint": endpoint.name, "message": "a test event from tillhook"}
+    spec = services.catalogue.get(event_type)
+    if spec is None:
+        message = (
+            f"{event_type} is not in the event-type catalogue: add an [[event_types]] table naming it, with an"
+            " example, to the config file and restart tillhook"
+        )
+    elif spec.example is None:
+        message = (
+            f"{event_type} has no example in the catalogue: give its [[event_types]] table an example in the"
+            " config file and restart tillhook"
+        )
+    else:
+        return spec.example
+    raise InvalidInput(message, errors=[{"field": "event_type", "message": message}])
+
+
+def testable_types(services: Services) -> list[str]:
+    """The catalogue's types a test can send: those with an example, by name."""
+    return sorted(name for name, spec in services.catalogue.specs.items() if spec.example is not None)
+
+
+async def send_test(services: Services, endpoint: Endpoint, event_type: str | None = None) -> PingOut:
+    """A test event to this endpoint only, stored and delivered like any event: the ping, or
+    `event_type`'s catalogue example."""
+    data = test_data(services, endpoint, event_type)
     if not endpoint.enabled:
         raise Conflict(f"endpoint {endpoint.name!r} is disabled; enable it first", slug="endpoint-disabled")
-    now = services.clock.now()
-    ping = EventIn(type="tillhook.ping", data={"endpoint": endpoint.name, "message": "a test event from tillhook"})
-    (event,) = to_new_events([ping], now, lambda _type: (endpoint.id,))
+    event = to_test_event(event_type or PING_TYPE, data, services.clock.now(), endpoint.id)
     await admission.enqueue(services.dispatcher, [event])
     (delivery,) = await services.store.list_deliveries(LogFilter(event_id=event.id, limit=1))
-    return PingOut(event_id=event.id, delivery_id=delivery.id)
+    return PingOut(event_id=event.id, delivery_id=delivery.id, event_type=event.type)
 
 
 def replay_window(services: Services, spec: ReplayIn) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from tillhook.api.schemas import (
     ReplayIn,
     ReplayOut,
     RotateIn,
+    TestIn,
 )
 from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.endpoint_rules import ExtraSignatureSpec
@@ -163,7 +164,8 @@ async def get_secret(request: web.Request) -> web.Response:
 async def test_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    ping = await send_test(services, endpoint)
+    spec = await body_model(request, TestIn, empty_ok=True)
+    ping = await send_test(services, endpoint, spec.event_type)
     return web.json_response(ping.model_dump(), status=202)
 
 

@@ -38,6 +38,7 @@ from tillhook.api.schemas import (
     RetryMatchingOut,
     RotateIn,
     StatusOut,
+    TestIn,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -216,11 +217,15 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/v1/endpoints/{id}/test",
         endpoints.test_endpoint,
-        "Deliver a tillhook.ping event to this endpoint only",
+        'Deliver a test event to this endpoint only, marked "test": true in its envelope: a tillhook.ping, or'
+        ' with {"event_type": T} the catalogue\'s example of T (422 when T is not in the catalogue or has no'
+        " example). Its subscription and filter are not consulted; its transform or preset applies",
         "endpoints",
         202,
         PingOut,
-        errors=(404, 409, 503),
+        body=TestIn,
+        body_optional=True,
+        errors=(404, 409, 415, 422, 503),
     ),
     Route(
         "POST",

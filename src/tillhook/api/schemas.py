@@ -31,7 +31,7 @@ from tillhook.endpoint_rules import (
     Secret,
     Transform,
 )
-from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn
+from tillhook.models import MAX_BATCH, AcceptedEvent, DeliveryState, EventIn, EventType
 
 T = TypeVar("T")
 
@@ -154,9 +154,21 @@ class ReplayOut(BaseModel):
     deliveries: int = Field(description="new deliveries created")
 
 
+class TestIn(_In):
+    """Which test to send; without a body (or without event_type), the ping."""
+
+    event_type: EventType | None = Field(
+        default=None,
+        description="a catalogue type ([[event_types]] in the config) with an example: its example is sent as"
+        " the event's data; absent: a tillhook.ping",
+        examples=["transaction.completed"],
+    )
+
+
 class PingOut(BaseModel):
     event_id: str
     delivery_id: int
+    event_type: str = Field(description="tillhook.ping, or the catalogue type whose example was sent")
 
 
 class PreviewIn(_In):

@@ -151,6 +151,7 @@ async def _detail(
         out=endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"),
         pinned=verbs.secret_pinned(services, endpoint),
         file_owns=FILE_OWNS,
+        test_types=verbs.testable_types(services),
         notice=request.query.get("notice"),
         **extra,
     )
@@ -214,8 +215,11 @@ async def disable(request: web.Request) -> web.StreamResponse:
 @in_words
 async def send_test(request: web.Request) -> web.StreamResponse:
     services, endpoint = _endpoint(request)
-    ping = await verbs.send_test(services, endpoint)
-    raise _back(page_of(endpoint), f"Test event {ping.event_id} sent as delivery {ping.delivery_id}.")
+    form = await request.post()
+    ping = await verbs.send_test(services, endpoint, forms.text(form, "event_type") or None)
+    raise _back(
+        page_of(endpoint), f"Test event {ping.event_id} ({ping.event_type}) sent as delivery {ping.delivery_id}."
+    )
 
 
 @in_words
