@@ -126,6 +126,10 @@ class Catalogue:
         self._validators = {
             spec.name: _Validator(spec.data_schema) for spec in self.specs.values() if spec.data_schema is not None
         }
+        # What ingest checks, and how: a strict type's mismatch refuses the event, another's is
+        # recorded with it. Types outside both are not looked at (most are, and stay as fast).
+        self.enforced = frozenset(name for name in self._validators if self.specs[name].strict)
+        self.recorded = frozenset(self._validators) - self.enforced
 
     def __contains__(self, event_type: str) -> bool:
         return event_type in self.specs
