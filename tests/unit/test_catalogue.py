@@ -6,11 +6,14 @@ recording a lenient one's."""
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tillhook.catalogue import MAX_ERRORS, Catalogue, EventTypeSpec, SchemaProblem
+from tillhook.config import validate_config
 from tillhook.envelope import SCHEMA_MISMATCH, parse_body, to_new_events
 from tillhook.errors import InvalidInput
 
@@ -164,3 +167,13 @@ def test_a_lenient_types_problems_are_stored_with_the_event_and_no_other() -> No
     assert not any(e.test for e in built)
     # Without the catalogue (a ping, an alert) nothing is checked.
     assert to_new_events(events, 1_800_000_000.0, lambda _type: ())[0].schema_errors is None
+
+
+def test_the_commented_catalogue_of_config_example_is_a_valid_one() -> None:
+    text = (Path(__file__).parents[2] / "config.example.toml").read_text()
+    commented = text[text.index("# [[event_types]]") : text.index("# Endpoints applied at every start")]
+    uncommented = "\n".join(line.removeprefix("# ") for line in commented.splitlines())
+    config = validate_config(tomllib.loads(uncommented), "config.example.toml")
+    (spec,) = config.event_types
+    assert spec.data_schema is not None and spec.example is not None
+    assert Catalogue(config.event_types).check(spec.name, spec.example) == (False, [])
