@@ -279,8 +279,8 @@ def _schema_mismatch(errors: list[dict[str, str]], events: int, batch: bool) -> 
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     which = (
-        f"{events} of the batch's events do not match their type's schema, which the catalogue enforces"
-        " (strict), so none of the batch was stored"
+        f"{events} of the batch's events {'does' if events == 1 else 'do'} not match their type's schema, which"
+        " the catalogue enforces (strict), so none of the batch was stored"
         if batch
         else "the event's data does not match its type's schema, which the catalogue enforces (strict), so it was"
         " not stored"

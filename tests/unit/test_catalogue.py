@@ -122,7 +122,9 @@ def test_a_batch_with_one_mismatch_is_refused_whole_with_the_events_paths() -> N
     assert refused.slug == SCHEMA_MISMATCH
     # [1] is not strict: accepted as it is; only [2] refuses the batch.
     assert refused.errors == [{"field": "[2].data.items", "message": "is required"}]
-    assert refused.message.startswith("1 of the batch's events do not match") and "none of the batch" in refused.message
+    assert (
+        refused.message.startswith("1 of the batch's events does not match") and "none of the batch" in refused.message
+    )
 
 
 def test_a_malformed_event_beside_a_mismatch_is_invalid_event_naming_both() -> None:
