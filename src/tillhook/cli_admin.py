@@ -515,8 +515,16 @@ def _more(data: dict[str, Any]) -> None:
         print(f"\nmore: --cursor {data['next_cursor']}", file=sys.stderr)
 
 
+def _print_schema_errors(problems: list[dict[str, str]] | None, whose: str) -> None:
+    if problems:
+        print(f"\n{whose} did not match its type's schema (not strict, so accepted):")
+        for problem in problems:
+            print(f"  {problem['field']}: {problem['message']}")
+
+
 def _print_delivery(data: dict[str, Any]) -> None:
-    _print_record({k: v for k, v in data.items() if k != "attempt_log"})
+    _print_record({k: v for k, v in data.items() if k not in ("attempt_log", "event_schema_errors")})
+    _print_schema_errors(data.get("event_schema_errors"), "its event's data")
     print()
     _table(data["attempt_log"], ("number", "started_at", "duration_ms", "status", "outcome", "error"))
     for attempt in data["attempt_log"]:
@@ -537,7 +545,8 @@ def _print_events(data: dict[str, Any]) -> None:
 
 
 def _print_event(data: dict[str, Any]) -> None:
-    _print_record({k: v for k, v in data.items() if k not in ("payload", "deliveries")})
+    _print_record({k: v for k, v in data.items() if k not in ("payload", "deliveries", "schema_errors")})
+    _print_schema_errors(data.get("schema_errors"), "its data")
     print(f"\npayload:\n{json.dumps(data['payload'], indent=2)}\n\ndeliveries:")
     _table(
         data["deliveries"], ("id", "state", "endpoint", "attempts", "last_status", "last_attempt_at", "next_attempt_at")

@@ -16,6 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from tillhook import rules
+from tillhook.catalogue import Catalogue
 from tillhook.errors import InvalidInput
 from tillhook.models import (
     MAX_BATCH,
@@ -189,8 +190,11 @@ def check_event(item: Any, field: str) -> EventIn:
     raise InvalidInput(f"the event is not valid: {summary}", slug="invalid-event", errors=errors)
 
 
-def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn], bool]:
-    """The events in a request body, and whether it was a batch (an array)."""
+def parse_body(
+    raw: bytes, idempotency_header: str | None, catalogue: Catalogue | None = None
+) -> tuple[list[EventIn], bool]:
+    """The events in a request body, and whether it was a batch (an array). An event whose
+    data breaks the schema of a strict type in `catalogue` is refused with the rest."""
     document = _loads(raw)
     if _too_deep(document):
         raise InvalidInput(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused", slug="invalid-event")
@@ -207,44 +211,93 @@ def parse_body(raw: bytes, idempotency_header: str | None) -> tuple[list[EventIn
         items, batch = document, True
     else:
         raise InvalidInput("the body must be one event (a JSON object) or an array of events", slug="invalid-event")
-    return _validate(items, batch, idempotency_header), batch
+    enforced = catalogue if catalogue is not None and catalogue.enforced else None
+    return _validate(items, batch, idempotency_header, enforced), batch
 
 
 OWN_TYPES = "types beginning with tillhook. are tillhook's own (its alerts and pings); name the event otherwise"
 
 
-def _validate(items: list[Any], batch: bool, idempotency_header: str | None) -> list[EventIn]:
+def _validate(
+    items: list[Any], batch: bool, idempotency_header: str | None, catalogue: Catalogue | None
+) -> list[EventIn]:
     events: list[EventIn] = []
     errors: list[dict[str, str]] = []
+    malformed = False  # errors other than a strict type's schema refusing the data
+    mismatched = 0  # events refused by their type's schema
     for index, item in enumerate(items):
         prefix = f"[{index}]" if batch else ""
         if not isinstance(item, dict):
             errors.append({"field": prefix or "body", "message": "must be a JSON object"})
+            malformed = True
             continue
         try:
             event = EventIn.model_validate(item)
         except ValidationError as exc:
             errors.extend(field_errors(exc, prefix, terms=EVENT_TERMS))
+            malformed = True
             continue
         if event.type.split(".", 1)[0].casefold() == rules.OWN_PREFIX:
             # Alerts reach the shop's chat: a POS must not be able to make one up.
             errors.append({"field": field_path(("type",), prefix), "message": OWN_TYPES})
+            malformed = True
             continue
         if idempotency_header is not None:
             if event.id is not None and event.id != idempotency_header:
                 errors.append({"field": "id", "message": "differs from the Idempotency-Key header; send one of them"})
+                malformed = True
                 continue
             event = event.model_copy(update={"id": idempotency_header})
+        if catalogue is not None and event.type in catalogue.enforced:
+            _, problems = catalogue.check(event.type, event.data, field_path(("data",), prefix))
+            if problems:
+                errors.extend(p.as_dict() for p in problems)
+                mismatched += 1
+                continue
         events.append(event)
     if idempotency_header is not None and not 1 <= len(idempotency_header) <= 255:
         errors.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
+        malformed = True
     elif idempotency_header is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in idempotency_header):
         errors.append({"field": "Idempotency-Key", "message": "must not hold control characters"})
+        malformed = True
+    if errors and not malformed:
+        raise _schema_mismatch(errors, mismatched, batch)
     if errors:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise InvalidInput(f"the event is not valid: {summary}{more}", slug="invalid-event", errors=errors)
     return events
+
+
+SCHEMA_MISMATCH = "schema-mismatch"
+
+
+def _schema_mismatch(errors: list[dict[str, str]], events: int, batch: bool) -> InvalidInput:
+    """Only a strict type's schema refused: said as that, apart from a malformed event, since
+    the fix may as well be the schema in the config as the POS's data."""
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    which = (
+        f"{events} of the batch's events {'does' if events == 1 else 'do'} not match their type's schema, which"
+        " the catalogue enforces (strict), so none of the batch was stored"
+        if batch
+        else "the event's data does not match its type's schema, which the catalogue enforces (strict), so it was"
+        " not stored"
+    )
+    return InvalidInput(
+        f"{which}: {summary}{more}. Fix the data, or the type's schema in [[event_types]]",
+        slug=SCHEMA_MISMATCH,
+        errors=errors,
+    )
+
+
+def _schema_errors(event: EventIn, catalogue: Catalogue | None) -> str | None:
+    """How a non-strict catalogued type's data breaks its schema, as the JSON stored with it."""
+    if catalogue is None or event.type not in catalogue.recorded:
+        return None
+    _, problems = catalogue.check(event.type, event.data)
+    return orjson.dumps([p.as_dict() for p in problems]).decode() if problems else None
 
 
 def _dumps(document: dict[str, Any]) -> bytes:
@@ -254,8 +307,16 @@ def _dumps(document: dict[str, Any]) -> bytes:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def to_new_events(events: list[EventIn], now_s: float, subscribers: Callable[[str], tuple[str, ...]]) -> list[NewEvent]:
-    """Fix the body bytes now: they are stored, signed and sent exactly as built here."""
+def to_new_events(
+    events: list[EventIn],
+    now_s: float,
+    subscribers: Callable[[str], tuple[str, ...]],
+    catalogue: Catalogue | None = None,
+) -> list[NewEvent]:
+    """Fix the body bytes now: they are stored, signed and sent exactly as built here. With a
+    catalogue, each event of a non-strict type keeps how its data breaks the type's schema
+    (a strict type's event breaking it was refused by parse_body)."""
+    recorded = catalogue if catalogue is not None and catalogue.recorded else None
     received = format_time(now_s)
     built = []
     for event in events:
@@ -272,6 +333,7 @@ def to_new_events(events: list[EventIn], now_s: float, subscribers: Callable[[st
                 created_at=now_s,
                 endpoint_ids=subscribers(event.type),
                 timestamp_given=event.timestamp is not None,
+                schema_errors=_schema_errors(event, recorded),
             )
         )
     return built

@@ -3,10 +3,12 @@ outbox of its own, opened, and closed again at teardown."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,9 @@ class Place:
     # the database's own tools' to take (`backup` refuses, saying which).
     from_copy: Callable[[Path], Outbox] | None
     spoil: Callable[[], Awaitable[object]]  # leave something there that is no outbox, as a wrong path or a wreck would
+    # Rows of a query run on the database itself, beside the adapter: for what the database
+    # keeps on its own (its triggers' tables), which no verb of the port reads.
+    query: Callable[[str], Awaitable[list[tuple[Any, ...]]]]
     # Shared by several daemons: what one left delivering is another's to take back only once
     # its lease has run out, never merely because another opened the outbox.
     shared: bool = False
@@ -38,7 +43,11 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Place]:
     async def spoil() -> None:
         path.write_bytes(b"these are not the pages of a database\n" * 200)
 
-    yield Place(new=lambda: SqliteStore(path), from_copy=SqliteStore, spoil=spoil)
+    async def query(sql: str) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(path)) as conn:
+            return [tuple(row) for row in conn.execute(sql)]
+
+    yield Place(new=lambda: SqliteStore(path), from_copy=SqliteStore, spoil=spoil, query=query)
 
 
 @asynccontextmanager
@@ -56,8 +65,15 @@ async def postgres(tmp_path: Path) -> AsyncIterator[Place]:
         finally:
             await conn.close()
 
+    async def query(sql: str) -> list[tuple[Any, ...]]:
+        conn = await connect(target)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
     try:
-        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil, shared=True)
+        yield Place(new=lambda: PostgresStore(target), from_copy=None, spoil=spoil, query=query, shared=True)
     finally:
         await pg.drop_database(url)
 

@@ -29,9 +29,9 @@ async def post_events(request: web.Request) -> web.Response:
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
         )
     raw = await read_body(request)
-    events, batch = parse_body(raw, request.headers.get("Idempotency-Key"))
+    events, batch = parse_body(raw, request.headers.get("Idempotency-Key"), services.catalogue)
     now = services.clock.now()
-    new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers))
+    new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers, services.catalogue))
     accepted = await admission.enqueue(services.dispatcher, new_events, batch=batch)
     counted = Counter(event.type for event in accepted if not event.duplicate)
     for event_type, n in counted.items():

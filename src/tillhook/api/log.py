@@ -30,6 +30,7 @@ from tillhook.api.schemas import (
     FilteredOut,
     RetryMatchingIn,
     RetryMatchingOut,
+    SchemaErrorOut,
 )
 from tillhook.api.state import SERVICES, Services
 from tillhook.errors import InvalidInput
@@ -69,7 +70,15 @@ def delivery_out(row: DeliveryRow) -> DeliveryOut:
         last_status=row.last_status,
         last_error=row.last_error,
         held_reason=held_reason(row),
+        event_schema_errors=schema_errors_out(row.event_schema_errors),
     )
+
+
+def schema_errors_out(stored: str | None) -> list[SchemaErrorOut] | None:
+    """The problems ingest stored with a non-strict type's event (the JSON of {field, message})."""
+    if stored is None:
+        return None
+    return [SchemaErrorOut(field=p["field"], message=p["message"]) for p in json.loads(stored)]
 
 
 def _type_pattern(value: str | None) -> str | None:
@@ -231,6 +240,8 @@ def event_out(row: EventRow) -> EventOut:
         type=row.type,
         idempotency_key=row.idempotency_key,
         received_at=format_time(row.created_at),
+        schema_errors=schema_errors_out(row.schema_errors),
+        test=row.test,
     )
 
 

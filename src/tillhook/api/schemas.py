@@ -216,6 +216,23 @@ class AttemptOut(BaseModel):
     )
 
 
+class SchemaErrorOut(BaseModel):
+    """One way an event's data broke its type's schema in the catalogue."""
+
+    field: str = Field(description="where, as a path into the event", examples=["data.items[0].price"])
+    message: str = Field(description="what the schema asked", examples=["'1.50' is not of type 'number'"])
+
+
+SchemaErrors = Annotated[
+    list[SchemaErrorOut] | None,
+    Field(
+        description="how the event's data broke the JSON Schema of its type in the catalogue ([[event_types]]),"
+        " which is not strict, so it was accepted all the same (a strict type's event is refused with a 422"
+        " schema-mismatch); null: it matched, or its type has no schema"
+    ),
+]
+
+
 class DeliveryOut(BaseModel):
     id: int
     event_id: str
@@ -233,6 +250,7 @@ class DeliveryOut(BaseModel):
         description="why a pending delivery waits although due: its endpoint is disabled or out of the config"
         " file, and holds it until enabled"
     )
+    event_schema_errors: SchemaErrors
 
 
 class DeliveryDetail(DeliveryOut):
@@ -245,6 +263,8 @@ class EventOut(BaseModel):
     type: str
     idempotency_key: str | None
     received_at: Timestamp
+    schema_errors: SchemaErrors
+    test: bool = Field(description="an admin's test (the ping, or a type's example), not sent by the POS")
 
 
 class FilteredOut(BaseModel):
@@ -405,7 +425,13 @@ class HealthOut(BaseModel):
 
 
 class IngestBody(RootModel[EventIn | Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]]):
-    """One event, or an array of up to 1000 (all or nothing)."""
+    """One event, or an array of up to 1000 (all or nothing). An event whose type is in the
+    catalogue ([[event_types]]) with a JSON Schema has its `data` checked against it: where
+    the type is strict, data that breaks it is refused with a 422 whose type is
+    `urn:tillhook:problem:schema-mismatch`, `errors` naming each failing field by its path
+    (`data.items[0].price`; in a batch `[2].data.amount`), and nothing of the request is
+    stored; where it is not strict, the event is accepted and keeps what broke (its
+    `schema_errors` in the log). Other invalid events are a 422 `invalid-event`."""
 
 
 class IngestReply(RootModel[AcceptedEvent | list[AcceptedEvent]]):

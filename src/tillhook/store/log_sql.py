@@ -30,7 +30,7 @@ DELIVERY_COLUMNS = (
     "d.id, d.event_id, e.type AS event_type, d.endpoint_id, coalesce(ep.name, d.endpoint_id) AS endpoint,"
     " d.state, d.attempts, d.created_at, d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error,"
     " d.first_attempt_at, CASE WHEN ep.deleted_at IS NULL THEN ep.enabled END AS endpoint_enabled,"
-    " ep.disabled_reason AS endpoint_disabled_reason"
+    " ep.disabled_reason AS endpoint_disabled_reason, e.schema_errors AS event_schema_errors"
 )
 _DELIVERY_FROM = " FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id"
 
@@ -53,6 +53,7 @@ def to_delivery(row: Sequence[Any]) -> DeliveryRow:
         first_attempt_at,
         enabled,
         disabled_reason,
+        schema_errors,
     ) = row
     return DeliveryRow(
         id=int(id_),
@@ -70,6 +71,7 @@ def to_delivery(row: Sequence[Any]) -> DeliveryRow:
         first_attempt_at=first_attempt_at,
         endpoint_enabled=None if enabled is None else bool(enabled),
         endpoint_disabled_reason=disabled_reason,
+        event_schema_errors=schema_errors,
     )
 
 
@@ -125,14 +127,20 @@ def delivery_query(delivery_id: int) -> tuple[str, list[Any]]:
     return f"SELECT {DELIVERY_COLUMNS}{_DELIVERY_FROM} WHERE d.id = ?", [delivery_id]
 
 
-EVENT_COLUMNS = "seq, id, type, idempotency_key, created_at"
+EVENT_COLUMNS = "seq, id, type, idempotency_key, created_at, schema_errors, test"
 
 
 def to_event(row: Sequence[Any]) -> EventRow:
     """A row of EVENT_COLUMNS."""
-    seq, id_, type_, idempotency_key, created_at = row[:5]
+    seq, id_, type_, idempotency_key, created_at, schema_errors, test = row[:7]
     return EventRow(
-        seq=int(seq), id=str(id_), type=str(type_), idempotency_key=idempotency_key, created_at=float(created_at)
+        seq=int(seq),
+        id=str(id_),
+        type=str(type_),
+        idempotency_key=idempotency_key,
+        created_at=float(created_at),
+        schema_errors=schema_errors,
+        test=bool(test),
     )
 
 

@@ -108,7 +108,10 @@ def ingest_one(op: Ingest, seen: dict[str, Seen], rows: IngestRows) -> Enqueued 
                 event.id, event.type, len(event.endpoint_ids), event.timestamp_given, event.body, index
             )
         given = None if key is None else int(event.timestamp_given)
-        rows.events.append((event.id, key, event.type, event.created_at, event.body, given))
+        # test: 1 or NULL, as the type counts' trigger reads it.
+        rows.events.append(
+            (event.id, key, event.type, event.created_at, event.body, given, event.schema_errors, event.test or None)
+        )
         if event.filtered_out:
             rows.filtered_out.append((json.dumps(event.filtered_out), event.id))
         t = event.created_at
@@ -215,7 +218,8 @@ class BatchApplier:
             replies.append(reply)
         rows_at_once(
             conn,
-            "INSERT INTO events (id, idempotency_key, type, created_at, body, timestamp_given) VALUES {rows}",
+            "INSERT INTO events (id, idempotency_key, type, created_at, body, timestamp_given, schema_errors, test)"
+            " VALUES {rows}",
             event_rows,
         )
         rows_at_once(

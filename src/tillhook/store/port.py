@@ -110,6 +110,7 @@ class DeliveryRow:
     first_attempt_at: float | None
     endpoint_enabled: bool | None
     endpoint_disabled_reason: str | None
+    event_schema_errors: str | None = None  # its event's (EventRow.schema_errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,10 @@ class EventRow:
     type: str
     idempotency_key: str | None
     created_at: float
+    # How its data broke its non-strict catalogue type's schema: the JSON array ingest stored
+    # (NewEvent.schema_errors); None: it matched, or the type had no schema.
+    schema_errors: str | None = None
+    test: bool = False  # an admin's test (the ping, a type's example)
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,7 +218,7 @@ MIGRATIONS: tuple[str, ...] = (
     """.replace("NEW_DURATION_BUCKET", duration_bucket("NEW.duration_ms")),
     # 10: an endpoint's description and category (how the shop groups its endpoints); an
     # event whose data broke its catalogue type's schema, where that type is not strict,
-    # keeps what broke (a JSON array of {path, message}; NULL: it matched, or its type has no
+    # keeps what broke (a JSON array of {field, message}; NULL: it matched, or its type has no
     # schema); and every type ever accepted, counted by the database as events are written,
     # so that listing what the POS really sends never reads the events themselves (counts
     # outlive the events' retention). Tests the admin sends (the ping, a type's example) are

@@ -48,8 +48,9 @@ FROM events e WHERE e.idempotency_key = ANY($1::text[])
 """
 
 _INSERT_EVENTS = """
-INSERT INTO events (id, idempotency_key, type, created_at, body, timestamp_given, filtered_out)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea[], $6::boolean[], $7::text[])
+INSERT INTO events (id, idempotency_key, type, created_at, body, timestamp_given, filtered_out, schema_errors, test)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bytea[], $6::boolean[], $7::text[],
+    $8::text[], $9::boolean[])
 """
 
 _INSERT_DELIVERIES = """
@@ -289,6 +290,8 @@ class PgBatch:
                 [e.body for e in events],
                 [None if e.idempotency_key is None else bool(e.timestamp_given) for e in events],
                 [filtered_out.get(e.id) for e in events],
+                [e.schema_errors for e in events],
+                [e.test or None for e in events],  # true or NULL, as the type counts' trigger reads it
             )
         if delivery_rows:
             lease_until = max(row[4] for row in delivery_rows) + self.lease_s
