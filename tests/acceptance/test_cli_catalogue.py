@@ -52,13 +52,13 @@ async def test_a_mismatch_is_refused_or_shown_by_events_and_deliveries_show(
     assert code == 0, err
     said = out.split("its data did not match its type's schema (not strict, so accepted):\n", 1)
     assert len(said) == 2, out
-    assert said[1].splitlines()[0] == "  data.total: '9.50' is not of type 'number'"
+    assert said[1].splitlines()[0] == '  data.total: "9.50" is not of type "number"'
 
     code, out, err = await run_cli("deliveries", "list", "--json", *base)
     assert code == 0, err
     (delivery,) = json.loads(out)["data"]
-    assert delivery["event_schema_errors"] == [{"field": "data.total", "message": "'9.50' is not of type 'number'"}]
+    assert delivery["event_schema_errors"] == [{"field": "data.total", "message": '"9.50" is not of type "number"'}]
     code, out, err = await run_cli("deliveries", "show", str(delivery["id"]), *base)
     assert code == 0, err
     assert "its event's data did not match its type's schema" in out
-    assert "  data.total: '9.50' is not of type 'number'" in out.splitlines()
+    assert '  data.total: "9.50" is not of type "number"' in out.splitlines()

@@ -16,7 +16,7 @@ from tillhook.store.port import LogFilter, Outbox
 BROKEN = json.dumps(
     [
         {"field": "data.total", "message": "is required"},
-        {"field": "data.items[0].price", "message": "'1.50' is not of type 'number'"},
+        {"field": "data.items[0].price", "message": '"1.50" is not of type "number"'},
     ]
 )
 

@@ -58,7 +58,7 @@ async def test_a_strict_types_mismatch_is_a_422_naming_each_field_and_stores_not
     assert problem["type"] == "urn:tillhook:problem:schema-mismatch" and problem["status"] == 422
     assert problem["errors"] == [
         {"field": "data.items[0].price", "message": "-1 is less than the minimum of 0"},
-        {"field": "data.items[1].sku", "message": "7 is not of type 'string'"},
+        {"field": "data.items[1].sku", "message": '7 is not of type "string"'},
         {"field": "data.total", "message": "is required"},
     ]
     assert "does not match its type's schema" in problem["detail"] and "data.total: is required" in problem["detail"]
@@ -76,7 +76,7 @@ async def test_a_batch_with_a_strict_mismatch_is_refused_whole_with_each_events_
     code, problem, _ = await h.post_events(batch)
     assert code == 422 and problem["type"] == "urn:tillhook:problem:schema-mismatch"
     assert problem["errors"] == [
-        {"field": "[2].data.total", "message": "'3' is not of type 'number'"},
+        {"field": "[2].data.total", "message": '"3" is not of type "number"'},
         {"field": "[4].data.items[0].sku", "message": "is required"},
         {"field": "[4].data.total", "message": "is required"},
     ]
@@ -94,7 +94,7 @@ async def test_a_malformed_event_and_a_mismatch_together_are_one_invalid_event_4
 async def test_a_lenient_types_mismatch_is_stored_and_said_by_the_log(h: Harness) -> None:
     code, reply, _ = await h.post_events({"type": "sale.refunded", "data": {"total": "<b>3</b>", "items": []}})
     assert code == 202, reply
-    broken = [{"field": "data.total", "message": "'<b>3</b>' is not of type 'number'"}]
+    broken = [{"field": "data.total", "message": '"<b>3</b>" is not of type "number"'}]
     fine = [(await h.post_events({"type": t, "data": d}))[1]["id"] for t, d in [("sale.refunded", GOOD), ("x.y", {})]]
 
     code, event = await api(h, "GET", f"/v1/events/{reply['id']}")
@@ -119,7 +119,7 @@ async def test_the_dashboard_says_an_event_did_not_match_escaped(h: Harness) -> 
     _, reply, _ = await h.post_events({"type": "sale.refunded", "data": {"total": "<b>3</b>", "items": []}})
     _, other, _ = await h.post_events({"type": "sale.refunded", "data": GOOD})
     headers, _ = _signed_in(h, "viewer")
-    said = "data.total</code>: &#39;&lt;b&gt;3&lt;/b&gt;&#39; is not of type &#39;number&#39;"
+    said = "data.total</code>: &#34;&lt;b&gt;3&lt;/b&gt;&#34; is not of type &#34;number&#34;"
 
     def mismatch_shown(page: str) -> bool:
         return 'data-schema-error="data.total"' in page and said in page and "<b>3</b>" not in page

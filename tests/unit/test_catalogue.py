@@ -75,7 +75,7 @@ def test_each_problem_is_named_by_its_path_and_a_missing_field_by_its_own() -> N
     strict, found = SHOP.check("sale.completed", data)
     assert strict is True
     assert found == [
-        SchemaProblem("data.items[0].price", "'1.50' is not of type 'number'"),
+        SchemaProblem("data.items[0].price", '"1.50" is not of type "number"'),
         SchemaProblem("data.items[1].sku", "is required"),
         SchemaProblem("data.total", "-1 is less than the minimum of 0"),
     ]
@@ -107,7 +107,7 @@ def test_a_strict_types_mismatch_is_refused_naming_each_field() -> None:
     refused = refusal(body({"type": "sale.completed", "data": {"items": [{"sku": "A-1", "price": "1.50"}]}}))
     assert (refused.status, refused.slug) == (422, SCHEMA_MISMATCH)
     assert refused.errors == [
-        {"field": "data.items[0].price", "message": "'1.50' is not of type 'number'"},
+        {"field": "data.items[0].price", "message": '"1.50" is not of type "number"'},
         {"field": "data.total", "message": "is required"},
     ]
     assert refused.message.startswith("the event's data does not match its type's schema")
@@ -163,7 +163,7 @@ def test_a_lenient_types_problems_are_stored_with_the_event_and_no_other() -> No
     )
     built = to_new_events(events, 1_800_000_000.0, lambda _type: (), SHOP)
     assert json.loads(built[0].schema_errors or "null") == [
-        {"field": "data.total", "message": "'3' is not of type 'number'"}
+        {"field": "data.total", "message": '"3" is not of type "number"'}
     ]
     assert [e.schema_errors for e in built[1:]] == [None, None, None]
     assert not any(e.test for e in built)

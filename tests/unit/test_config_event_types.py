@@ -34,10 +34,17 @@ def test_a_catalogue_loads_and_checks_data() -> None:
     assert spec.model_dump(by_alias=True)["schema"] == SALE["schema"]
     assert catalogue.check("transaction.completed", {"amount": 1}) == (True, [])
     strict, problems = catalogue.check("transaction.completed", {"amount": "1"}, prefix="[0].data")
-    assert strict and [(p.field, p.message) for p in problems] == [("[0].data.amount", "'1' is not of type 'number'")]
+    assert strict and [(p.field, p.message) for p in problems] == [("[0].data.amount", '"1" is not of type "number"')]
     # A type described without a schema takes any data; one not described at all too.
     assert catalogue.check("customer.created", {"x": 1}) == (False, [])
     assert catalogue.check("reward.redeemed", {"x": 1}) == (False, [])
+
+
+def test_references_inside_the_schema_are_followed() -> None:
+    schema = {"$defs": {"money": {"type": "number"}}, "properties": {"amount": {"$ref": "#/$defs/money"}}}
+    config = validate_config({"event_types": [{"name": "sale.done", "schema": schema}]}, "test.toml")
+    _, problems = Catalogue(config.event_types).check("sale.done", {"amount": "1"})
+    assert [(p.field, p.message) for p in problems] == [("data.amount", '"1" is not of type "number"')]
 
 
 def test_the_defaults_have_no_catalogue() -> None:
@@ -58,6 +65,10 @@ def test_the_defaults_have_no_catalogue() -> None:
         ({"example": [1, 2]}, "event_types[0].example:"),
         ({"description": "x" * 1001}, "event_types[0].description:"),
         ({"colour": "blue"}, "event_types[0].colour: unknown key"),
+        # Never fetched: the box may be offline, and a config must not make it call out.
+        ({"schema": {"$ref": "https://schemas.example.com/sale.json"}}, "is outside the schema"),
+        ({"schema": {"$ref": "#/$defs/missing"}}, "event_types[0].schema: is not a valid JSON Schema"),
+        ({"schema": {"properties": {"sku": {"pattern": "("}}}}, "schema.properties.sku.pattern"),
     ],
 )
 def test_mistakes_are_named(change: dict[str, Any], named: str) -> None:

@@ -220,7 +220,7 @@ class SchemaErrorOut(BaseModel):
     """One way an event's data broke its type's schema in the catalogue."""
 
     field: str = Field(description="where, as a path into the event", examples=["data.items[0].price"])
-    message: str = Field(description="what the schema asked", examples=["'1.50' is not of type 'number'"])
+    message: str = Field(description="what the schema asked", examples=['"1.50" is not of type "number"'])
 
 
 SchemaErrors = Annotated[
