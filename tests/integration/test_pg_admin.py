@@ -191,3 +191,39 @@ async def test_a_purge_never_takes_what_a_replay_is_making_unfinished(
     assert [r[0] for r in rows] == ["delivered", "pending"]
     (replayed,) = await claim(outbox, {shop.id: 1})
     assert replayed.event_id == "msg_old" and replayed.body.startswith(b'{"id":"msg_old"')
+
+
+async def test_the_type_counts_of_connections_gone_are_folded_by_the_purge(
+    daemons: Daemons, sql: asyncpg.Connection
+) -> None:
+    first = await daemons()
+    await first.enqueue([event("msg_1", [], type_="sale.completed", at=NOW - 30)])
+    await first.close()  # its writer's backend ends: its row stays, to be folded
+    second = await daemons()
+    await second.enqueue([event("msg_2", [], type_="sale.completed", at=NOW - 20)])
+    await _until(lambda: _backends_gone(sql))
+    # A count written by hand for a backend that never existed stands for any that ended.
+    await sql.execute(
+        "INSERT INTO event_types_seen (type, writer, count, mismatched, first_seen, last_seen)"
+        " VALUES ('sale.completed', -7, 5, 2, $1, $2)",
+        NOW - 90,
+        NOW - 60,
+    )
+    before = await second.event_types_seen()
+    await second.purge_before(NOW - 86400)
+    assert await second.event_types_seen() == before
+    rows = await sql.fetch(
+        "SELECT writer = 0 AS folded, count, mismatched, first_seen, writer IN (SELECT pid FROM pg_stat_activity)"
+        " AS live FROM event_types_seen ORDER BY writer <> 0"
+    )
+    # The ended backends' counts (1 of the first daemon, 5 by hand) are one row; the live
+    # writer's own row is left to its trigger.
+    assert [tuple(row) for row in rows] == [(True, 6, 2, NOW - 90, False), (False, 1, 0, NOW - 20, True)]
+
+
+async def _backends_gone(sql: asyncpg.Connection) -> bool:
+    gone = await sql.fetchval(
+        "SELECT count(*) FROM event_types_seen s WHERE NOT EXISTS"
+        " (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.writer)"
+    )
+    return bool(gone == 1)

@@ -50,12 +50,33 @@ async def check_writable(conn: Conn) -> None:
     )
 
 
+# The type counts of connections that are gone, folded into one row per type (writer 0), so
+# that the table stays as small as the types times the connections writing now, however often
+# daemons reconnect. A live writer's rows are left alone: its trigger may be adding to them.
+_FOLD_TYPE_COUNTS = """
+WITH gone AS (
+    DELETE FROM event_types_seen s WHERE s.writer <> 0
+        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.writer)
+    RETURNING s.type, s.count, s.mismatched, s.first_seen, s.last_seen
+)
+INSERT INTO event_types_seen AS s (type, writer, count, mismatched, first_seen, last_seen)
+    SELECT type, 0, sum(count), sum(mismatched), min(first_seen), max(last_seen) FROM gone
+    GROUP BY type ORDER BY type
+    ON CONFLICT (type, writer) DO UPDATE SET
+        count = s.count + excluded.count,
+        mismatched = s.mismatched + excluded.mismatched,
+        first_seen = least(s.first_seen, excluded.first_seen),
+        last_seen = greatest(s.last_seen, excluded.last_seen)
+"""
+
+
 async def purge_batch(conn: Conn, cutoff: float, limit: int) -> int:
     """Up to `limit` events received before `cutoff` whose deliveries are all finished go, with
     their deliveries and attempts; returns how many. 0 while another daemon purges (or a replay
     or retry runs): this round is its, and the next one comes soon enough."""
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_SPACE, PURGE_LOCK):
         return 0
+    await conn.execute(_FOLD_TYPE_COUNTS)
     ids = [
         row[0]
         for row in await conn.fetch(
