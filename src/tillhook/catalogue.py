@@ -12,6 +12,8 @@ at load, so ingest only walks the data. References are followed inside the schem
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -49,14 +51,60 @@ class SchemaProblem:
         return {"field": self.field, "message": self.message}
 
 
-def _problem(error: jsonschema_rs.ValidationError) -> tuple[list[str | int], str]:
+# Up to this many errors, each is worded by iter_errors, which sums up an anyOf or oneOf as one
+# problem; beyond, building them all took ~8 us each (0.5 s for a 60,000-item array of wrong
+# values, with the event loop held), so the first MAX_ERRORS of the evaluation's flat list,
+# ~1 us each, are kept instead.
+_WORDED_ERRORS = 200
+# What a terminal would act on (escapes, a bell, a carriage return), in a key or a quoted value.
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+
+
+def _printable(text: str) -> str:
+    if not text.isprintable():
+        text = "".join(f"\\u{ord(c):04x}" if ord(c) in _CONTROL else c for c in text)
+    return text
+
+
+def _cut(text: str) -> str:
+    # The words quote the value, which may be long: cut, they still say what is wrong.
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _worded(error: jsonschema_rs.ValidationError) -> tuple[list[str | int], str]:
     path: list[str | int] = list(error.instance_path)
     if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
         # A missing field is named by its own path, as pydantic names one.
         return [*path, str(error.kind.property)], "is required"
-    # The words quote the value, which may be long: cut, they still say what is wrong.
-    text = error.message
-    return path, text if len(text) <= 200 else text[:199] + "…"
+    return path, _cut(error.message)
+
+
+_REQUIRED = " is a required property"
+
+
+def _listed(error: Mapping[str, Any], data: object) -> tuple[list[str | int], str]:
+    """One error of an evaluation's list: its JSON Pointer walked through `data`, so that an
+    index is told from a key that looks like one."""
+    path: list[str | int] = []
+    node = data
+    pointer = str(error["instanceLocation"])
+    for raw in pointer.split("/")[1:] if pointer else []:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and part.isdigit():
+            path.append(int(part))
+            node = node[int(part)] if int(part) < len(node) else None
+        else:
+            path.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    message = str(error["error"])
+    if str(error["schemaLocation"]).endswith("/required") and message.endswith(_REQUIRED):
+        try:
+            missing = json.loads(message.removesuffix(_REQUIRED))
+        except ValueError:
+            missing = None
+        if isinstance(missing, str):
+            return [*path, missing], "is required"
+    return path, _cut(message)
 
 
 def _in_path_order(problem: tuple[list[str | int], str]) -> tuple[list[tuple[bool, str | int]], str]:
@@ -66,9 +114,31 @@ def _in_path_order(problem: tuple[list[str | int], str]) -> tuple[list[tuple[boo
 
 
 def problems(validator: jsonschema_rs.Draft202012Validator, data: object, prefix: str = "data") -> list[SchemaProblem]:
-    """Every way `data` breaks the schema, in the order of their paths, at most MAX_ERRORS."""
-    found = sorted((_problem(error) for error in validator.iter_errors(data)), key=_in_path_order)
-    return [SchemaProblem(field_path(path, prefix), message) for path, message in found[:MAX_ERRORS]]
+    """How `data` breaks the schema, in the order of their paths, at most MAX_ERRORS. Keys and
+    values the POS sent are quoted with their control characters escaped: the problems reach
+    terminals (`tillhook events show`)."""
+    listed = validator.evaluate(data).errors()
+    if len(listed) <= _WORDED_ERRORS:
+        found = [_worded(error) for error in validator.iter_errors(data)]
+    else:
+        found = [_listed(error, data) for error in listed[:MAX_ERRORS]]
+    found.sort(key=_in_path_order)
+    return [
+        SchemaProblem(_printable(field_path(path, prefix)), _printable(message)) for path, message in found[:MAX_ERRORS]
+    ]
+
+
+def _no_dates(value: object, where: str) -> None:
+    """TOML has dates and times, JSON does not: an unquoted one would be sent in another form
+    than written, or not at all. Named at load, with the way to write it."""
+    if isinstance(value, datetime.date | datetime.time):
+        raise part_refused(where, "is a TOML date or time, which JSON has not: write it as a string, in quotes")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _no_dates(inner, field_path([key], where))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _no_dates(inner, field_path([index], where))
 
 
 class EventTypeSpec(BaseModel):
@@ -89,6 +159,13 @@ class EventTypeSpec(BaseModel):
         if name.split(".", 1)[0].casefold() == rules.OWN_PREFIX:
             raise ValueError("types beginning with tillhook. are tillhook's own; the POS cannot send them")
         return name
+
+    @field_validator("data_schema", "example")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, inner in (value or {}).items():
+            _no_dates(inner, field_path([key]))
+        return value
 
     @field_validator("data_schema")
     @classmethod

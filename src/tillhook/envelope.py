@@ -224,7 +224,8 @@ def _validate(
     events: list[EventIn] = []
     errors: list[dict[str, str]] = []
     malformed = False  # errors other than a strict type's schema refusing the data
-    mismatched = 0  # events refused by their type's schema
+    refused: list[EventIn] = []  # events refused by their type's schema
+    every: list[EventIn] = []  # and the valid ones, in the body's order
     for index, item in enumerate(items):
         prefix = f"[{index}]" if batch else ""
         if not isinstance(item, dict):
@@ -252,9 +253,11 @@ def _validate(
             _, problems = catalogue.check(event.type, event.data, field_path(("data",), prefix))
             if problems:
                 errors.extend(p.as_dict() for p in problems)
-                mismatched += 1
+                refused.append(event)
+                every.append(event)
                 continue
         events.append(event)
+        every.append(event)
     if idempotency_header is not None and not 1 <= len(idempotency_header) <= 255:
         errors.append({"field": "Idempotency-Key", "message": "must be 1 to 255 characters"})
         malformed = True
@@ -262,7 +265,7 @@ def _validate(
         errors.append({"field": "Idempotency-Key", "message": "must not hold control characters"})
         malformed = True
     if errors and not malformed:
-        raise _schema_mismatch(errors, mismatched, batch)
+        raise _schema_mismatch(errors, refused, every, batch)
     if errors:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
@@ -273,9 +276,25 @@ def _validate(
 SCHEMA_MISMATCH = "schema-mismatch"
 
 
-def _schema_mismatch(errors: list[dict[str, str]], events: int, batch: bool) -> InvalidInput:
+class SchemaMismatch(InvalidInput):
     """Only a strict type's schema refused: said as that, apart from a malformed event, since
-    the fix may as well be the schema in the config as the POS's data."""
+    the fix may as well be the schema in the config as the POS's data. It keeps the events, so
+    that a POS repeating keyed events accepted before their type became strict is answered
+    as for any repeat (api/ingest.py)."""
+
+    def __init__(
+        self, message: str, errors: list[dict[str, str]], refused: list[EventIn], every: list[EventIn], batch: bool
+    ) -> None:
+        super().__init__(message, slug=SCHEMA_MISMATCH, errors=errors)
+        self.refused = refused
+        self.every = every
+        self.batch = batch
+
+
+def _schema_mismatch(
+    errors: list[dict[str, str]], refused: list[EventIn], every: list[EventIn], batch: bool
+) -> SchemaMismatch:
+    events = len(refused)
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     which = (
@@ -285,10 +304,12 @@ def _schema_mismatch(errors: list[dict[str, str]], events: int, batch: bool) -> 
         else "the event's data does not match its type's schema, which the catalogue enforces (strict), so it was"
         " not stored"
     )
-    return InvalidInput(
+    return SchemaMismatch(
         f"{which}: {summary}{more}. Fix the data, or the type's schema in [[event_types]]",
-        slug=SCHEMA_MISMATCH,
-        errors=errors,
+        errors,
+        refused,
+        every,
+        batch,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import Harness, make_config
 from tests.integration.test_admin_api import api
 from tests.integration.test_endpoint_pages import _page, _signed_in
-from tillhook.catalogue import EventTypeSpec
+from tillhook.catalogue import Catalogue, EventTypeSpec
 from tillhook.store.port import LogFilter
 
 PROBLEM = "application/problem+json"
@@ -138,3 +138,32 @@ async def test_the_dashboard_says_an_event_did_not_match_escaped(h: Harness) -> 
     assert status == 200 and mismatch_shown(page), page
     status, page, _ = await _page(h, "GET", "/ui/deliveries", headers)
     assert page.count("data-schema-mismatch") == 1
+
+
+async def test_a_repeat_of_an_event_accepted_before_its_type_was_made_strict_is_a_duplicate(h: Harness) -> None:
+    bad = {"type": "sale.refunded", "id": "pos-1", "data": {"total": "3"}}
+    code, first, _ = await h.post_events(bad)
+    assert code == 202 and not first["duplicate"]
+    # The config now makes the type strict (as after a restart with it so).
+    strict = [
+        s.model_copy(update={"strict": True}) if s.name == "sale.refunded" else s
+        for s in h.services.catalogue.specs.values()
+    ]
+    h.services.catalogue = Catalogue(strict)
+
+    code, again, _ = await h.post_events(bad)
+    assert code == 202 and again == {**first, "duplicate": True}
+    code, batch, _ = await h.post_events([bad, {"type": "note.added", "data": {}}])
+    assert code == 202 and [b["duplicate"] for b in batch] == [True, False]
+    # The same key with other data is the reuse it always was; a new key is refused by the schema.
+    code, reused, _ = await h.post_events({**bad, "data": {"total": "4"}})
+    assert (code, reused["type"]) == (422, "urn:tillhook:problem:idempotency-key-reused")
+    code, refused, _ = await h.post_events([bad, {**bad, "id": "pos-2"}])
+    assert (code, refused["type"]) == (422, "urn:tillhook:problem:schema-mismatch")
+    assert [e["field"] for e in refused["errors"]] == [
+        "[0].data.items",
+        "[0].data.total",
+        "[1].data.items",
+        "[1].data.total",
+    ]
+    assert len(await h.services.store.list_events(LogFilter())) == 2

@@ -10,8 +10,10 @@ from aiohttp import web
 from tillhook import admission
 from tillhook.api.parsing import read_body
 from tillhook.api.problems import HttpProblem
-from tillhook.api.state import SERVICES
-from tillhook.envelope import parse_body, to_new_events
+from tillhook.api.state import SERVICES, Services
+from tillhook.envelope import SchemaMismatch, parse_body, to_new_events
+from tillhook.models import EventIn
+from tillhook.store.port import LogFilter
 
 
 def _is_json(content_type: str) -> bool:
@@ -29,7 +31,10 @@ async def post_events(request: web.Request) -> web.Response:
             f"send Content-Type: application/json (got {request.content_type or 'none'})",
         )
     raw = await read_body(request)
-    events, batch = parse_body(raw, request.headers.get("Idempotency-Key"), services.catalogue)
+    try:
+        events, batch = parse_body(raw, request.headers.get("Idempotency-Key"), services.catalogue)
+    except SchemaMismatch as refused:
+        events, batch = await _repeats(services, refused), refused.batch
     now = services.clock.now()
     new_events = await services.fan_out(to_new_events(events, now, services.registry.subscribers, services.catalogue))
     accepted = await admission.enqueue(services.dispatcher, new_events, batch=batch)
@@ -38,3 +43,14 @@ async def post_events(request: web.Request) -> web.Response:
         services.metrics.events_ingested.labels(event_type).inc(n)
     body = orjson.dumps(accepted if batch else accepted[0])
     return web.Response(body=body, status=202, content_type="application/json")
+
+
+async def _repeats(services: Services, refused: SchemaMismatch) -> list[EventIn]:
+    """The request's events when every one its type's schema refuses repeats an idempotency
+    key already stored: accepted before the type was made strict, they are answered as any
+    repeat is (the original, `duplicate`, or `idempotency-key-reused` for other content), not
+    refused now. Otherwise the refusal stands."""
+    for event in refused.refused:
+        if event.id is None or not await services.store.list_events(LogFilter(idempotency_key=event.id, limit=1)):
+            raise refused
+    return refused.every
