@@ -288,7 +288,7 @@ class Alerts:
     def _scrubbed(endpoint: Endpoint, text: str | None) -> str:
         # Error texts are scrubbed where they are made; an alert goes to another receiver,
         # often a chat, so once more costs nothing.
-        scrubbed = Scrubber(endpoint.url)(text or "unknown")
+        scrubbed = Scrubber(endpoint.url, endpoint.headers)(text or "unknown")
         # Nor the path, where chat webhooks keep their token: only where it goes.
         return scrubbed.replace(redact_url(endpoint.url), origin(endpoint.url)).replace(
             endpoint.url, origin(endpoint.url)

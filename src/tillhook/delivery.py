@@ -55,18 +55,19 @@ class Deliverer:
         self._refusals: dict[str, str | None] = {}
         self._quarantine = Quarantine(clock)
         self._shaping: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._scrubbers: dict[str, Scrubber] = {}
+        self._scrubbers: dict[tuple[str, tuple[tuple[str, str], ...]], Scrubber] = {}
 
     async def attempt(self, endpoint: Endpoint, delivery: ClaimedDelivery) -> AttemptResult:
         started_at = self._clock.now()
         started = self._clock.monotonic()
 
-        scrub = self._scrubber(endpoint.url)
+        scrub = self._scrubber(endpoint)
 
         def ended(**outcome: object) -> AttemptResult:
             duration_ms = (self._clock.monotonic() - started) * 1000.0
-            # Error texts quote the URL and a receiver may echo it: no credential of it is
-            # written anywhere (attempt log, endpoint health, log lines).
+            # Error texts quote the URL and a receiver may echo it, or the request's headers:
+            # no credential of either is written anywhere (attempt log, endpoint health, log
+            # lines).
             for key in ("error", "response_excerpt"):
                 text = outcome.get(key)
                 if isinstance(text, str):
@@ -127,10 +128,11 @@ class Deliverer:
             self._refusals[url] = self._check_url(url)
         return self._refusals[url]
 
-    def _scrubber(self, url: str) -> Scrubber:
-        scrubber = self._scrubbers.get(url)
+    def _scrubber(self, endpoint: Endpoint) -> Scrubber:
+        key = (endpoint.url, endpoint.headers)
+        scrubber = self._scrubbers.get(key)
         if scrubber is None:
-            scrubber = self._scrubbers[url] = Scrubber(url)
+            scrubber = self._scrubbers[key] = Scrubber(endpoint.url, endpoint.headers)
         return scrubber
 
     def _check_url(self, url: str) -> str | None:

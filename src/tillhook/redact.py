@@ -1,10 +1,14 @@
-"""Credentials in an endpoint's URL (user info, query values) kept out of everything
-tillhook writes: logs, the attempt log, endpoint health. Pure."""
+"""Credentials of an endpoint (its URL's user info and query values, its static headers'
+values) kept out of everything tillhook writes: logs, the attempt log, endpoint health; and
+what a viewer reads of where an endpoint delivers: its origin only. Pure."""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, unquote, unquote_plus
 
 MASK = "***"
@@ -38,6 +42,45 @@ def origin(url: str) -> str:
     return head + ("/…" if path.strip("/") or query else "")
 
 
+def origins_only(text: str, url: str | None = None) -> str:
+    """`text` as a viewer may read it: every URL it quotes cut to its origin, and the path of
+    `url` (the endpoint's), wherever else it appears, and each of its segments long enough to
+    be a token, replaced by "…". Applied to what is stored already scrubbed, so credentials of
+    the user info and query are gone before; this takes the path, where chat webhooks keep
+    theirs."""
+    if not text:
+        return text
+    text = _QUOTED_URL.sub(lambda m: origin(m.group()), text)
+    if url is None:
+        return text
+    pieces = _path_pieces(url)
+    if not pieces:
+        return text
+    # The host stays readable even where the path is part of it ("/hook" of hooks.example).
+    keep = _host_parts(url)
+    pattern = "|".join(map(re.escape, sorted(pieces | keep, key=len, reverse=True)))
+    return re.sub(pattern, lambda m: m.group() if m.group() in keep else "…", text)
+
+
+# A path segment this long may be a token (Slack's is 24 characters, Discord's 68); the
+# names around them ("services", "webhooks", "api") are shorter.
+_TOKEN_SEGMENT = 16
+
+
+def _path_pieces(url: str) -> set[str]:
+    _, _, path, _, _ = _split(url)
+    whole = path.strip("/")
+    if len(whole) < _MIN_LONE_SECRET:
+        return set()
+    pieces = {whole, *(s for s in whole.split("/") if len(s) >= _TOKEN_SEGMENT)}
+    found: set[str] = set()
+    for piece in pieces:
+        decoded = unquote(piece)
+        found.update((piece, decoded, quote(decoded)))
+    found.discard("")
+    return found
+
+
 def _redact_param(param: str) -> str:
     key, eq, value = param.partition("=")
     if not eq:
@@ -60,27 +103,27 @@ _MIN_LONE_SECRET = 4
 
 
 class Scrubber:
-    """Replaces the credential parts of one URL with *** wherever they appear in a text
-    (an HTTP library's error message quotes the URL, decoded or re-encoded, or sends the
-    user info as a Basic authorization). Every URL quoted in the text is redacted whole;
-    then each credential of at least four characters is masked wherever else it appears.
-    The host is kept even if a credential is part of it: the message must still say where
-    the attempt went."""
+    """Replaces the credentials of one endpoint with *** wherever they appear in a text: those
+    of its URL (an HTTP library's error message quotes the URL, decoded or re-encoded, or sends
+    the user info as a Basic authorization) and its static headers' values (a receiver may
+    echo the request's headers in its reply). Every URL quoted in the text is redacted whole
+    when the URL holds a credential; then each credential of at least four characters is
+    masked wherever else it appears. The host is kept even if a credential is part of it: the
+    message must still say where the attempt went."""
 
-    def __init__(self, url: str) -> None:
-        secrets = {s for s in _credentials(url) if len(s) >= _MIN_LONE_SECRET}
-        _, authority, _, _, _ = _split(url)
-        hostport = (authority or "").rpartition("@")[2]
-        host = hostport.rsplit(":", 1)[0] if not hostport.endswith("]") else hostport
-        self._keep = {part for part in (hostport, host, hostport.lower(), host.lower()) if part}
+    def __init__(self, url: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        in_url = _credentials(url)
+        secrets = {s for s in in_url | _header_credentials(headers) if len(s) >= _MIN_LONE_SECRET}
+        self._keep = _host_parts(url)
         tokens = sorted(secrets | self._keep, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, tokens))) if secrets else None
-        self._has_credentials = bool(_credentials(url))
+        self._url_has_credentials = bool(in_url)
 
     def __call__(self, text: str) -> str:
-        if not self._has_credentials or not text:
+        if not text:
             return text
-        text = _QUOTED_URL.sub(lambda m: redact_url(m.group()), text)
+        if self._url_has_credentials:
+            text = _QUOTED_URL.sub(lambda m: redact_url(m.group()), text)
         if self._pattern is None:
             return text
         return self._pattern.sub(self._mask, text)
@@ -88,6 +131,44 @@ class Scrubber:
     def _mask(self, match: re.Match[str]) -> str:
         found = match.group()
         return found if found in self._keep else MASK
+
+
+def _host_parts(url: str) -> set[str]:
+    """The host, with and without its port, as written and in lower case."""
+    _, authority, _, _, _ = _split(url)
+    hostport = (authority or "").rpartition("@")[2]
+    host = hostport.rsplit(":", 1)[0] if not hostport.endswith("]") else hostport
+    return {part for part in (hostport, host, hostport.lower(), host.lower()) if part}
+
+
+# The schemes of an Authorization-style value whose token part is a credential by itself.
+_AUTH_SCHEME = re.compile(r"(?:bearer|basic|token|bot)\s+(\S.*)", re.IGNORECASE | re.DOTALL)
+
+
+def _header_credentials(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """Each static header's value as sent and as a JSON reply quotes it; for an
+    Authorization-style value its token too, and a Basic one's decoded user and password."""
+    raw: list[str] = []
+    for _, value in headers:
+        value = value.strip()
+        raw.append(value)
+        scheme = _AUTH_SCHEME.fullmatch(value)
+        if scheme is None:
+            continue
+        token = scheme.group(1).strip()
+        raw.append(token)
+        if value[:5].lower() == "basic":
+            try:
+                decoded = base64.b64decode(token, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+            user, _, password = decoded.partition(":")
+            raw += [decoded, user, password]
+    found: set[str] = set()
+    for piece in raw:
+        found.update((piece, json.dumps(piece)[1:-1]))
+    found.discard("")
+    return found
 
 
 def _credentials(url: str) -> set[str]:

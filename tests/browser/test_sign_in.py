@@ -9,6 +9,12 @@ from typing import Any
 import aiohttp
 
 from tests.acceptance.conftest import ADMIN_TOKEN, VIEWER_TOKEN, write_config
+from tillhook.api.dashboard.guard import SECURITY_HEADERS
+
+
+def assert_guarded(response: aiohttp.ClientResponse) -> None:
+    """Every reply of the dashboard carries its security headers, a redirect too."""
+    assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
 
 
 async def test_sign_in_shows_the_endpoints_and_sign_out_locks_the_pages(
@@ -49,6 +55,7 @@ async def test_changes_need_the_session_token_and_the_same_origin(
     # Without a session, pages send the browser to the sign-in page; changes are refused.
     async with http.get(f"{daemon.url}/", allow_redirects=False) as response:
         assert response.status == 303 and response.headers["Location"] == "/ui/signin"
+        assert_guarded(response)
     async with http.post(f"{daemon.url}/ui/signout", data={"csrf": "x"}, headers=origin) as response:
         assert response.status == 403
     # A sign-in from another site is refused too (no login forgery).
@@ -62,7 +69,8 @@ async def test_changes_need_the_session_token_and_the_same_origin(
     async with http.post(
         f"{daemon.url}/ui/signin", data={"token": ADMIN_TOKEN}, headers=origin, allow_redirects=False
     ) as response:
-        assert response.status == 303
+        assert response.status == 303 and response.headers["Location"] == "/"
+        assert_guarded(response)  # the reply that sets the session cookie
         session = response.cookies["tillhook_session"].value
     jar = {"tillhook_session": session}
     async with http.get(f"{daemon.url}/", cookies=jar) as response:
@@ -87,7 +95,8 @@ async def test_changes_need_the_session_token_and_the_same_origin(
     async with http.post(
         f"{daemon.url}/ui/signout", data={"csrf": csrf}, headers=origin, cookies=jar, allow_redirects=False
     ) as response:
-        assert response.status == 303
+        assert response.status == 303 and response.headers["Location"] == "/ui/signin"
+        assert_guarded(response)
     async with http.get(f"{daemon.url}/", cookies=jar, allow_redirects=False) as response:
         assert response.status == 303  # the session is gone
 

@@ -14,6 +14,7 @@ import aiohttp
 from tests.acceptance.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWER_TOKEN, write_config
 from tests.browser.conftest import Browser
 from tests.support import Receiver
+from tillhook.redact import origin
 
 # The controls a viewer's page may carry: none of them changes the outbox.
 READ_CONTROLS = {"sign-out", "filter", "search", "older", "preview"}
@@ -118,6 +119,8 @@ async def test_a_viewer_sees_every_page_read_only_without_a_credential(
         await page.wait("[data-preview=request]")
         await _check_read_only(page, secrets)
         assert "***" in await page.text("[data-field=preview-headers]")
+        # Of the url, the origin only (a chat webhook's token is its path), as on its page.
+        assert await page.text("[data-field=preview-line]") == f"POST {origin(shop['url'])}"
 
         # A change forged with the viewer's own session and form token is refused.
         cookie = page.driver.get_cookie("tillhook_session")

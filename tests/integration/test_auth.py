@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     Harness,
     make_config,
 )
+from tillhook.redact import origin
 
 PROBLEM = "application/problem+json"
 READ_ONLY = "the viewer token may only read; use the admin token to change anything"
@@ -84,7 +85,12 @@ async def test_the_viewer_reads_every_admin_route(shop: Any, path: str) -> None:
     h, _, _ = shop
     code, body = await call(h, VIEWER_TOKEN, "GET", path)
     assert code == 200, body
-    assert body == (await call(h, ADMIN_TOKEN, "GET", path))[1]  # the same reply the admin gets
+    expected = (await call(h, ADMIN_TOKEN, "GET", path))[1]
+    # Of where an endpoint delivers the viewer reads the origin only; else the admin's reply.
+    endpoints = expected["data"] if path == "/v1/endpoints" else [expected] if path == "/v1/endpoints/shop" else []
+    for endpoint in endpoints:
+        endpoint["url"] = origin(endpoint["url"])
+    assert body == expected
 
 
 async def test_the_viewer_reads_one_event_and_one_delivery(shop: Any) -> None:
@@ -214,6 +220,6 @@ async def test_no_reply_to_the_viewer_holds_a_credential(
         assert not [c for c in credentials if c in json.dumps(body)], (path, body)
     shown = (await call(h, VIEWER_TOKEN, "GET", "/v1/endpoints/shop"))[1]
     assert shown["headers"] == {"x-api-key": "***"}
-    assert shown["url"] == f"http://***@{host}?token=***"
+    assert shown["url"] == f"http://{host.split('/')[0]}/…"  # the origin only: a path or a query may hold a token
     as_admin = (await call(h, ADMIN_TOKEN, "GET", "/v1/endpoints/shop"))[1]
     assert as_admin["url"] == url and as_admin["headers"] == {"x-api-key": "key-0123456789"}

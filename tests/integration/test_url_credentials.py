@@ -1,10 +1,15 @@
-"""Credentials in an endpoint's URL (user info, query values) never reach the attempt log,
-whatever the HTTP library's error text quotes."""
+"""Credentials of an endpoint (its URL's user info and query values, its static headers'
+values) never reach the attempt log, whatever the HTTP library's error text quotes or the
+receiver echoes."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import ipaddress
+from collections.abc import AsyncIterator
 
+import pytest
 from aiohttp import web
 
 from tests.integration.conftest import make_config
@@ -30,12 +35,14 @@ async def echo_url(request: web.Request, n: int) -> web.StreamResponse:
     return web.Response(status=404, text=f"no hook at {request.path_qs} for {request.headers.get('authorization')}")
 
 
-async def attempt(url: str) -> tuple[str | None, str | None]:
+async def attempt(url: str, headers: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, str | None]:
     policy = AddressPolicy([ipaddress.ip_network("127.0.0.0/8")])
     session = make_session(policy)
     try:
         deliverer = Deliverer(session, policy, FakeClock(), timeout_s=5.0, allow_http=True, response_body_limit=512)
-        endpoint = Endpoint(id="ep_1", name="shop", url=url, events=("*",), secrets=(SigningSecret(new_secret()),))
+        endpoint = Endpoint(
+            id="ep_1", name="shop", url=url, events=("*",), secrets=(SigningSecret(new_secret()),), headers=headers
+        )
         delivery = ClaimedDelivery(
             id=1, event_id="msg_1", endpoint_id="ep_1", attempts=0, first_attempt_at=None, body=b"{}"
         )
@@ -87,3 +94,75 @@ async def test_the_attempt_log_and_endpoint_health_hold_no_credential(tmp_path, 
     code, status = await api(h, "GET", "/v1/status")
     (health,) = [e for e in status["endpoints"] if e["id"] == created["id"]]
     assert_clean(health["last_failure_reason"])
+
+
+BASIC = base64.b64encode(b"till-user:till-pass-5e1f").decode()
+HEADERS = (
+    ("authorization", f"Basic {BASIC}"),
+    ("x-api-key", "key-shop-9c4d27a1"),
+    ("x-tenant", "shop"),  # four characters: masked too
+)
+HEADER_SECRETS = (BASIC, "key-shop-9c4d27a1", "till-user", "till-pass-5e1f")
+
+
+async def echo_headers(request: web.Request, n: int) -> web.StreamResponse:
+    """A receiver that refuses the request and says why with every header it got, the Basic
+    credentials decoded too."""
+    got = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
+    decoded = base64.b64decode(BASIC).decode()
+    return web.Response(status=401, text=f"not these ({decoded}):\n{got}")
+
+
+@pytest.fixture
+async def echo_in_status_line() -> AsyncIterator[int]:
+    """A loopback server that answers with a broken status line holding the request's header
+    lines: aiohttp's error then quotes them."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = [line for line in head.split(b"\r\n")[1:] if line.lower().startswith((b"authorization", b"x-"))]
+        writer.write(b"HTTP/1.1 9xx " + b" ".join(lines) + b"\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+def assert_no_header_value(text: str | None) -> None:
+    assert text is not None
+    for secret in HEADER_SECRETS:
+        assert secret not in text, text
+
+
+async def test_a_receiver_echoing_the_headers_does_not_put_their_values_in_the_excerpt(receivers):
+    receiver = await receivers(behaviour=echo_headers)
+    error, excerpt = await attempt(f"http://127.0.0.1:{receiver.port}/h", HEADERS)
+    assert receiver.received[0].headers["x-api-key"] == "key-shop-9c4d27a1"  # sent as it is
+    assert error is None
+    assert_no_header_value(excerpt)
+    assert "x-api-key: ***" in excerpt and "x-tenant: ***" in excerpt
+    assert "authorization: ***" in excerpt.lower() and "(***)" in excerpt  # the decoded user:password
+
+
+async def test_an_error_quoting_the_reply_holds_no_header_value(echo_in_status_line: int):
+    error, excerpt = await attempt(f"http://127.0.0.1:{echo_in_status_line}/h", HEADERS)
+    assert_no_header_value(error)
+    assert "X-Api-Key: ***" in error or "x-api-key: ***" in error.lower(), error
+    assert excerpt is None
+
+
+async def test_the_stored_attempt_holds_no_header_value(tmp_path, make_harness, clock, receivers):
+    receiver = await receivers(behaviour=echo_headers)
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    await create(h, receiver.url, name="echo", headers=dict(HEADERS))
+    event_id = await post(h)
+    assert await h.step() == 1
+    (row,) = await deliveries_of(h.services.store, event_id)
+    code, delivery = await api(h, "GET", f"/v1/deliveries/{row.id}")
+    assert code == 200 and delivery["last_status"] == 401
+    (attempt_out,) = delivery["attempt_log"]
+    assert_no_header_value(attempt_out["response_excerpt"])
+    assert "x-api-key: ***" in attempt_out["response_excerpt"].lower()

@@ -1,7 +1,8 @@
 """The viewer token against every operation /openapi.json describes, and a viewer session
 against every page the dashboard routes: what the document marks `x-tillhook-viewer` answers
 as it does for the admin, everything else is a 403 that changes nothing, and no reply (body
-or header) holds a secret of the seeded endpoints or a token. The table is the document's
+or header) holds a secret of the seeded endpoints or a token, nor the path of a chat
+webhook's URL, nor a static header's value a receiver echoed. The table is the document's
 and the router's, so a new route is in it from the start, and a path parameter nobody
 seeded fails the test instead of being left out."""
 
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from tests.integration.conftest import ADMIN_TOKEN, INGEST_TOKEN, VIEWER_TOKEN, Harness, make_config
 from tillhook.catalogue import EventTypeSpec
-from tillhook.redact import MASK
+from tillhook.redact import MASK, origin
 
 READ_ONLY = "the viewer token may only read; use the admin token to change anything"
 NO_SECRETS = "the viewer token may not read secrets; use the admin token"
@@ -32,6 +33,22 @@ SHOP_HEADERS = {"x-api-key": "key-shop-6a2f90c3", "x-till-token": "hv-shop-4e0a7
 DOWN_URL_KEY, DOWN_BEARER = "qk-down-28f6b3d9", "hdr-down-3c7d18e5"
 DOWN_HEADERS = {"authorization": f"Bearer {DOWN_BEARER}"}
 GARBLED_USER, GARBLED_PASSWORD, GARBLED_SIG = "garbled-user-1d9c", "pw-garbled-5b7e02fa", "sg-garbled-c3a8e611"
+# Chat webhooks, whose token is their URL's path, to a receiver that echoes the path and the
+# headers in its refusal, and to one whose error quotes the URL.
+SLACK_TOKEN = "sl4ck-2b9e71c0aa4f6d83e5c1"
+SLACK_PATH = f"services/T0SLACK01/B0SLACK02/{SLACK_TOKEN}"
+ECHO_USER, ECHO_PASSWORD, ECHO_KEY = "echo-user-70c3", "pw-echo-1f6b93d2", "ek-slack-8d2c41f7"
+ECHO_BASIC = base64.b64encode(f"{ECHO_USER}:{ECHO_PASSWORD}".encode()).decode()
+ECHO_HEADERS = {"authorization": f"Basic {ECHO_BASIC}", "x-echo-key": ECHO_KEY}
+DISCORD_TOKEN = "d1sc0rd-7e3b1f9a0c4d2e8b6a5f90c1d2e3f4a5"
+DISCORD_PATH = f"api/webhooks/1234567890123456789/{DISCORD_TOKEN}"
+
+
+async def echo_request(request: web.Request, n: int) -> web.StreamResponse:
+    """A receiver that refuses, saying what it got: the path, every header, the Basic
+    credentials decoded."""
+    basic = base64.b64decode(ECHO_BASIC).decode()
+    return web.Response(status=403, text=f"no hook at {request.path} for {basic}; got {dict(request.headers)}")
 
 
 @dataclass
@@ -70,11 +87,14 @@ def leaked(secrets: list[str], text: str, headers: dict[str, str]) -> list[str]:
 async def seeded(
     tmp_path: Path, receivers: Any, make_harness: Any, clock: Any, closed_port: int, not_http: int
 ) -> Seeded:
-    """Two endpoints holding every kind of credential: "shop" (user info and a token in its
-    url, two headers, an extra signature, a rotated secret still in its grace), delivered to,
-    "down" (a key in its url, an authorization header) whose attempt failed, and "garbled",
-    whose attempt failed with an error that quotes its url, credentials and all."""
+    """Endpoints holding every kind of credential: "shop" (user info and a token in its url,
+    two headers, an extra signature, a rotated secret still in its grace), delivered to,
+    "down" (a key in its url, an authorization header) whose attempt failed, "garbled", whose
+    attempt failed with an error that quotes its url, credentials and all, "slack" (a token in
+    its path, two headers) refused by a receiver that echoes the path and the headers, and
+    "discord" (a token in its path) whose error quotes its url."""
     receiver = await receivers()
+    echo = await receivers(behaviour=echo_request)
     host = receiver.url.split("//", 1)[1].split("/", 1)[0]
     config = make_config(tmp_path, []).model_copy(
         update={
@@ -102,6 +122,8 @@ async def seeded(
             "headers": DOWN_HEADERS,
         },
         "garbled": {"url": f"http://{GARBLED_USER}:{GARBLED_PASSWORD}@127.0.0.1:{not_http}/x?sig={GARBLED_SIG}"},
+        "slack": {"url": f"http://127.0.0.1:{echo.port}/{SLACK_PATH}", "headers": ECHO_HEADERS},
+        "discord": {"url": f"http://127.0.0.1:{not_http}/{DISCORD_PATH}"},
     }
     endpoints, secrets = {}, []
     for name, spec in specs.items():
@@ -117,18 +139,28 @@ async def seeded(
     secrets.append(json.loads(text)["secret"])
     code, text, _ = await call(h, "POST", "/v1/events", token=INGEST_TOKEN, body={"type": SEEDED_TYPE, "data": {}})
     assert code == 202, text
-    assert await h.step() == 3
+    assert await h.step() == 5
     await h.services.alerts.wait_idle()
     code, text, _ = await call(h, "GET", "/v1/deliveries", token=ADMIN_TOKEN)
     deliveries = json.loads(text)["data"]
-    assert sorted(d["state"] for d in deliveries) == ["delivered", "pending", "pending"], deliveries
+    assert sorted(d["state"] for d in deliveries) == ["delivered", *["pending"] * 4], deliveries
+    assert echo.received[0].headers["x-echo-key"] == ECHO_KEY  # sent as it is, masked where stored
     down = next(d for d in deliveries if d["endpoint_id"] == endpoints["down"])
     assert "cannot connect" in (down["last_error"] or ""), down
     garbled = next(d for d in deliveries if d["endpoint_id"] == endpoints["garbled"])
     assert f"sig={MASK}" in (garbled["last_error"] or ""), garbled  # the driver quotes the url, masked
+    discord = next(d for d in deliveries if d["endpoint_id"] == endpoints["discord"])
+    assert DISCORD_PATH in (discord["last_error"] or ""), discord  # the admin reads the path it quotes
+    slack = next(d for d in deliveries if d["endpoint_id"] == endpoints["slack"])
+    code, text, _ = await call(h, "GET", f"/v1/deliveries/{slack['id']}", token=ADMIN_TOKEN)
+    (refused,) = json.loads(text)["attempt_log"]
+    excerpt = refused["response_excerpt"] or ""
+    assert SLACK_PATH in excerpt and f"'x-echo-key': '{MASK}'" in excerpt, excerpt  # stored masked, for all
+    assert not [v for v in (ECHO_BASIC, ECHO_KEY, ECHO_USER, ECHO_PASSWORD) if v in excerpt], excerpt
     secrets += [SHOP_URL_USER, SHOP_URL_PASSWORD, SHOP_URL_TOKEN, *SHOP_HEADERS.values(), DOWN_URL_KEY, DOWN_BEARER]
     basic = base64.b64encode(f"{GARBLED_USER}:{GARBLED_PASSWORD}".encode()).decode()
     secrets += [GARBLED_USER, GARBLED_PASSWORD, GARBLED_SIG, basic, ADMIN_TOKEN, INGEST_TOKEN, VIEWER_TOKEN]
+    secrets += [SLACK_TOKEN, SLACK_PATH, ECHO_BASIC, ECHO_KEY, ECHO_USER, ECHO_PASSWORD, DISCORD_TOKEN, DISCORD_PATH]
     return Seeded(h, endpoints, secrets, deliveries[0]["event_id"], [d["id"] for d in deliveries])
 
 
@@ -252,8 +284,9 @@ async def test_every_operation_answers_the_viewer_as_the_document_says_and_shows
     for endpoint_id in s.endpoints.values():
         for path in (f"/v1/endpoints/{endpoint_id}", f"/v1/endpoints/{endpoint_id}/secret"):
             shown += (await call(s.h, "GET", path, token=ADMIN_TOKEN))[1]
-    assert all(c in shown for c in [*s.secrets[:3], SHOP_URL_PASSWORD, SHOP_URL_TOKEN, DOWN_URL_KEY])
-    assert all(v in shown for v in [*SHOP_HEADERS.values(), *DOWN_HEADERS.values()])
+    found = [*s.secrets[:3], SHOP_URL_PASSWORD, SHOP_URL_TOKEN, DOWN_URL_KEY, SLACK_PATH, DISCORD_PATH]
+    assert all(c in shown for c in found)
+    assert all(v in shown for v in [*SHOP_HEADERS.values(), *DOWN_HEADERS.values(), *ECHO_HEADERS.values()])
 
 
 async def test_the_viewer_sees_masks_where_the_admin_sees_credentials(seeded: Seeded) -> None:
@@ -262,7 +295,7 @@ async def test_the_viewer_sees_masks_where_the_admin_sees_credentials(seeded: Se
     code, text, _ = await call(s.h, "GET", f"/v1/endpoints/{shop}", token=VIEWER_TOKEN)
     shown = json.loads(text)
     assert code == 200 and shown["headers"] == dict.fromkeys(SHOP_HEADERS, MASK)
-    assert shown["url"].startswith(f"http://{MASK}@127.0.0.1:") and shown["url"].endswith(f"?token={MASK}")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/…", shown["url"]), shown["url"]  # the origin only
     code, text, _ = await call(
         s.h, "POST", f"/v1/endpoints/{shop}/preview", token=VIEWER_TOKEN, body={"event_id": s.event_id}
     )
@@ -270,6 +303,32 @@ async def test_the_viewer_sees_masks_where_the_admin_sees_credentials(seeded: Se
     assert code == 200 and request["url"] == shown["url"]
     assert {name: request["headers"][name] for name in SHOP_HEADERS} == dict.fromkeys(SHOP_HEADERS, MASK)
     assert request["headers"]["webhook-signature"].startswith("v1,…")
+    # A chat webhook's token is its path: neither the viewer token nor a viewer session sees it.
+    cookie, _ = await sign_in_viewer(s.h)
+    for name in ("slack", "discord"):
+        endpoint_id = s.endpoints[name]
+        admin_view = json.loads((await call(s.h, "GET", f"/v1/endpoints/{endpoint_id}", token=ADMIN_TOKEN))[1])
+        assert admin_view["url"].endswith(SLACK_PATH if name == "slack" else DISCORD_PATH)  # as it is
+        viewed = json.loads((await call(s.h, "GET", f"/v1/endpoints/{endpoint_id}", token=VIEWER_TOKEN))[1])
+        assert viewed["url"] == origin(admin_view["url"]) and viewed["url"].endswith("/…"), viewed["url"]
+        code, text, _ = await call(
+            s.h, "POST", f"/v1/endpoints/{endpoint_id}/preview", token=VIEWER_TOKEN, body={"event_id": s.event_id}
+        )
+        assert code == 200 and json.loads(text)["request"]["url"] == viewed["url"]
+        code, page, _ = await call(s.h, "GET", f"/ui/endpoints/{name}", cookie=cookie)
+        assert code == 200 and f'<dd class="url">{viewed["url"]}</dd>' in page, page
+    admin_preview = json.loads(
+        (
+            await call(
+                s.h,
+                "POST",
+                f"/v1/endpoints/{s.endpoints['slack']}/preview",
+                token=ADMIN_TOKEN,
+                body={"event_id": s.event_id},
+            )
+        )[1]
+    )
+    assert admin_preview["request"]["url"].endswith(SLACK_PATH)  # the admin's preview as before
 
 
 def dashboard_routes(app: web.Application) -> list[tuple[str, str]]:
@@ -283,6 +342,8 @@ def dashboard_routes(app: web.Application) -> list[tuple[str, str]]:
     return routes
 
 
+# The pages refused to a viewer session on purpose: the edit form holds the values as they are.
+VIEWER_REFUSED_PAGES = {"/ui/endpoints/{name}/edit"}
 # The dashboard's posts a viewer session may make: they change nothing in the outbox.
 VIEWER_POSTS = {"/ui/signout", "/ui/signin", "/ui/endpoints/{name}/preview"}
 
@@ -298,7 +359,7 @@ async def test_every_dashboard_page_shows_the_viewer_no_secret_and_refuses_every
         for path in filled(template, values):
             if method == "GET":
                 code, page, headers = await call(s.h, "GET", path, cookie=cookie)
-                assert code in (200, 403), (path, code, page)  # 403: the edit form, which holds the values
+                assert code == (403 if template in VIEWER_REFUSED_PAGES else 200), (path, code, page)
                 assert "data-readonly" in page or path == "/ui/signin", path
             elif template in VIEWER_POSTS:
                 continue  # signing in and out, and the preview, are tried below

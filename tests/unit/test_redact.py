@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tillhook.redact import Scrubber, origin, redact_url
+from tillhook.redact import Scrubber, origin, origins_only, redact_url
 
 
 @pytest.mark.parametrize(
@@ -101,3 +101,78 @@ def test_scrubber_variants(url: str, text: str, scrubbed: str) -> None:
 )
 def test_origin_says_where_an_endpoint_goes_and_nothing_of_its_path(url: str, said: str) -> None:
     assert origin(url) == said
+
+
+BASIC = base64.b64encode(b"till-user:till-pass-77").decode()
+HEADERS = (("authorization", "Bearer bt-0123456789"), ("x-api-key", "key-shop-42"), ("x-short", "abc"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "text", "scrubbed"),
+    [
+        # A receiver echoing the request's headers, as sent and as a JSON reply quotes them:
+        (HEADERS, "got authorization: Bearer bt-0123456789", "got authorization: ***"),
+        (HEADERS, '{"x-api-key": "key-shop-42"}', '{"x-api-key": "***"}'),
+        # An Authorization-style value's token alone, whatever its scheme's case:
+        (HEADERS, "token bt-0123456789 is not known", "token *** is not known"),
+        ((("Authorization", "token tk-abcdef"),), "TOKEN tk-abcdef", "TOKEN ***"),
+        # A Basic one's credentials, encoded and decoded, together and apart:
+        ((("authorization", f"Basic {BASIC}"),), f"header Basic {BASIC}", "header ***"),
+        ((("authorization", f"Basic {BASIC}"),), f"bad {BASIC}", "bad ***"),
+        ((("authorization", f"Basic {BASIC}"),), "user till-user, password till-pass-77", "user ***, password ***"),
+        ((("authorization", f"Basic {BASIC}"),), "till-user:till-pass-77", "***"),
+        # A value with quotes, as JSON escapes it:
+        ((("x-sig", 'a"quoted"b'),), '{"x-sig": "a\\"quoted\\"b"}', '{"x-sig": "***"}'),
+        # A value under four characters is left alone, like a short query value:
+        (HEADERS, "abc is fine", "abc is fine"),
+        # A value that is not Basic base64 is masked as it is, nothing decoded:
+        ((("authorization", "Basic not!base64"),), "Basic not!base64 refused", "*** refused"),
+        ((), "nothing to mask", "nothing to mask"),
+    ],
+)
+def test_scrubber_masks_the_static_headers_values(
+    headers: tuple[tuple[str, str], ...], text: str, scrubbed: str
+) -> None:
+    assert Scrubber("https://a.example/h", headers)(text) == scrubbed
+
+
+def test_scrubber_masks_the_url_and_the_headers_together() -> None:
+    scrub = Scrubber(URL, HEADERS)
+    text = "url='https://hooks.example:8443/in?token=secret-token&v=1' sent key-shop-42 to hooks.example"
+    assert scrub(text) == "url='https://hooks.example:8443/in?token=***&v=***' sent *** to hooks.example"
+
+
+SLACK = "https://hooks.slack.com/services/T0SLACK01/B0SLACK02/sl4ckT0kenXXXXXXXXXXXXX"
+DISCORD = "https://discord.com/api/webhooks/1234567890/d1sc0rdT0ken-abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.mark.parametrize(
+    ("url", "text", "shown"),
+    [
+        # Every URL quoted is cut to its origin, the endpoint's and any other:
+        (
+            SLACK,
+            f"400, message='Bad status line', url='{SLACK}'",
+            "400, message='Bad status line', url='https://hooks.slack.com/…'",
+        ),
+        (SLACK, "moved to https://elsewhere.example:8443/x/y?z=1", "moved to https://elsewhere.example:8443/…"),
+        (None, f"url='{DISCORD}'", "url='https://discord.com/…'"),
+        # The path alone, as a receiver's reply echoes it, with or without its leading slash:
+        (SLACK, "no hook at /services/T0SLACK01/B0SLACK02/sl4ckT0kenXXXXXXXXXXXXX", "no hook at /…"),
+        (DISCORD, "api/webhooks/1234567890/d1sc0rdT0ken-abcdefghijklmnopqrstuvwxyz unknown", "… unknown"),
+        # A segment long enough to be a token, alone:
+        (DISCORD, '{"message": "d1sc0rdT0ken-abcdefghijklmnopqrstuvwxyz is invalid"}', '{"message": "… is invalid"}'),
+        # The short segments around it, and a short path, stay:
+        (DISCORD, "cannot connect to discord.com:443 for webhooks", "cannot connect to discord.com:443 for webhooks"),
+        ("https://a.example/x", "HTTP 404 for /x", "HTTP 404 for /x"),
+        # The host stays, even where the path is part of it:
+        (
+            "https://hooks.example/hook",
+            "cannot connect to hooks.example:443 for /hook",
+            "cannot connect to hooks.example:443 for /…",
+        ),
+        (SLACK, "", ""),
+    ],
+)
+def test_origins_only_leaves_a_viewer_no_path(url: str | None, text: str, shown: str) -> None:
+    assert origins_only(text, url) == shown

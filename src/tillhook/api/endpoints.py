@@ -35,7 +35,7 @@ from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.endpoint_rules import ExtraSignatureSpec
 from tillhook.gates import GateView
 from tillhook.models import Endpoint, format_time
-from tillhook.redact import MASK, redact_url
+from tillhook.redact import MASK, origin, origins_only
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
@@ -49,19 +49,23 @@ def state_of(endpoint: Endpoint, gate: GateView) -> EndpointState:
 
 
 def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True) -> EndpointOut:
-    """`reveal=False` (for the viewer token) masks what may be a credential: the url's user
-    info and query values, and every static header's value (its name stays)."""
+    """`reveal=False` (for a viewer) shows what may hold a credential only in part: of the url
+    its origin (a chat webhook's token is in its path), of each static header its name."""
     expiring = [s.expires_at for s in endpoint.secrets if s.expires_at is not None]
     now = services.clock.now()
     live = [t for t in expiring if t > now]
     return EndpointOut(
         id=endpoint.id,
         name=endpoint.name,
-        url=endpoint.url if reveal else redact_url(endpoint.url),
+        url=endpoint.url if reveal else origin(endpoint.url),
         events=list(endpoint.events),
         enabled=endpoint.enabled,
         state=endpoint_state(services, endpoint),
-        disabled_reason=endpoint.disabled_reason,
+        disabled_reason=(
+            endpoint.disabled_reason
+            if reveal or endpoint.disabled_reason is None
+            else origins_only(endpoint.disabled_reason, endpoint.url)
+        ),
         max_in_flight=endpoint.max_in_flight,
         rate_limit=endpoint.rate_limit,
         ordered=endpoint.ordered,

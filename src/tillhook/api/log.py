@@ -11,6 +11,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from tillhook import rules
+from tillhook.api import viewing
 from tillhook.api.parsing import (
     body_model,
     find_endpoint,
@@ -136,15 +137,20 @@ def delivery_filter(services: Services, q: DeliveryQuery | RetryMatchingIn) -> L
     return replace(f, state=q.state, event_id=q.event, before=parse_cursor(q.cursor), limit=q.limit)
 
 
-async def deliveries_page(services: Services, q: DeliveryQuery) -> tuple[list[DeliveryOut], str | None]:
+async def deliveries_page(
+    services: Services, q: DeliveryQuery, *, viewer: bool
+) -> tuple[list[DeliveryOut], str | None]:
     rows, cursor = _page(
         await services.store.list_deliveries(delivery_filter(services, q)), q.limit, lambda row: row.id
     )
-    return [delivery_out(row) for row in rows], cursor
+    shown = [delivery_out(row) for row in rows]
+    return [viewing.delivery(services, d) for d in shown] if viewer else shown, cursor
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    deliveries, cursor = await deliveries_page(request.app[SERVICES], query_model(request, DeliveryQuery))
+    deliveries, cursor = await deliveries_page(
+        request.app[SERVICES], query_model(request, DeliveryQuery), viewer=viewing.is_viewer(request)
+    )
     return web.json_response({"data": [d.model_dump(mode="json") for d in deliveries], "next_cursor": cursor})
 
 
@@ -162,10 +168,10 @@ def _delivery_id(request: web.Request) -> int:
     return delivery_id_of(request.match_info["id"])
 
 
-async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetail:
+async def delivery_detail(services: Services, delivery_id: int, *, viewer: bool) -> DeliveryDetail:
     row = await services.store.get_delivery(delivery_id)
     attempts = await services.store.attempts_of_delivery(delivery_id)
-    return DeliveryDetail(
+    detail = DeliveryDetail(
         **delivery_out(row).model_dump(),
         first_attempt_at=_time(row.first_attempt_at),
         attempt_log=[
@@ -182,10 +188,11 @@ async def delivery_detail(services: Services, delivery_id: int) -> DeliveryDetai
             for n, a in enumerate(attempts, start=1)
         ],
     )
+    return viewing.delivery_detail(services, detail) if viewer else detail
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    detail = await delivery_detail(request.app[SERVICES], _delivery_id(request))
+    detail = await delivery_detail(request.app[SERVICES], _delivery_id(request), viewer=viewing.is_viewer(request))
     return web.json_response(detail.model_dump(mode="json"))
 
 
@@ -267,15 +274,16 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"data": [e.model_dump(mode="json") for e in events], "next_cursor": cursor})
 
 
-async def event_detail(services: Services, event_id: str) -> EventDetail:
+async def event_detail(services: Services, event_id: str, *, viewer: bool) -> EventDetail:
     stored = await services.store.get_event(event_id)
     deliveries = await services.store.list_deliveries(LogFilter(event_id=stored.event.id, limit=1000))
-    return EventDetail(
+    detail = EventDetail(
         **event_out(stored.event).model_dump(),
         payload=json.loads(stored.body),
         deliveries=[delivery_out(d) for d in reversed(deliveries)],
         filtered_out=[FilteredOut(endpoint_id=e, endpoint=_name_of(services, e)) for e in stored.filtered_out],
     )
+    return viewing.event_detail(services, detail) if viewer else detail
 
 
 def _name_of(services: Services, endpoint_id: str) -> str | None:
@@ -284,5 +292,5 @@ def _name_of(services: Services, endpoint_id: str) -> str | None:
 
 
 async def get_event(request: web.Request) -> web.Response:
-    detail = await event_detail(request.app[SERVICES], request.match_info["id"])
+    detail = await event_detail(request.app[SERVICES], request.match_info["id"], viewer=viewing.is_viewer(request))
     return web.json_response(detail.model_dump(mode="json"))

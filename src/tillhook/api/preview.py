@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tillhook import rules
+from tillhook.api import viewing
 from tillhook.api.parsing import find_endpoint, invalid, read_body, validate
 from tillhook.api.schemas import PreviewIn, PreviewOut, PreviewRequest
 from tillhook.api.state import SERVICES, Services
@@ -18,7 +19,7 @@ from tillhook.envelope import check_event, read_json, to_new_events
 from tillhook.errors import InvalidInput
 from tillhook.expressions.sandbox import EvaluationError, Sandbox
 from tillhook.models import Endpoint
-from tillhook.redact import MASK, redact_url
+from tillhook.redact import MASK, origin, redact_url
 from tillhook.shaping import live_secrets, request_headers, shape
 
 WHEN_SENT = "(computed when sent)"
@@ -87,7 +88,8 @@ def shown_headers(endpoint: Endpoint, headers: dict[str, str], secrets: int) -> 
     return shown
 
 
-async def preview(services: Services, endpoint: Endpoint, document: dict[str, Any]) -> PreviewOut:
+async def preview(services: Services, endpoint: Endpoint, document: dict[str, Any], *, viewer: bool) -> PreviewOut:
+    """For a viewer, the request's url is the endpoint's origin only."""
     spec = checked(document)
     event_id, event_type, body = await _event(services, spec)
     subscribed = rules.subscribes(endpoint.events, event_type)
@@ -136,7 +138,7 @@ async def preview(services: Services, endpoint: Endpoint, document: dict[str, An
             "transformed_by": by,
             "request": PreviewRequest(
                 method="POST",
-                url=redact_url(endpoint.url),
+                url=origin(endpoint.url) if viewer else redact_url(endpoint.url),
                 headers=shown_headers(endpoint, headers, len(live)),
                 body=parsed,
                 body_text=text,
@@ -171,5 +173,5 @@ async def _document(request: web.Request) -> dict[str, Any]:
 async def preview_endpoint(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     endpoint = find_endpoint(services.registry, request.match_info["id"])
-    reply = await preview(services, endpoint, await _document(request))
+    reply = await preview(services, endpoint, await _document(request), viewer=viewing.is_viewer(request))
     return web.json_response(reply.model_dump(mode="json"))

@@ -82,7 +82,10 @@ class EndpointPatch(_In):
 class EndpointOut(BaseModel):
     id: str
     name: str
-    url: str
+    url: str = Field(
+        description="for the viewer token its origin only (`https://hooks.slack.com/…`): a chat webhook's token"
+        " is its path"
+    )
     events: list[str]
     enabled: bool
     state: EndpointState
@@ -180,7 +183,7 @@ class PreviewIn(_In):
 
 class PreviewRequest(BaseModel):
     method: Literal["POST"]
-    url: str = Field(description="credentials in it masked")
+    url: str = Field(description="credentials in it masked; for the viewer token its origin only (scheme, host, port)")
     headers: dict[str, str] = Field(
         description="every header an attempt sets, in order: the endpoint's own with their values masked,"
         " the signatures as placeholders (they are computed when sent)"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tillhook import __version__
+from tillhook.api import viewing
 from tillhook.api.endpoints import endpoint_state
 from tillhook.api.schemas import DaemonOut, DatabaseStatus, EndpointStatus, StatusOut
 from tillhook.api.state import SERVICES, Services
@@ -20,7 +21,7 @@ _NO_STATS = EndpointStats(last_success_at=None, last_failure_at=None, last_failu
 
 
 async def get_status(request: web.Request) -> web.Response:
-    reply = await status_report(request.app[SERVICES])
+    reply = await status_report(request.app[SERVICES], viewer=viewing.is_viewer(request))
     return web.json_response(reply.model_dump(mode="json"))
 
 
@@ -35,7 +36,7 @@ class _Figures:
     in_flight: dict[str, int] | None  # shared: every daemon's; None: this daemon's gates say
 
 
-async def status_report(services: Services) -> StatusOut:
+async def status_report(services: Services, *, viewer: bool) -> StatusOut:
     """The status of the daemon and each endpoint: the API's reply and the dashboard's overview."""
     store, sharing = services.store, services.sharing
     now = services.clock.now()
@@ -50,7 +51,7 @@ async def status_report(services: Services) -> StatusOut:
     endpoints = [_endpoint_status(services, endpoint, figures) for endpoint in services.registry.all()]
     oldest_all = min((b.oldest_created_at for b in figures.pending.values()), default=None)
     uptime_s = services.clock.monotonic() - services.started_monotonic
-    return StatusOut(
+    report = StatusOut(
         version=__version__,
         started_at=format_time(now - uptime_s),
         uptime_s=round(uptime_s, 3),
@@ -62,6 +63,7 @@ async def status_report(services: Services) -> StatusOut:
         daemons=await _daemons(services, sharing, now),
         endpoints=endpoints,
     )
+    return viewing.status(services, report) if viewer else report
 
 
 def _endpoint_status(services: Services, endpoint: Endpoint, figures: _Figures) -> EndpointStatus:

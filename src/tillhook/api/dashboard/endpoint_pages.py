@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tillhook.api import endpoint_verbs as verbs
 from tillhook.api import preview as previews
+from tillhook.api import viewing
 from tillhook.api.dashboard import endpoint_forms as forms
 from tillhook.api.dashboard.guard import SESSION
 from tillhook.api.dashboard.render import render
@@ -58,8 +59,8 @@ def _endpoint(request: web.Request) -> tuple[Services, Endpoint]:
     return services, find_endpoint(services.registry, request.match_info["name"])
 
 
-async def _statuses(services: Services) -> dict[str, EndpointStatus]:
-    return {e.id: e for e in (await status_report(services)).endpoints}
+async def _statuses(request: web.Request, services: Services) -> dict[str, EndpointStatus]:
+    return {e.id: e for e in (await status_report(services, viewer=viewing.is_viewer(request))).endpoints}
 
 
 Row = tuple[Endpoint, EndpointStatus]
@@ -87,7 +88,7 @@ async def list_page(request: web.Request) -> web.Response:
 
 async def _list(request: web.Request, *, status: int = 200, **form: Any) -> web.Response:
     services = request.app[SERVICES]
-    statuses = await _statuses(services)
+    statuses = await _statuses(request, services)
     rows = [(e, statuses[e.id]) for e in services.registry.all() if e.id in statuses]
     template = "endpoints_live.html" if request.query.get("part") == "live" else "endpoints.html"
     form.setdefault("values", {"events": "*"})
@@ -135,7 +136,7 @@ async def detail(request: web.Request) -> web.Response:
 async def _detail(
     request: web.Request, services: Services, endpoint: Endpoint, *, status: int = 200, **extra: Any
 ) -> web.Response:
-    e = (await _statuses(services))[endpoint.id]
+    e = (await _statuses(request, services))[endpoint.id]
     template = "endpoint_live.html" if request.query.get("part") == "live" else "endpoint.html"
     extra.setdefault("replay_errors", {})
     extra.setdefault("preview", None)
@@ -148,7 +149,7 @@ async def _detail(
         endpoint=endpoint,
         e=e,
         page=page_of(endpoint),
-        out=endpoint_out(services, endpoint, reveal=request[SESSION].role == "admin"),
+        out=endpoint_out(services, endpoint, reveal=not viewing.is_viewer(request)),
         pinned=verbs.secret_pinned(services, endpoint),
         file_owns=FILE_OWNS,
         test_types=verbs.testable_types(services),
@@ -305,7 +306,9 @@ async def preview(request: web.Request) -> web.Response:
     form = await request.post()
     values = {"event": forms.text(form, "event"), "event_id": forms.text(form, "event_id")}
     try:
-        shown = await previews.preview(services, endpoint, forms.preview_document(form))
+        shown = await previews.preview(
+            services, endpoint, forms.preview_document(form), viewer=viewing.is_viewer(request)
+        )
     except InvalidInput as exc:
         return await _detail(
             request, services, endpoint, status=422, preview_values=values, preview_errors=forms.field_errors(exc)

@@ -74,6 +74,18 @@ async def dashboard_guard(request: web.Request, handler: Any) -> web.StreamRespo
     if not is_dashboard(request.path):
         response: web.StreamResponse = await handler(request)
         return response
+    try:
+        response = await _guarded(request, handler)
+    except web.HTTPException as exc:
+        # A raised reply (the redirects of sign-in, which sets the cookie, and of sign-out)
+        # is sent as it is: it needs the headers as much as a returned one.
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.method == "POST" and not same_origin(request):
         return refused(403, "refused: this change did not come from a tillhook page (cross-site request)")
     if not _public(request.path):
@@ -90,6 +102,5 @@ async def dashboard_guard(request: web.Request, handler: Any) -> web.StreamRespo
             if session.role != "admin" and route_pattern(request) not in VIEWER_POSTS:
                 return refused(403, "refused: signed in with the viewer token, which may only read")
         request[SESSION] = session
-    response = await handler(request)
-    response.headers.update(SECURITY_HEADERS)
+    response: web.StreamResponse = await handler(request)
     return response

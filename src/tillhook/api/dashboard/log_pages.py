@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tillhook.api import log
+from tillhook.api import log, viewing
 from tillhook.api.dashboard.render import render
 from tillhook.api.parsing import validate
 from tillhook.api.schemas import AttemptOut, DeliveryQuery, EventSearch, RetryMatchingIn
@@ -76,7 +76,7 @@ async def deliveries(request: web.Request) -> web.Response:
     cursor = None
     try:
         q = validate(DeliveryQuery, {**form, **paging}, "the filter")
-        rows, cursor = await log.deliveries_page(services, q)
+        rows, cursor = await log.deliveries_page(services, q, viewer=viewing.is_viewer(request))
     except InvalidInput as exc:
         errors = _errors(exc)
     except NotFound:
@@ -167,7 +167,9 @@ async def retry_matching(request: web.Request) -> web.StreamResponse:
 async def delivery(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
-        detail = await log.delivery_detail(services, log.delivery_id_of(request.match_info["id"]))
+        detail = await log.delivery_detail(
+            services, log.delivery_id_of(request.match_info["id"]), viewer=viewing.is_viewer(request)
+        )
     except (NotFound, InvalidInput) as exc:
         return render(
             request, "problem.html", status=404, title="No such delivery", message=str(exc), back="/ui/deliveries"
@@ -217,7 +219,7 @@ async def events(request: web.Request) -> web.Response:
 async def event(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
-        detail = await log.event_detail(services, request.match_info["id"])
+        detail = await log.event_detail(services, request.match_info["id"], viewer=viewing.is_viewer(request))
     except NotFound as exc:
         return render(request, "problem.html", status=404, title="No such event", message=str(exc), back="/ui/events")
     payload = json.dumps(detail.payload, indent=2, ensure_ascii=False)

@@ -7,6 +7,7 @@ import hmac
 
 from aiohttp import web
 
+from tillhook.api import viewing
 from tillhook.api.dashboard.charts import deliveries_chart, latency_chart
 from tillhook.api.dashboard.guard import SESSION, SESSIONS, SIGN_IN
 from tillhook.api.dashboard.render import render
@@ -59,7 +60,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 async def overview(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    status = await status_report(services)
+    status = await status_report(services, viewer=viewing.is_viewer(request))
     hours = await services.store.attempts_by_hour(services.clock.now())
     template = "overview_live.html" if request.query.get("part") == "live" else "overview.html"
     return render(request, template, status=200, report=status, charts=(deliveries_chart(hours), latency_chart(hours)))

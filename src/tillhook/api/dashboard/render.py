@@ -11,7 +11,7 @@ from aiohttp import web
 from tillhook import __version__
 from tillhook.api.dashboard.guard import SESSION
 from tillhook.models import format_time
-from tillhook.redact import redact_url
+from tillhook.redact import origin
 
 TEMPLATES = web.AppKey("dashboard_templates", jinja2.Environment)
 
@@ -26,8 +26,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["time"] = lambda t: "-" if t is None else (format_time(t) if isinstance(t, float | int) else t)
     env.filters["age"] = describe_age
-    # A viewer reads everything but secrets, and a URL may hold one (user info, ?token=).
-    env.filters["redact"] = redact_url
+    # A viewer reads everything but secrets, and a URL may hold one anywhere past its origin:
+    # user info, ?token=, a chat webhook's path.
+    env.filters["origin"] = origin
     env.filters["percent"] = lambda r: "-" if r is None else f"{r:.0%}"
     return env
 
