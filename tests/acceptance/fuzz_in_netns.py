@@ -56,9 +56,9 @@ def main() -> int:
             "15",
             "--max-time",
             max_time,
-            # One worker: with two threads, hypothesis's ast.parse (describing a filter) can
-            # fail in CPython 3.11 before 3.11.8 ("AST constructor recursion depth
-            # mismatch", a process-wide counter), failing the run with no finding.
+            # One worker: with two threads, hypothesis's ast.parse (describing a filter) was
+            # seen to fail with "AST constructor recursion depth mismatch" (CPython 3.11's
+            # interpreter-wide AST depth counter, gh-106905), failing the run with no finding.
             "--workers",
             "1",
             "--no-color",
