@@ -25,6 +25,15 @@ ADMIN_TOKEN = "admin-token-for-tests-00001"
 VIEWER_TOKEN = "viewer-token-for-tests-0001"
 
 
+async def api(h: Harness, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> tuple[int, Any]:
+    """One admin API call through the harness with `token`: (status, the JSON body or None)."""
+    async with h.session.request(
+        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text else None)
+
+
 def make_config(tmp_path: Path, endpoints: list[dict[str, Any]], **sections: dict[str, Any]) -> Config:
     raw: dict[str, Any] = {
         "server": {"listen": "127.0.0.1:0", "shutdown_grace": "2s"},

@@ -5,20 +5,11 @@ changes nothing."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Harness, make_config
-
-
-async def api(h: Harness, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> tuple[int, Any]:
-    async with h.session.request(
-        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        text = await response.text()
-        return response.status, (json.loads(text) if text else None)
+from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Harness, api, make_config
 
 
 @pytest.fixture

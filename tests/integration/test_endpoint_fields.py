@@ -4,13 +4,11 @@ and cleared by PATCH, and refused on an endpoint the config file owns."""
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Harness, make_config
+from tests.integration.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Harness, api, make_config
 
 FIELDS = {
     "filter": "data.amount > 100.0",
@@ -18,14 +16,6 @@ FIELDS = {
     "preset": "slack",
     "extra_signature": {"header": "x-hub-signature-256", "scheme": "sha256-hex"},
 }
-
-
-async def api(h: Harness, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> tuple[int, Any]:
-    async with h.session.request(
-        method, h.server.make_url(path), json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        text = await response.text()
-        return response.status, (json.loads(text) if text else None)
 
 
 @pytest.fixture
