@@ -34,8 +34,10 @@ MAX_HEADER_NAME_CHARS = 128
 MAX_IN_FLIGHT = 1000
 MAX_RATE_PER_S = 100_000
 
-FILTER_DOC = "CEL over the event (id, type, timestamp, data): false means no delivery here"
-TRANSFORM_DOC = "CEL over the event: its result, as JSON, is the body sent instead of the event"
+FILTER_DOC = "CEL over the event (id, type, timestamp, data, test): false means no delivery here"
+TRANSFORM_DOC = (
+    "CEL over the event (id, type, timestamp, data, test): its result, as JSON, is the body sent instead of the event"
+)
 PRESET_DOC = "a built-in transform into a chat message: slack, discord, teams or google-chat"
 EXTRA_SIGNATURE_DOC = "also sign the body as `sha256=<hex>` in this header, for receivers built that way"
 SECRET_DOC = "whsec_ + base64; generated when absent"

@@ -3,6 +3,8 @@ before as made; failed deliveries made due again, one or all that a filter match
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.contract.build import NOW, claim, endpoints, event, finish
@@ -68,6 +70,27 @@ async def test_replay_to_another_endpoint_takes_only_the_types_it_subscribes_to(
     assert await outbox.replay(audit, *window, False, NOW) == 1
     (made,) = await outbox.list_deliveries(LogFilter(endpoint_id=audit.id))
     assert (made.event_id, made.state) == ("msg_2", DeliveryState.PENDING)
+
+
+async def test_replay_leaves_an_admins_tests_out(outbox: Outbox) -> None:
+    """A typed test is of a real type, but was sent to one endpoint to try it: a replay, there
+    or to another endpoint taking that type, is of the POS's events only."""
+    shop, _ = await _history(outbox)
+    (audit,) = await endpoints(outbox, "audit", events=("order.*",))
+    tested = replace(event("msg_t", [shop.id], at=NOW - 30), test=True)
+    await outbox.enqueue([tested])
+    (sent,) = await claim(outbox, {shop.id: 10})
+    await finish(outbox, sent, DeliveryState.FAILED)
+    window = (NOW - 1000, NOW)
+    assert await outbox.replay_count(audit, *window, False) == 4  # msg_0, 1, 3, 4
+    assert await outbox.replay(audit, *window, False, NOW) == 4
+    made = await outbox.list_deliveries(LogFilter(endpoint_id=audit.id))
+    assert sorted(d.event_id for d in made) == ["msg_0", "msg_1", "msg_3", "msg_4"]
+    # Nor again to the endpoint it was sent to, though its delivery there failed.
+    assert await outbox.replay_count(shop, *window, True) == 2
+    assert await outbox.replay(shop, *window, True, NOW) == 2
+    again = await outbox.list_deliveries(LogFilter(endpoint_id=shop.id, state=DeliveryState.PENDING))
+    assert sorted(d.event_id for d in again) == ["msg_1", "msg_3"]
 
 
 async def test_retry_delivery_makes_a_finished_delivery_due_now(outbox: Outbox) -> None:

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.integration.conftest import make_config
-from tests.integration.test_admin_api import api, create
+from tests.integration.test_admin_api import api, create, post
 from tests.integration.test_endpoint_pages import _page, _signed_in
 from tillhook.catalogue import EventTypeSpec
 
@@ -58,15 +58,40 @@ async def test_a_typed_test_sends_the_example_to_that_endpoint_only_whatever_its
     assert code == 200 and delivery["state"] == "delivered" and delivery["event_type"] == "sale.completed"
 
 
-async def test_a_typed_test_is_shaped_by_the_endpoints_transform(typed):
+async def test_a_typed_test_is_shaped_by_the_endpoints_transform_which_sees_that_it_is_one(typed, receivers):
     h, receiver = typed
-    await create(h, receiver.url, transform='{"kind": type, "total": data.total}')
+    # The transform makes the body, and says whether it is a test: the POS's sale has no key.
+    await create(h, receiver.url, events=["sale.*"], transform='{"kind": type, "total": data.total, "test": test}')
     code, sent = await api(h, "POST", "/v1/endpoints/shop/test", {"event_type": "sale.completed"})
     assert code == 202
     await h.step()
     (got,) = receiver.received
-    assert json.loads(got.body) == {"kind": "sale.completed", "total": 9.5}
+    assert json.loads(got.body) == {"kind": "sale.completed", "total": 9.5, "test": True}
     assert got.event_id == sent["event_id"]  # webhook-id stays the event's
+    await post(h, total=3.0)
+    await h.step()
+    assert json.loads(receiver.received[-1].body) == {"kind": "sale.completed", "total": 3.0, "test": False}
+    # A preview of the stored test shows what it got.
+    code, preview = await api(h, "POST", "/v1/endpoints/shop/preview", {"event_id": sent["event_id"]})
+    assert code == 200 and preview["request"]["body"]["test"] is True
+
+
+@pytest.mark.parametrize(
+    ("preset", "where"),
+    [
+        ("slack", lambda body: body["blocks"][0]["text"]["text"]),
+        ("discord", lambda body: body["embeds"][0]["title"]),
+        ("teams", lambda body: body["attachments"][0]["content"]["body"][0]["text"]),
+        ("google-chat", lambda body: body["text"].splitlines()[0]),
+    ],
+)
+async def test_a_chat_preset_names_a_typed_test_as_one(typed, preset, where):
+    h, receiver = typed
+    await create(h, receiver.url, preset=preset)
+    code, _ = await api(h, "POST", "/v1/endpoints/shop/test", {"event_type": "sale.completed"})
+    assert code == 202
+    await h.step()
+    assert "[test] Sale completed" in where(json.loads(receiver.received[0].body))
 
 
 @pytest.mark.parametrize("body", [None, {}, {"event_type": None}])

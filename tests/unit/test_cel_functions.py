@@ -444,8 +444,18 @@ def test_every_function_documents_its_call() -> None:
 def test_bind_sets_the_event_fields_and_null_for_a_missing_one() -> None:
     context = make_context()
     bind(context, {"id": "msg_1", "type": "a.b", "data": {"n": 1}})
-    program = cel.compile("[id, type, timestamp, data.n]")
-    assert program.execute(context) == ["msg_1", "a.b", None, 1]
-    bind(context, {"id": "msg_2", "type": "c", "timestamp": "t", "data": {"n": 2}})
-    assert program.execute(context) == ["msg_2", "c", "t", 2]
-    assert FIELDS == ("id", "type", "timestamp", "data")
+    program = cel.compile("[id, type, timestamp, data.n, test]")
+    assert program.execute(context) == ["msg_1", "a.b", None, 1, False]
+    bind(context, {"id": "msg_2", "type": "c", "timestamp": "t", "data": {"n": 2}, "test": True})
+    assert program.execute(context) == ["msg_2", "c", "t", 2, True]
+    assert FIELDS == ("id", "type", "timestamp", "data", "test")
+
+
+@pytest.mark.parametrize("stored", [{}, {"test": None}, {"test": False}, {"test": 1}, {"test": "true"}])
+def test_test_is_false_for_every_event_but_an_admins_test(stored: dict[str, object]) -> None:
+    """Only the envelope of an admin's test says `"test": true`; whatever else is there, an
+    expression can use `test` as a bool, as in `test ? … : …`."""
+    context = make_context()
+    bind(context, {"id": "msg_0", "type": "a", "data": {}, "test": True})  # a context is reused
+    bind(context, {"id": "msg_1", "type": "a", "data": {}, **stored})
+    assert cel.compile('test ? "test" : "event"').execute(context) == "event"

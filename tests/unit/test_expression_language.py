@@ -17,7 +17,7 @@ from tillhook.expressions.language import (
 )
 from tillhook.expressions.tokens import field_paths, tokenize
 
-UNKNOWN = "an expression sees id, type, timestamp and data"
+UNKNOWN = "an expression sees id, type, timestamp, data and test"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,7 @@ UNKNOWN = "an expression sees id, type, timestamp and data"
         ("transform", "data"),
         ("transform", "'just a string'"),  # any JSON value may be a body
         ("transform", "[id, type, timestamp]"),
+        ("transform", "test ? {'kind': type, 'test': true} : {'kind': type}"),  # an admin's test, or not
         ("transform", "{'lines': data.items.map(i, {'sku': i.sku, 'total': i.qty * i.price})}"),
         ("transform", "'" + "x" * (MAX_SOURCE_CHARS - 2) + "'"),  # exactly as long as allowed
     ],
@@ -112,6 +113,7 @@ def test_accepted(kind: str, source: str) -> None:
         ("filter", "'amount' + amount == ''", 1, 12, f"unknown name 'amount': {UNKNOWN} (did you mean data.amount?)"),
         ("filter", "dat.amount > 1.0", 1, 1, f"unknown name 'dat': {UNKNOWN} (did you mean data?)"),
         ("filter", "tpye == 'sale'", 1, 1, f"unknown name 'tpye': {UNKNOWN} (did you mean type?)"),
+        ("filter", "!tset", 1, 2, f"unknown name 'tset': {UNKNOWN} (did you mean test?)"),
         (
             "filter",
             "data.items.exists(i, i.sku == sku)",

@@ -92,7 +92,8 @@ EVENTS = {
     "wide": event("inventory.counted", {f"sku_{i:03}": i for i in range(40)}),
     "long_keys": event("x.y", {("k" * 500) + str(i): "v" * 2000 for i in range(30)}),
     "nulls": event("refund.created", {"amount": None, "reason": "", "flag": False, "ratio": float("inf")}),
-    "ping": event("tillhook.ping", {"message": "a test event from tillhook"}),
+    "ping": event("tillhook.ping", {"message": "a test event from tillhook"}, test=True),
+    "sale_test": {**SALE, "test": True},
     # Every part at its longest, in characters each service escapes: the worst case of
     # each limit.
     "worst": event(
@@ -282,6 +283,23 @@ def test_the_sale_in_each_service_is_laid_out_as_its_readers_expect() -> None:
         "*Items:* `1 item`",
         "2026-11-22 10:30:00 UTC · transaction.completed · msg_1",
     ]
+
+
+def test_an_admins_test_says_so_where_the_message_is_named_and_nothing_else_does() -> None:
+    test = EVENTS["sale_test"]
+    slack = run("slack", test)
+    assert slack["blocks"][0]["text"]["text"] == "[test] Transaction completed"
+    assert slack["text"].startswith("[test] Transaction completed: Amount 55.39")
+    assert run("discord", test)["embeds"][0]["title"] == "[test] Transaction completed"
+    assert run("teams", test)["attachments"][0]["content"]["body"][0]["text"] == "[test] Transaction completed"
+    assert run("google-chat", test)["text"].splitlines()[0] == "*[test] Transaction completed*"
+    assert "[test] Tillhook ping" in text_of(run("slack", EVENTS["ping"]))
+    # The rest is the sale's message as it is; an event without the marker, or with any
+    # value there but true, has none.
+    assert slack["blocks"][1:] == run("slack", SALE)["blocks"][1:]
+    for preset in PRESETS:
+        for plain in (SALE, {**SALE, "test": False}, {**SALE, "test": "yes"}):
+            assert "[test]" not in text_of(run(preset, plain)), preset
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

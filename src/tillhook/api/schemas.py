@@ -276,7 +276,9 @@ class FilteredOut(BaseModel):
 
 
 class EventDetail(EventOut):
-    payload: dict[str, Any] = Field(description="the event as stored: id, type, timestamp and data")
+    payload: dict[str, Any] = Field(
+        description='the event as stored: id, type, timestamp and data (and "test": true for an admin\'s test)'
+    )
     deliveries: list[DeliveryOut]
     filtered_out: list[FilteredOut] = Field(
         default=[], description="endpoints subscribed to the type whose filter left this event out (no delivery)"

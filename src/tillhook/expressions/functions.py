@@ -32,7 +32,9 @@ from tillhook.expressions.text import (
     utc_text,
 )
 
-FIELDS = ("id", "type", "timestamp", "data")
+# What an expression sees of an event. `test` is true for an admin's test alone, whose stored
+# envelope says `"test": true` (the POS's envelopes never hold the key), false for any other.
+FIELDS = ("id", "type", "timestamp", "data", "test")
 
 WORDS_MAX = 200
 NAME_MAX = 64
@@ -257,6 +259,14 @@ def make_context() -> cel.Context:
 
 
 def bind(context: cel.Context, event: dict[str, Any]) -> cel.Context:
-    """The event's fields as the expression's variables."""
-    context.update({name: event.get(name) for name in FIELDS})
+    """The event's fields as the expression's variables, `test` always a bool."""
+    context.update(
+        {
+            "id": event.get("id"),
+            "type": event.get("type"),
+            "timestamp": event.get("timestamp"),
+            "data": event.get("data"),
+            "test": event.get("test") is True,
+        }
+    )
     return context

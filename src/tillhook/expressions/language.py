@@ -106,7 +106,7 @@ def _unknown_name(tokens: list[Token], token: Token, qualified: frozenset[str]) 
         return f"unknown function '{token.text}.{called}'"
     close = difflib.get_close_matches(token.text, FIELDS, n=1, cutoff=0.75)
     guess = close[0] if close else f"data.{token.text}"
-    return f"unknown name '{token.text}': an expression sees id, type, timestamp and data (did you mean {guess}?)"
+    return f"unknown name '{token.text}': an expression sees id, type, timestamp, data and test (did you mean {guess}?)"
 
 
 _LITERAL_TYPES = {"string": "a string", "number": "a number"}

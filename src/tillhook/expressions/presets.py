@@ -13,6 +13,9 @@ from __future__ import annotations
 # tillhook type, whose data tillhook writes, always a map.
 _ALERT = 'type.startsWith("tillhook.") && has(data.summary)'
 _CHECK = 'has(data.check) && data.check != ""'
+# The message's name: its type in words, marked when an admin sent it to try the endpoint, so
+# nobody in the channel takes it for a sale.
+_TITLE = '(test ? "[test] " + title(type) : title(type))'
 # `[x].map(fs, …)[0]` names a value once, as `cel.bind` would: the Rust CEL has none, and
 # every call into a function converts its arguments and result, which costs more than the
 # function does.
@@ -29,8 +32,8 @@ _SLACK_FIELDS = """
      : [])
     + [{"type": "context", "elements": [{"type": "mrkdwn", "verbatim": true,
          "text": slackTime(timestamp) + " · " + slackEscape(type, 200) + " · " + slackEscape(id, 200)}]}]"""
-_SLACK_HEADER = """
-    {"type": "header", "text": {"type": "plain_text", "text": truncate(title(type), 150), "emoji": true}}"""
+_SLACK_HEADER = f"""
+    {{"type": "header", "text": {{"type": "plain_text", "text": truncate({_TITLE}, 150), "emoji": true}}}}"""
 SLACK = f"""
 {_ALERT}
 ? [fields(data, ["summary", "check"])].map(fs, {{
@@ -45,7 +48,7 @@ SLACK = f"""
     + {_SLACK_FIELDS}
   }})[0]
 : [fields(data)].map(fs, {{
-    "text": slackEscape(title(type) + (size(fs) > 0 ? ": " + fs.map(f, f.name + " " + f.value).join(" · ") : ""), 3000),
+    "text": slackEscape({_TITLE} + (size(fs) > 0 ? ": " + fs.map(f, f.name + " " + f.value).join(" · ") : ""), 3000),
     "blocks": [{_SLACK_HEADER}] + {_SLACK_FIELDS}
   }})[0]
 """
@@ -66,7 +69,7 @@ DISCORD = f"""
 ? [fields(data, ["summary", "check"])].map(fs, {{
     "allowed_mentions": {{"parse": []}},
     "embeds": [{{
-      "title": truncate(title(type), 256),
+      "title": truncate({_TITLE}, 256),
       "description": "**" + discordEscape(data.summary, 800) + "**"
         + ({_CHECK} ? "\\n" + discordEscape(data.check, 800) : ""),
       "color": type == "tillhook.endpoint.recovered" ? 5763719 : 15105570,{_DISCORD_REST}
@@ -75,7 +78,7 @@ DISCORD = f"""
 : [fields(data)].map(fs, {{
     "allowed_mentions": {{"parse": []}},
     "embeds": [{{
-      "title": truncate(title(type), 256),
+      "title": truncate({_TITLE}, 256),
       "color": 5793266,{_DISCORD_REST}
     }}]
   }})[0]
@@ -98,7 +101,7 @@ TEAMS = f"""
       "type": "AdaptiveCard",
       "version": "1.4",
       "body": [
-        {{"type": "TextBlock", "text": truncate(title(type), 200), "weight": "Bolder", "size": "Medium", "wrap": true,
+        {{"type": "TextBlock", "text": truncate({_TITLE}, 200), "weight": "Bolder", "size": "Medium", "wrap": true,
           "color": type == "tillhook.endpoint.recovered" ? "Good" : (alert ? "Attention" : "Default")}}
       ]
       + (alert ? [{{"type": "TextBlock", "text": teamsEscape(data.summary, 1000), "weight": "Bolder", "wrap": true}}] : [])
@@ -122,7 +125,7 @@ TEAMS = f"""
 GOOGLE_CHAT = f"""
 [{_ALERT}].map(alert, {{
   "text": truncate(
-    (["*" + googleChatEscape(title(type), 150) + "*"]
+    (["*" + googleChatEscape({_TITLE}, 150) + "*"]
      + (alert ? ["*" + googleChatEscape(data.summary, 700) + "*"] : [])
      + (alert && {_CHECK} ? [googleChatEscape(data.check, 700)] : [])
      + fields(data, alert ? ["summary", "check"] : []).map(f,

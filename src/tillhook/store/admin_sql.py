@@ -131,8 +131,8 @@ def rotate_secret(
 
 
 def _replay_source(only_failed: bool) -> str:
-    """The events a replay makes deliveries for: `replay` inserts them and `replay_count`
-    counts them, from this one text so the two cannot disagree."""
+    """The events a replay makes deliveries for, an admin's tests aside: `replay` inserts them
+    and `replay_count` counts them, from this one text so the two cannot disagree."""
     condition = ""
     if only_failed:
         condition = (
@@ -141,9 +141,12 @@ def _replay_source(only_failed: bool) -> str:
             " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = :ep"
             " AND g.state = 'delivered')"
         )
+    # An admin's test (stored as 1, an event as NULL) went to the one endpoint it tried: it
+    # is never the POS's history to send again, there or anywhere else.
     return (
         " FROM events e"
-        " WHERE e.created_at >= :since AND e.created_at < :until AND tillhook_subscribes(:patterns, e.type)"
+        " WHERE e.created_at >= :since AND e.created_at < :until AND e.test IS NOT 1"
+        " AND tillhook_subscribes(:patterns, e.type)"
         f" AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = :ep"
         f" AND u.state IN {_UNFINISHED}){condition}"
     )

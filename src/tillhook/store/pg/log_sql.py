@@ -103,9 +103,10 @@ def count_failed_query(f: LogFilter) -> tuple[str, list[Any]]:
 
 
 def replay_source(only_failed: bool) -> str:
-    """The events a replay makes deliveries for, as FROM and WHERE over `events e`, with the
-    parameters of `replay_args` ($1 endpoint id, $2 since, $3 until, $4 its patterns): the
-    replay inserts them and `replay_count_query` counts them, from this one text."""
+    """The events a replay makes deliveries for (an admin's tests aside), as FROM and WHERE
+    over `events e`, with the parameters of `replay_args` ($1 endpoint id, $2 since, $3 until,
+    $4 its patterns): the replay inserts them and `replay_count_query` counts them, from this
+    one text."""
     condition = ""
     if only_failed:
         condition = (
@@ -114,9 +115,12 @@ def replay_source(only_failed: bool) -> str:
             " AND NOT EXISTS (SELECT 1 FROM deliveries g WHERE g.event_id = e.id AND g.endpoint_id = $1"
             " AND g.state = 'delivered')"
         )
+    # An admin's test (stored as true, an event as NULL) went to the one endpoint it tried: it
+    # is never the POS's history to send again, there or anywhere else.
     return (
         " FROM events e"
-        " WHERE e.created_at >= $2 AND e.created_at < $3 AND tillhook_subscribes($4, e.type)"
+        " WHERE e.created_at >= $2 AND e.created_at < $3 AND e.test IS NOT TRUE"
+        " AND tillhook_subscribes($4, e.type)"
         " AND NOT EXISTS (SELECT 1 FROM deliveries u WHERE u.event_id = e.id AND u.endpoint_id = $1"
         f" AND u.state IN {_UNFINISHED}){condition}"
     )
