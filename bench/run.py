@@ -27,12 +27,16 @@ Figures (each the median of N runs, with the spread min-max):
  10. the outbox shared on PostgreSQL: figure 1's ingest and a delivery burst to 8 endpoints,
      one daemon on PostgreSQL against one on SQLite and two daemons on one PostgreSQL outbox
      against one, with each process's CPU and PostgreSQL's commits (bench/shared.py), on a
-     cluster of its own (.ci/postgres) unless --postgres URL names one.
+     cluster of its own (.ci/postgres) unless --postgres URL names one;
+ 11. figure 2 with the event-type catalogue: the posted type described with a schema its data
+     matches (strict = false, then true) or breaks in 3 places (strict = false, so every event
+     keeps its schema_errors): events/s and server CPU per event against no catalogue in the
+     same run (bench/catalogue.py).
 
 --only takes a comma-separated subset of: single, batch, delivery, latency, backlog,
-isolation, idle, dashboard, shaping, shared. `--only dashboard`, `--only shaping`,
-`--only shared` (or several of them) update only their own sections of bench/README.md and
-their entries in results.json.
+isolation, idle, dashboard, shaping, shared, catalogue. `--only dashboard`, `--only shaping`,
+`--only shared`, `--only catalogue` (or several of them) update only their own sections of
+bench/README.md and their entries in results.json.
 
 Load generators and receivers are separate processes (bench/worker.py). A full run writes
 the table into bench/README.md; --quick is a smoke check that only prints it (unless
@@ -46,6 +50,7 @@ import atexit
 import datetime
 import itertools
 import json
+import math
 import os
 import platform
 import queue
@@ -63,7 +68,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dashboard  # figure 8, beside this file (the script's directory is on sys.path)
+import catalogue  # figure 11, beside this file (the script's directory is on sys.path)
+import dashboard  # figure 8
 import shaping  # figure 9
 import shared  # figure 10
 
@@ -259,13 +265,19 @@ class Daemon:
         server: dict[str, Any] | None = None,
         start_timeout_s: float = 30.0,
         storage: dict[str, Any] | None = None,
+        event_types: list[dict[str, Any]] | None = None,
     ) -> None:
-        """`storage`: the [storage] keys instead of a SQLite file in `workdir` (a PostgreSQL url)."""
+        """`storage`: the [storage] keys instead of a SQLite file in `workdir` (a PostgreSQL url);
+        `event_types`: the catalogue's `[[event_types]]` tables, each a dict of its keys."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.config_path = workdir / "tillhook.toml"
         self.config_path.write_text(
             self._toml(storage or {"path": str(workdir / "tillhook.db")}, endpoints or [], delivery or {}, server or {})
+            + "".join(
+                "\n[[event_types]]\n" + "".join(f"{key} = {toml_value(value)}\n" for key, value in spec.items())
+                for spec in event_types or []
+            )
         )
         self.lines: list[str] = []
         self.problems: list[str] = []  # log lines at warning level or above, and unparsable ones
@@ -390,6 +402,19 @@ events = {json.dumps(endpoint.get("events", ["*"]))}
         self.exit_code = self.proc.returncode
         if self.exit_code != 0:
             self.problems.append(f"exit code {self.exit_code}")
+
+
+def toml_value(value: Any) -> str:
+    """A JSON-like value as a TOML value on one line: dicts as inline tables (a JSON object is
+    not one), lists as arrays; strings as JSON writes them, which TOML reads as basic strings."""
+    if isinstance(value, dict):
+        pairs = (f"{json.dumps(str(key))} = {toml_value(inner)}" for key, inner in value.items())
+        return "{ " + ", ".join(pairs) + " }" if value else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(inner) for inner in value) + "]"
+    if isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return json.dumps(value)
+    raise TypeError(f"{value!r} has no TOML form")
 
 
 # -- the figures -----------------------------------------------------------------------------
@@ -943,6 +968,42 @@ class Bench:
         result = shared.Figure(self, kit, cluster).run_once(run, receiver)
         result["loadavg"] = _loadavg()
         return result
+
+    # 11 -------------------------------------------------------------------------------------
+    def catalogue(self, run: int) -> dict[str, Any]:
+        warmup, duration = (0.5, 2.0) if self.quick else (1.0, 4.0)
+        variants = list(catalogue.VARIANTS)
+        shift = run % len(variants)
+        order = variants[shift:] + variants[:shift]
+        out: dict[str, Any] = {"order": order, "loadavg": _loadavg()}
+        for name in order:
+            label = f"catalogue ({name})"
+            daemon = Daemon(self.tmp / f"catalogue-{run}-{name}", event_types=catalogue.VARIANTS[name])
+            cpu0 = cpu_seconds(daemon.pid)
+            result = run_worker(
+                "loadgen",
+                {
+                    "concurrency": 4,
+                    "batch": 100,
+                    "warmup": warmup,
+                    "duration": duration,
+                    "token": INGEST_TOKEN,
+                    "url": f"{daemon.base}/v1/events",
+                    "prefix": f"c{run}{name}",
+                },
+                timeout=warmup + duration + 90,
+            )
+            result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
+            self._daemon_done(daemon, label)
+            self._check_stored(label, daemon, result, 100)
+            self._check_statuses(label, result, "202")
+            counts = catalogue.stored(daemon.workdir / "tillhook.db")
+            for problem in catalogue.problems(name, counts):
+                self.note(f"{label} run {run}: {problem}")
+            result["with_errors"] = counts["with_errors"]
+            result["cpu_us"] = result["server_cpu_s"] / max(counts["events"], 1) * 1e6
+            out[name] = result
+        return out
 
     def isolation(self, run: int, receiver: Receiver) -> dict[str, Any]:
         started = time.monotonic()
@@ -1617,10 +1678,11 @@ FIGURES = (
     "dashboard",
     "shaping",
     "shared",
+    "catalogue",
 )
 # Figures with a README section and a results.json entry of their own: run alone, they
 # update only those.
-OWN_SECTIONS = {"dashboard": dashboard, "shaping": shaping, "shared": shared}
+OWN_SECTIONS = {"dashboard": dashboard, "shaping": shaping, "shared": shared, "catalogue": catalogue}
 
 
 def _run_later_figures(
@@ -1673,6 +1735,8 @@ def _section_rows(key: str, runs: list[dict[str, Any]]) -> list[dict[str, str]]:
         return dashboard.rows(runs, fmt_ms, span, med)
     if key == "shared":
         return shared.rows(runs, fmt_rate, span, med)
+    if key == "catalogue":
+        return catalogue.rows(runs, fmt_rate, span, med)
     return shaping.rows(runs, fmt_rate, span, med)
 
 
@@ -1687,13 +1751,19 @@ def _write_section(key: str, readme: Path, info: dict[str, str], command: str, r
     if key == "shared":
         text = shared.section(table(_section_rows(key, runs)), shared.details(runs), command, when, runs)
     else:
-        details_lines = dashboard.details(runs, fmt_ms) if key == "dashboard" else shaping.details(runs)
+        details_lines = (
+            dashboard.details(runs, fmt_ms)
+            if key == "dashboard"
+            else catalogue.details(runs)
+            if key == "catalogue"
+            else shaping.details(runs)
+        )
         text = module.section(table(_section_rows(key, runs)), details_lines, command, when)
     readme.write_text(module.splice(readme.read_text() if readme.exists() else "", text))
 
 
 def _write_sections_only(readme: Path, info: dict[str, str], command: str, raw: dict[str, Any], bench: Bench) -> None:
-    """Figures 8, 9 and 10 alone: their sections of the README and their entries in results.json;
+    """Figures 8 to 11 alone: their sections of the README and their entries in results.json;
     the other figures' results stay as their last full run left them."""
     keys = [k for k in OWN_SECTIONS if raw.get(k)]
     for key in keys:
@@ -1757,7 +1827,7 @@ def main() -> int:
                 cluster = shared.Cluster.start(tmp)
             cpu_from = "read from /proc" if cluster.postmaster else "not readable here"
             say(f"    PostgreSQL {cluster.version}; its CPU {cpu_from}")
-        if only - {"single", "batch"}:
+        if only - {"single", "batch", "catalogue"}:
             receiver = Receiver()
         for run in range(runs):
             raw.setdefault("loadavg", []).append(_loadavg())  # type: ignore[arg-type]
@@ -1789,6 +1859,18 @@ def main() -> int:
             if only & {"backlog", "isolation", "dashboard", "shaping", "shared"}:
                 assert receiver is not None
                 _run_later_figures(bench, run, runs, receiver, only, cluster)
+            if "catalogue" in only:
+                say(f"[run {run + 1}/{runs}] ingest, batches of 100, with the event-type catalogue")
+                started_run = time.monotonic()
+                raw.setdefault("catalogue", []).append(bench.catalogue(run))
+                r = raw["catalogue"][-1]
+                say(
+                    "    "
+                    + ", ".join(
+                        f"{n} {r[n]['events_per_s']:.0f}/s ({r[n]['cpu_us']:.0f} µs CPU each)" for n in r["order"]
+                    )
+                    + f" ({time.monotonic() - started_run:.0f} s)"
+                )
         if "idle" in only:
             assert receiver is not None
             say(f"[{runs} side by side] idle footprint")
