@@ -181,7 +181,7 @@ def details(runs: list[dict[str, Any]]) -> list[str]:
 NOTE = """\
 Run it alone with `.venv/bin/python bench/run.py --only catalogue` (`--runs N`, default 3;
 `--quick` for a short smoke run that writes nothing). It writes only this section and its
-entry in `results.json`; a whole `bench/run.py` run includes it. About 2 minutes for 3 runs.
+entry in `results.json`; a whole `bench/run.py` run includes it. About 75 s for 3 runs.
 
 - **Ingest with the catalogue**: figure 2's load (arrays of 100 events, 4 keep-alive clients,
   counted over a 4 s window after a 1 s warm-up, a daemon with no endpoints) once per variant,
