@@ -56,13 +56,13 @@ class SchemaProblem:
 # values, with the event loop held), so the first MAX_ERRORS of the evaluation's flat list,
 # ~1 us each, are kept instead.
 _WORDED_ERRORS = 200
-# What a terminal would act on (escapes, a bell, a carriage return), in a key or a quoted value.
-_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
 def _printable(text: str) -> str:
+    # What a terminal would act on or hide (escapes, a bell, a right-to-left override, a
+    # zero-width space), in a key or a quoted value, is written as its \uXXXX escape.
     if not text.isprintable():
-        text = "".join(f"\\u{ord(c):04x}" if ord(c) in _CONTROL else c for c in text)
+        text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
     return text
 
 
@@ -71,8 +71,24 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def _worded(error: jsonschema_rs.ValidationError) -> tuple[list[str | int], str]:
-    path: list[str | int] = list(error.instance_path)
+def _walked(parts: Iterable[str | int], data: object) -> list[str | int]:
+    """A path through `data`, each step an index where the value there is an array and a key
+    where it is an object: the validator writes an object's key "0" as it writes index 0."""
+    path: list[str | int] = []
+    node = data
+    for part in parts:
+        if isinstance(node, list) and str(part).isdigit():
+            index = int(part)
+            path.append(index)
+            node = node[index] if index < len(node) else None
+        else:
+            path.append(str(part))
+            node = node.get(str(part)) if isinstance(node, dict) else None
+    return path
+
+
+def _worded(error: jsonschema_rs.ValidationError, data: object) -> tuple[list[str | int], str]:
+    path = _walked(error.instance_path, data)
     if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
         # A missing field is named by its own path, as pydantic names one.
         return [*path, str(error.kind.property)], "is required"
@@ -83,19 +99,10 @@ _REQUIRED = " is a required property"
 
 
 def _listed(error: Mapping[str, Any], data: object) -> tuple[list[str | int], str]:
-    """One error of an evaluation's list: its JSON Pointer walked through `data`, so that an
-    index is told from a key that looks like one."""
-    path: list[str | int] = []
-    node = data
+    """One error of an evaluation's flat list, its JSON Pointer walked through `data`."""
     pointer = str(error["instanceLocation"])
-    for raw in pointer.split("/")[1:] if pointer else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, list) and part.isdigit():
-            path.append(int(part))
-            node = node[int(part)] if int(part) < len(node) else None
-        else:
-            path.append(part)
-            node = node.get(part) if isinstance(node, dict) else None
+    parts = [raw.replace("~1", "/").replace("~0", "~") for raw in pointer.split("/")[1:]] if pointer else []
+    path = _walked(parts, data)
     message = str(error["error"])
     if str(error["schemaLocation"]).endswith("/required") and message.endswith(_REQUIRED):
         try:
@@ -119,7 +126,7 @@ def problems(validator: jsonschema_rs.Draft202012Validator, data: object, prefix
     terminals (`tillhook events show`)."""
     listed = validator.evaluate(data).errors()
     if len(listed) <= _WORDED_ERRORS:
-        found = [_worded(error) for error in validator.iter_errors(data)]
+        found = [_worded(error, data) for error in validator.iter_errors(data)]
     else:
         found = [_listed(error, data) for error in listed[:MAX_ERRORS]]
     found.sort(key=_in_path_order)

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from tillhook.catalogue import MAX_ERRORS, Catalogue, EventTypeSpec, SchemaProblem
-from tillhook.config import validate_config
+from tillhook.config import load_config, validate_config
 from tillhook.envelope import SCHEMA_MISMATCH, parse_body, to_new_events
-from tillhook.errors import InvalidInput
+from tillhook.errors import ConfigError, InvalidInput
+from tillhook.models import EventIn
 
 SALE = {
     "type": "object",
@@ -98,6 +99,69 @@ def test_problems_are_capped_and_long_words_cut() -> None:
     assert found[-1].field == f"data.items[{MAX_ERRORS - 1}].sku"
     _, (long,) = SHOP.check("sale.completed", {"total": "x" * 1000, "items": []})
     assert long.field == "data.total" and len(long.message) == 200 and long.message.endswith("…")
+
+
+def _checked(schema: dict[str, Any], data: object) -> list[tuple[str, str]]:
+    catalogue = Catalogue([EventTypeSpec.model_validate({"name": "x.y", "schema": schema})])
+    return [(p.field, p.message) for p in catalogue.check("x.y", data)[1]]
+
+
+def test_past_200_problems_the_first_50_met_are_named_from_one_evaluation() -> None:
+    schema = {
+        "type": "object",
+        "required": ["total"],
+        "properties": {"lines": {"type": "array", "items": {"type": "string"}}, "total": {"type": "number"}},
+    }
+    found = _checked(schema, {"lines": list(range(300))})
+    assert len(found) == MAX_ERRORS
+    # The missing field still by its own path, the items by index, in the order of their paths.
+    assert found[0] == ("data.lines[0]", '0 is not of type "string"')
+    assert ("data.total", "is required") in found
+    assert [f for f, _ in found if f.startswith("data.lines")] == [f"data.lines[{i}]" for i in range(MAX_ERRORS - 1)]
+
+
+def test_pointers_are_walked_through_the_data_so_a_key_like_an_index_stays_a_key() -> None:
+    schema = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}}
+    # "0" and "a/b~c" are keys of an object ("~1" and "~0" in the pointer); 1 is an index.
+    data = {"0": ["x"] * 150, "a/b~c": ["y"] * 60}
+    found = _checked(schema, data)
+    assert len(found) == MAX_ERRORS
+    fields = {f for f, _ in found}
+    assert "data.0[1]" in fields
+    small = _checked(schema, {"a/b~c": ["y"], "0": ["x"]})  # under 200: worded one by one
+    assert small == [("data.0[0]", '"x" is not of type "integer"'), ("data.a/b~c[0]", '"y" is not of type "integer"')]
+    many = _checked(schema, {"a/b~c": ["y"] * 250})
+    assert many[0] == ("data.a/b~c[0]", '"y" is not of type "integer"')
+
+
+def test_keys_and_values_from_the_pos_never_reach_a_terminal_raw() -> None:
+    schema = {"type": "object", "additionalProperties": {"type": "integer"}}
+    (found,) = _checked(schema, {"\x1b[31mred\u202e": "\x07bell\u200b"})
+    assert found == ("data.\\u001b[31mred\\u202e", '"\\u0007bell\\u200b" is not of type "integer"')
+    assert all(c.isprintable() for c in found[0] + found[1])
+
+
+def test_toml_dates_in_a_schema_or_an_example_are_named_at_load(tmp_path: Path) -> None:
+    config = tmp_path / "types.toml"
+    config.write_text(
+        "[[event_types]]\n"
+        'name = "sale.completed"\n'
+        "example = { at = 2026-01-01T10:00:00Z, lines = [{ day = 2026-01-01 }] }\n"
+        'schema = { type = "object", properties = { at = { const = 10:00:00 } } }\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert caught.value.errors == [
+        "event_types[0].schema.properties.at.const: is a TOML date or time, which JSON has not: write it as a"
+        " string, in quotes",
+        "event_types[0].example.at: is a TOML date or time, which JSON has not: write it as a string, in quotes",
+    ]
+
+
+def test_a_pos_field_named_test_does_not_make_an_event_a_test() -> None:
+    (event,) = to_new_events([EventIn(type="sale.completed", data={"test": True})], 0.0, lambda _t: ())
+    assert event.test is False and b'"test":true}' in event.body  # only inside data
+    assert not event.body.endswith(b',"test":true}')
 
 
 # -- ingest: a strict type refuses, a batch all or nothing ------------------------------
