@@ -25,7 +25,7 @@ from tillhook.errors import StoreUnavailable
 from tillhook.gates import EndpointGates
 from tillhook.metrics import Metrics
 from tillhook.models import AttemptRecord, ClaimedDelivery, Endpoint, EventIn, NewEvent
-from tillhook.redact import Scrubber, origin, redact_url
+from tillhook.redact import origin, origins_only, scrubber
 from tillhook.registry import EndpointRegistry
 from tillhook.shaping import FanOut
 from tillhook.store.port import Outbox
@@ -287,12 +287,11 @@ class Alerts:
     @staticmethod
     def _scrubbed(endpoint: Endpoint, text: str | None) -> str:
         # Error texts are scrubbed where they are made; an alert goes to another receiver,
-        # often a chat, so once more costs nothing.
-        scrubbed = Scrubber(endpoint.url, endpoint.headers)(text or "unknown")
-        # Nor the path, where chat webhooks keep their token: only where it goes.
-        return scrubbed.replace(redact_url(endpoint.url), origin(endpoint.url)).replace(
-            endpoint.url, origin(endpoint.url)
-        )
+        # often a chat, and a viewer reads it as an event, so once more costs nothing.
+        scrubbed = scrubber(endpoint.url, endpoint.headers)(text or "unknown")
+        # Nor the path, where chat webhooks keep their token, however the text quotes it
+        # (normalised by aiohttp, or the path alone): only where it goes.
+        return origins_only(scrubbed, endpoint.url)
 
 
 def _is_it_up(endpoint: Endpoint, error: str) -> str:

@@ -68,10 +68,14 @@ class Deliverer:
             # Error texts quote the URL and a receiver may echo it, or the request's headers:
             # no credential of either is written anywhere (attempt log, endpoint health, log
             # lines).
-            for key in ("error", "response_excerpt"):
-                text = outcome.get(key)
-                if isinstance(text, str):
-                    outcome[key] = scrub(text)
+            error = outcome.get("error")
+            if isinstance(error, str):
+                outcome["error"] = scrub(error)
+            excerpt = outcome.get("response_excerpt")
+            if isinstance(excerpt, str):
+                # Read past the limit by the longest credential, scrubbed, then cut: one
+                # crossing the cut is masked whole instead of keeping its first characters.
+                outcome["response_excerpt"] = _cut(scrub(excerpt), self._body_limit)
             return AttemptResult(started_at=started_at, duration_ms=duration_ms, **outcome)  # type: ignore[arg-type]
 
         refusal = self._refusal(endpoint.url)
@@ -109,7 +113,7 @@ class Deliverer:
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                excerpt = await self._excerpt(response)
+                excerpt = await self._excerpt(response, scrub.reach)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
                 return ended(
                     status=response.status, response_excerpt=excerpt, retry_after_s=retry_after, body_sent=sent
@@ -149,14 +153,32 @@ class Deliverer:
             return None  # a name: checked by the resolver once resolved
         return self._policy.refusal(host)
 
-    async def _excerpt(self, response: aiohttp.ClientResponse) -> str | None:
+    async def _excerpt(self, response: aiohttp.ClientResponse, reach: int) -> str | None:
         if self._body_limit <= 0:
             return None
+        # All of it up to the limit and the reach, not the first chunk only: a credential split
+        # between two chunks would keep its first part.
+        chunks: list[bytes] = []
+        wanted = self._body_limit + reach
         try:
-            raw = await response.content.read(self._body_limit)
+            while wanted > 0:
+                chunk = await response.content.read(wanted)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                wanted -= len(chunk)
         except (TimeoutError, aiohttp.ClientError):
-            return None
-        return raw.decode("utf-8", errors="replace")
+            if not chunks:
+                return None
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` cut to `limit` bytes of UTF-8, a character the cut would split left out."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
 
 
 def describe_client_error(exc: aiohttp.ClientError) -> str:

@@ -15,8 +15,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from structlog.testing import capture_logs
 
-from tests.integration.conftest import Harness, make_config
+from tests.integration.conftest import VIEWER_TOKEN, Harness, make_config
 from tests.integration.test_admin_api import api
+from tests.integration.test_auth import call
 from tests.integration.test_metrics import scrape
 from tests.support import FakeClock, Received, Receiver, json_of, ok, status
 from tillhook.redact import origin
@@ -453,3 +454,29 @@ async def test_an_alert_never_carries_the_credentials_in_an_endpoints_url(tmp_pa
     assert alert["data"]["endpoint"]["url"].endswith("/…")
     body = watch.received[0].body.decode()
     assert "pa55word-42" not in body and "s3cr3t-token" not in body and "shop:" not in body
+
+
+async def test_an_alert_never_carries_the_path_of_an_endpoints_url_however_the_error_quotes_it(
+    tmp_path, receivers, make_harness, clock, not_http
+):
+    # aiohttp quotes the URL normalised ("/a/../" gone), so it is not the endpoint's url as written.
+    token = "sl4ckT0kenXXXXXXXXXXXXX"
+    url = f"http://127.0.0.1:{not_http}/a/../services/T0SLACK01/B0SLACK02/{token}"
+    watch = await receivers()
+    config = make_config(
+        tmp_path,
+        [
+            {"name": "chat", "url": url, "events": ["sale.*"]},
+            {"name": "watch", "url": watch.url, "events": ["tillhook.**"]},
+        ],
+    )
+    h = await make_harness(config, clock=clock)
+    await post(h, 12)
+    await step(h)
+    (alert,) = alerts_in(watch)
+    assert alert["type"] == FAILING
+    assert f"url='http://127.0.0.1:{not_http}/…'" in alert["data"]["last_error"], alert["data"]["last_error"]
+    for text in (watch.received[0].body.decode(), json.dumps(alert)):
+        assert token not in text and "T0SLACK01" not in text, text
+    code, event = await call(h, VIEWER_TOKEN, "GET", f"/v1/events/{alert['id']}")
+    assert code == 200 and token not in json.dumps(event)

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.integration.conftest import make_config
+from tests.integration.conftest import VIEWER_TOKEN, make_config
 from tests.integration.test_admin_api import api, create, post
-from tests.support import FakeClock, deliveries_of
+from tests.integration.test_auth import call
+from tests.support import FakeClock, deliveries_of, status
 from tillhook.delivery import Deliverer, make_session
 from tillhook.models import ClaimedDelivery, Endpoint, SigningSecret
 from tillhook.rules import new_secret
@@ -35,11 +36,13 @@ async def echo_url(request: web.Request, n: int) -> web.StreamResponse:
     return web.Response(status=404, text=f"no hook at {request.path_qs} for {request.headers.get('authorization')}")
 
 
-async def attempt(url: str, headers: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, str | None]:
+async def attempt(
+    url: str, headers: tuple[tuple[str, str], ...] = (), limit: int = 512
+) -> tuple[str | None, str | None]:
     policy = AddressPolicy([ipaddress.ip_network("127.0.0.0/8")])
     session = make_session(policy)
     try:
-        deliverer = Deliverer(session, policy, FakeClock(), timeout_s=5.0, allow_http=True, response_body_limit=512)
+        deliverer = Deliverer(session, policy, FakeClock(), timeout_s=5.0, allow_http=True, response_body_limit=limit)
         endpoint = Endpoint(
             id="ep_1", name="shop", url=url, events=("*",), secrets=(SigningSecret(new_secret()),), headers=headers
         )
@@ -100,7 +103,7 @@ BASIC = base64.b64encode(b"till-user:till-pass-5e1f").decode()
 HEADERS = (
     ("authorization", f"Basic {BASIC}"),
     ("x-api-key", "key-shop-9c4d27a1"),
-    ("x-tenant", "shop"),  # four characters: masked too
+    ("x-tenant", "shop"),  # no credential: left readable
 )
 HEADER_SECRETS = (BASIC, "key-shop-9c4d27a1", "till-user", "till-pass-5e1f")
 
@@ -143,7 +146,7 @@ async def test_a_receiver_echoing_the_headers_does_not_put_their_values_in_the_e
     assert receiver.received[0].headers["x-api-key"] == "key-shop-9c4d27a1"  # sent as it is
     assert error is None
     assert_no_header_value(excerpt)
-    assert "x-api-key: ***" in excerpt and "x-tenant: ***" in excerpt
+    assert "x-api-key: ***" in excerpt and "x-tenant: shop" in excerpt
     assert "authorization: ***" in excerpt.lower() and "(***)" in excerpt  # the decoded user:password
 
 
@@ -166,3 +169,56 @@ async def test_the_stored_attempt_holds_no_header_value(tmp_path, make_harness, 
     (attempt_out,) = delivery["attempt_log"]
     assert_no_header_value(attempt_out["response_excerpt"])
     assert "x-api-key: ***" in attempt_out["response_excerpt"].lower()
+
+
+async def test_a_credential_crossing_the_excerpts_limit_is_masked_whole(receivers):
+    # 36 characters, then the key from the 38th: the limit of 40 cuts it after "key".
+    receiver = await receivers(behaviour=status(401, "a" * 36 + " key-shop-9c4d27a1 is not known"))
+    _, excerpt = await attempt(f"http://127.0.0.1:{receiver.port}/h", HEADERS, limit=40)
+    assert excerpt == "a" * 36 + " ***"
+    _, excerpt = await attempt(f"http://127.0.0.1:{receiver.port}/h{QUERY}", limit=40)
+    assert excerpt == "a" * 36 + " key"  # no such credential: cut as it is
+
+
+SLACK_PATH = "/services/T0SLACK01/B0SLACK02/sl4ckT0kenXXXXXXXXXXXXX"
+
+
+async def viewed_and_stored(h, delivery_id: int) -> tuple[str, str]:
+    """The attempt's excerpt as the viewer and as the admin read it."""
+    code, viewed = await call(h, VIEWER_TOKEN, "GET", f"/v1/deliveries/{delivery_id}")
+    assert code == 200, viewed
+    code, stored = await api(h, "GET", f"/v1/deliveries/{delivery_id}")
+    assert code == 200, stored
+    return viewed["attempt_log"][0]["response_excerpt"], stored["attempt_log"][0]["response_excerpt"]
+
+
+async def test_the_viewer_reads_no_header_value_stored_before_the_header_was_set(
+    tmp_path, make_harness, clock, receivers
+):
+    # Stored before the endpoint had the header (as before header values were masked at all):
+    receiver = await receivers(behaviour=status(401, "bad key key-shop-9c4d27a1"))
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    await create(h, receiver.url, name="echo")
+    (row,) = await deliveries_of(h.services.store, await post(h))
+    assert await h.step() == 1
+    code, _ = await api(h, "PATCH", "/v1/endpoints/echo", {"headers": {"x-api-key": "key-shop-9c4d27a1"}})
+    assert code == 200
+    assert await viewed_and_stored(h, row.id) == ("bad key ***", "bad key key-shop-9c4d27a1")
+
+
+async def test_the_viewer_reads_no_path_token_of_a_changed_or_deleted_endpoint(
+    tmp_path, make_harness, clock, receivers
+):
+    receiver = await receivers(behaviour=status(404, f"no hook at {SLACK_PATH}"))
+    h = await make_harness(make_config(tmp_path, []), clock=clock)
+    await create(h, f"http://127.0.0.1:{receiver.port}{SLACK_PATH}", name="chat")
+    (row,) = await deliveries_of(h.services.store, await post(h))
+    assert await h.step() == 1
+    assert (await viewed_and_stored(h, row.id))[0] == "no hook at /…"
+    code, _ = await api(h, "PATCH", "/v1/endpoints/chat", {"url": f"http://127.0.0.1:{receiver.port}/in"})
+    assert code == 200
+    shown = "no hook at /services/T0SLACK01/B0SLACK02/…"
+    assert await viewed_and_stored(h, row.id) == (shown, f"no hook at {SLACK_PATH}")
+    code, _ = await api(h, "DELETE", "/v1/endpoints/chat")
+    assert code == 204
+    assert await viewed_and_stored(h, row.id) == (shown, f"no hook at {SLACK_PATH}")

@@ -122,7 +122,7 @@ HEADERS = (("authorization", "Bearer bt-0123456789"), ("x-api-key", "key-shop-42
         ((("authorization", f"Basic {BASIC}"),), "user till-user, password till-pass-77", "user ***, password ***"),
         ((("authorization", f"Basic {BASIC}"),), "till-user:till-pass-77", "***"),
         # A value with quotes, as JSON escapes it:
-        ((("x-sig", 'a"quoted"b'),), '{"x-sig": "a\\"quoted\\"b"}', '{"x-sig": "***"}'),
+        ((("x-signature", 'a"quoted"b'),), '{"x-signature": "a\\"quoted\\"b"}', '{"x-signature": "***"}'),
         # A value under four characters is left alone, like a short query value:
         (HEADERS, "abc is fine", "abc is fine"),
         # A value that is not Basic base64 is masked as it is, nothing decoded:
@@ -134,6 +134,60 @@ def test_scrubber_masks_the_static_headers_values(
     headers: tuple[tuple[str, str], ...], text: str, scrubbed: str
 ) -> None:
     assert Scrubber("https://a.example/h", headers)(text) == scrubbed
+
+
+PLAIN = (("x-version", "2024"), ("x-tenant", "shop"), ("accept", "application/json"), ("x-request-source", "pos"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "text", "scrubbed"),
+    [
+        # A plain header's value stays readable, inside other words and alone:
+        (PLAIN, "since 2024-01-02 for shopify", "since 2024-01-02 for shopify"),
+        (PLAIN, "x-tenant: shop, x-version: 2024", "x-tenant: shop, x-version: 2024"),
+        (PLAIN, '{"accept": "application/json"}', '{"accept": "application/json"}'),
+        # A header named for a credential is masked whatever its value, four characters too:
+        ((("x-shop-key", "k9z4"),), "x-shop-key: k9z4", "x-shop-key: ***"),
+        ((("Cookie", "sid=abcd"),), "cookie sid=abcd", "cookie ***"),
+        ((("X-Session", "s-77"),), "session s-77 unknown", "session *** unknown"),
+        # An Authorization-style value under any name, its token alone too:
+        ((("x-forward", "Bearer fw-0123"),), "fw-0123 refused", "*** refused"),
+        # A plain header's value that looks like a token is masked where it stands alone:
+        ((("x-tenant", "tn4f9c2e7a1b3d5e8f0a"),), "tenant tn4f9c2e7a1b3d5e8f0a unknown", "tenant *** unknown"),
+        ((("x-tenant", "tn4f9c2e7a1b3d5e8f0a"),), '{"x-tenant":"tn4f9c2e7a1b3d5e8f0a"}', '{"x-tenant":"***"}'),
+        # ... not inside a longer word, nor a long value without digits:
+        ((("x-tenant", "tn4f9c2e7a1b3d5e8f0a"),), "tn4f9c2e7a1b3d5e8f0a99", "tn4f9c2e7a1b3d5e8f0a99"),
+        ((("x-app", "my-shop-application-name"),), "app my-shop-application-name", "app my-shop-application-name"),
+    ],
+)
+def test_scrubber_masks_credentials_and_leaves_plain_header_values_readable(
+    headers: tuple[tuple[str, str], ...], text: str, scrubbed: str
+) -> None:
+    assert Scrubber("https://a.example/h", headers)(text) == scrubbed
+
+
+@pytest.mark.parametrize(
+    ("headers", "text", "scrubbed"),
+    [
+        # As PHP's json_encode writes it, "/" escaped:
+        ((("authorization", "Bearer ab/cd+ef="),), '{"auth":"Bearer ab\\/cd+ef="}', '{"auth":"***"}'),
+        ((("authorization", "Bearer ab/cd+ef="),), '{"token":"ab\\/cd+ef="}', '{"token":"***"}'),
+        # Percent-encoded, as a query string or a form quotes it:
+        ((("authorization", "Bearer ab/cd+ef="),), "token=ab%2Fcd%2Bef%3D&x=1", "token=***&x=1"),
+        ((("authorization", "Bearer ab/cd+ef="),), "h=Bearer+ab%2Fcd%2Bef%3D", "h=***"),
+        ((("authorization", "Bearer ab/cd+ef="),), "h=Bearer%20ab%2Fcd%2Bef%3D", "h=***"),
+        ((("x-api-key", "k/9 z"),), "key=k%2F9+z", "key=***"),
+    ],
+)
+def test_scrubber_masks_a_header_value_escaped_or_percent_encoded(
+    headers: tuple[tuple[str, str], ...], text: str, scrubbed: str
+) -> None:
+    assert Scrubber("https://a.example/h", headers)(text) == scrubbed
+
+
+def test_a_scrubbers_reach_is_its_longest_credential() -> None:
+    assert Scrubber("https://a.example/h").reach == 0
+    assert Scrubber("https://a.example/h?t=abcd", (("x-api-key", "key-shop-42"),)).reach == len("key-shop-42")
 
 
 def test_scrubber_masks_the_url_and_the_headers_together() -> None:
@@ -171,6 +225,30 @@ DISCORD = "https://discord.com/api/webhooks/1234567890/d1sc0rdT0ken-abcdefghijkl
             "cannot connect to hooks.example:443 for /hook",
             "cannot connect to hooks.example:443 for /…",
         ),
+        # The ids beside the token, alone, and the path in another case:
+        (SLACK, "workspace T0SLACK01, channel B0SLACK02", "workspace …, channel …"),
+        (SLACK, "no hook at /services/t0slack01/b0slack02/sl4ckt0kenxxxxxxxxxxxxx", "no hook at /…"),
+        (SLACK, "no hook at /services/t0slack01", "no hook at /services/…"),
+        # Percent-encoded or JSON-escaped:
+        (SLACK, '{"path":"services\\/T0SLACK01\\/B0SLACK02\\/sl4ckT0kenXXXXXXXXXXXXX"}', '{"path":"…"}'),
+        # Whatever the endpoint (deleted, or its URL changed since), a token-like segment of a path:
+        (
+            None,
+            "no hook at /services/T0SLACK01/B0SLACK02/sl4ckT0kenXXXXXXXXXXXXX",
+            "no hook at /services/T0SLACK01/B0SLACK02/…",
+        ),
+        (
+            "https://a.example/new",
+            "no hook at /api/webhooks/123/d1sc0rdT0ken-abcdefgh",
+            "no hook at /api/webhooks/123/…",
+        ),
+        # ... not a long word, nor a long number, nor a token not after a "/":
+        (
+            None,
+            "see /docs/troubleshooting-webhooks and /id/12345678901234567890",
+            "see /docs/troubleshooting-webhooks and /id/12345678901234567890",
+        ),
+        (None, "event msg_2a8f3c9e1b7d4f60 failed", "event msg_2a8f3c9e1b7d4f60 failed"),
         (SLACK, "", ""),
     ],
 )

@@ -35,7 +35,7 @@ from tillhook.api.state import ROLE, SERVICES, Services
 from tillhook.endpoint_rules import ExtraSignatureSpec
 from tillhook.gates import GateView
 from tillhook.models import Endpoint, format_time
-from tillhook.redact import MASK, origin, origins_only
+from tillhook.redact import MASK, origin, origins_only, scrubber
 
 
 def endpoint_state(services: Services, endpoint: Endpoint) -> EndpointState:
@@ -64,7 +64,7 @@ def endpoint_out(services: Services, endpoint: Endpoint, *, reveal: bool = True)
         disabled_reason=(
             endpoint.disabled_reason
             if reveal or endpoint.disabled_reason is None
-            else origins_only(endpoint.disabled_reason, endpoint.url)
+            else origins_only(scrubber(endpoint.url, endpoint.headers)(endpoint.disabled_reason), endpoint.url)
         ),
         max_in_flight=endpoint.max_in_flight,
         rate_limit=endpoint.rate_limit,

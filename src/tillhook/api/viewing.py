@@ -1,8 +1,9 @@
 """What a viewer (the viewer token, or a session signed in with it) reads of where an endpoint
 delivers: its origin only, never the path, where chat webhooks keep their token
 (hooks.slack.com/services/T…/B…/token, discord.com/api/webhooks/{id}/{token}). The admin
-reads the replies as they are; a viewer gets a copy with the endpoint's URL cut to its origin
-in every text that may quote it: errors, response excerpts, failure and disabled reasons."""
+reads the replies as they are; a viewer gets a copy of every text that may quote the endpoint
+(errors, response excerpts, failure and disabled reasons) scrubbed again of its credentials
+(URL and header values, redact.Scrubber) and with its URL cut to its origin (origins_only)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from tillhook.api.dashboard.guard import SESSION
 from tillhook.api.schemas import DeliveryDetail, DeliveryOut, EndpointStatus, EventDetail, StatusOut
 from tillhook.api.state import ROLE, Services
-from tillhook.redact import origins_only
+from tillhook.redact import origins_only, scrubber
 
 
 def is_viewer(request: web.Request) -> bool:
@@ -23,9 +24,14 @@ def is_viewer(request: web.Request) -> bool:
 def _text(services: Services, endpoint_id: str, text: str | None) -> str | None:
     if text is None:
         return None
-    # A deleted endpoint's URL is no longer known: the URLs its texts quote are still cut.
+    # A deleted endpoint's URL is no longer known: the URLs its texts quote are still cut, and
+    # what looks like a token in a path (origins_only).
     endpoint = services.registry.get(endpoint_id)
-    return origins_only(text, endpoint.url if endpoint is not None else None)
+    if endpoint is None:
+        return origins_only(text)
+    # Scrubbed once more: a row stored before a header was added, or before header values
+    # were masked at all, may hold one as the receiver echoed it.
+    return origins_only(scrubber(endpoint.url, endpoint.headers)(text), endpoint.url)
 
 
 def _delivery_texts(services: Services, d: DeliveryOut) -> dict[str, str | None]:
