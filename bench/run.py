@@ -515,6 +515,30 @@ class Bench:
         return out
 
     # 2 --------------------------------------------------------------------------------------
+    def _batches_of_100(
+        self, daemon: Daemon, prefix: str, warmup: float, duration: float, label: str
+    ) -> dict[str, Any]:
+        """Figure 2's load on `daemon`: batches of 100 events from 4 clients, its CPU counted;
+        the daemon is stopped and what it stored checked against what it acknowledged."""
+        cpu0 = cpu_seconds(daemon.pid)
+        result = run_worker(
+            "loadgen",
+            {
+                "concurrency": 4,
+                "batch": 100,
+                "warmup": warmup,
+                "duration": duration,
+                "token": INGEST_TOKEN,
+                "url": f"{daemon.base}/v1/events",
+                "prefix": prefix,
+            },
+            timeout=warmup + duration + 90,
+        )
+        result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
+        self._daemon_done(daemon, label)
+        self._check_stored(label, daemon, result, 100)
+        return result
+
     def ingest_batch(self, run: int) -> dict[str, Any]:
         warmup, duration = (0.5, 2.0) if self.quick else (1.0, 4.0)
         rows = 10_000 if self.quick else 50_000
@@ -523,23 +547,7 @@ class Bench:
         for which in order:
             if which == "daemon":
                 daemon = Daemon(self.tmp / f"batch-{run}")
-                cpu0 = cpu_seconds(daemon.pid)
-                result = run_worker(
-                    "loadgen",
-                    {
-                        "concurrency": 4,
-                        "batch": 100,
-                        "warmup": warmup,
-                        "duration": duration,
-                        "token": INGEST_TOKEN,
-                        "url": f"{daemon.base}/v1/events",
-                        "prefix": f"b{run}",
-                    },
-                    timeout=warmup + duration + 90,
-                )
-                result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
-                self._daemon_done(daemon, "ingest batch")
-                self._check_stored("ingest batch", daemon, result, 100)
+                result = self._batches_of_100(daemon, f"b{run}", warmup, duration, "ingest batch")
                 self._check_statuses("ingest batch (daemon)", result, "202")
                 out["value"], out["daemon"] = result["events_per_s"], result
             else:
@@ -979,23 +987,7 @@ class Bench:
         for name in order:
             label = f"catalogue ({name})"
             daemon = Daemon(self.tmp / f"catalogue-{run}-{name}", event_types=catalogue.VARIANTS[name])
-            cpu0 = cpu_seconds(daemon.pid)
-            result = run_worker(
-                "loadgen",
-                {
-                    "concurrency": 4,
-                    "batch": 100,
-                    "warmup": warmup,
-                    "duration": duration,
-                    "token": INGEST_TOKEN,
-                    "url": f"{daemon.base}/v1/events",
-                    "prefix": f"c{run}{name}",
-                },
-                timeout=warmup + duration + 90,
-            )
-            result["server_cpu_s"] = cpu_seconds(daemon.pid) - cpu0
-            self._daemon_done(daemon, label)
-            self._check_stored(label, daemon, result, 100)
+            result = self._batches_of_100(daemon, f"c{run}{name}", warmup, duration, label)
             self._check_statuses(label, result, "202")
             counts = catalogue.stored(daemon.workdir / "tillhook.db")
             for problem in catalogue.problems(name, counts):
