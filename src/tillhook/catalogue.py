@@ -77,7 +77,7 @@ def _walked(parts: Iterable[str | int], data: object) -> list[str | int]:
     path: list[str | int] = []
     node = data
     for part in parts:
-        if isinstance(node, list) and str(part).isdigit():
+        if isinstance(node, list) and str(part).isascii() and str(part).isdigit():
             index = int(part)
             path.append(index)
             node = node[index] if index < len(node) else None

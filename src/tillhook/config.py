@@ -98,7 +98,7 @@ def parse_listen(value: str) -> Listen:
         return Listen(unix_path=path)
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError(f'{value!r} is not "host:port" (like "127.0.0.1:8787") or "unix:/path"')
     return Listen(host=host, port=int(port))
 

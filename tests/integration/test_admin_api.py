@@ -114,6 +114,9 @@ async def test_bad_bodies_and_unknown_ids(admin):
         ("GET", "/v1/deliveries/999"),
         ("GET", "/v1/deliveries/abc"),
         ("POST", "/v1/deliveries/999/retry"),
+        # Digits to str.isdigit() but not to int(): an id is ASCII digits.
+        ("GET", "/v1/deliveries/%C2%B2"),
+        ("POST", "/v1/deliveries/%C2%B2/retry"),
         ("GET", "/v1/events/msg_nope"),
     ]:
         code, problem = await api(h, method, path, {} if method == "PATCH" else None)

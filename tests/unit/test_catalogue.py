@@ -130,6 +130,8 @@ def test_pointers_are_walked_through_the_data_so_a_key_like_an_index_stays_a_key
     assert "data.0[1]" in fields
     small = _checked(schema, {"a/b~c": ["y"], "0": ["x"]})  # under 200: worded one by one
     assert small == [("data.0[0]", '"x" is not of type "integer"'), ("data.a/b~c[0]", '"y" is not of type "integer"')]
+    # A key of unicode digits beside an array is a key, never taken for an index.
+    assert _checked(schema, {"²": ["x"]}) == [("data.²[0]", '"x" is not of type "integer"')]
     many = _checked(schema, {"a/b~c": ["y"] * 250})
     assert many[0] == ("data.a/b~c[0]", '"y" is not of type "integer"')
 

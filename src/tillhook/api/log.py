@@ -155,7 +155,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 def delivery_id_of(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidInput(
             f"{raw!r} is not a delivery id; delivery ids are numbers, as GET /v1/deliveries lists them",
             status=404,

@@ -109,7 +109,7 @@ def parse_when(value: str, now: float, field: str) -> float:
 def parse_cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise invalid(
             [{"field": "cursor", "message": "is not a cursor from an earlier page's next_cursor"}], "the query"
         )

@@ -105,7 +105,7 @@ def _check_ports(hosts: str) -> None:
         port = _port_of(host)
         if host.startswith("[") and "]" not in host:
             raise ValueError("has an IPv6 address without its closing ]")
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError("has a port that is not a number from 1 to 65535")
 
 
